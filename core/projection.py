@@ -1,0 +1,129 @@
+"""The projection loop: ``task-events`` -> the SQL store, and read-your-writes waits.
+
+Every core instance projects every partition (it assigns them, it does not join a
+group), resuming at the offsets the store holds. A record that cannot be decoded is
+logged with its position and skipped, so one poison record never stops the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from core.store import AppliedRecord, TaskStore
+from schemas import EventDecodeError, decode_event
+from taskstream.infra.kafka import consumer_config
+from taskstream.infra.logs import fields
+from taskstream.infra.settings import CommonSettings
+
+__all__ = ["Projection"]
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PROJECTED = Counter(
+    "taskstream_projection_events_total", "task-events records applied to the task store"
+)
+POISON_RECORDS = Counter(
+    "taskstream_projection_undecodable_total", "task-events records the store could not decode"
+)
+PROJECTION_LAG = Gauge(
+    "taskstream_projection_lag_records", "records of task-events not yet in the task store"
+)
+
+
+class Projection:
+    """A thread that keeps the store up with the log."""
+
+    def __init__(self, settings: CommonSettings, store: TaskStore, instance_id: str) -> None:
+        self.store = store
+        self.topic = settings.topics.task_events
+        self._consumer = Consumer(
+            consumer_config(settings, f"{settings.topic_prefix}core-projection-{instance_id}")
+        )
+        self._applied: dict[int, int] = {}
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="projection", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        metadata = self._consumer.list_topics(self.topic, timeout=30)
+        partitions = sorted(metadata.topics[self.topic].partitions)
+        stored = self.store.offsets()
+        self._applied = {p: stored.get(p, 0) for p in partitions}
+        self._consumer.assign(
+            [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self._consumer.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
+        """Wait until the record at ``offset`` of ``partition`` is in the store."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._applied.get(partition, 0) <= offset:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.alive:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = self._consumer.consume(num_messages=500, timeout=0.1)
+                records = []
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            logger.warning("projection consumer: %s", error.str())
+                        continue
+                    records.append(self._decode(message.partition() or 0, message.offset() or 0,
+                                                message.value()))
+                if records:
+                    self.store.apply(records)
+                    EVENTS_PROJECTED.inc(len(records))
+                    with self._changed:
+                        for record in records:
+                            self._applied[record.partition] = max(
+                                self._applied.get(record.partition, 0), record.offset + 1
+                            )
+                        self._changed.notify_all()
+                    self._update_lag()
+        except BaseException as exc:  # the service's health turns red; see alive
+            self.error = exc
+            logger.exception("projection stopped")
+            with self._changed:
+                self._changed.notify_all()
+
+    def _decode(self, partition: int, offset: int, value: bytes | None) -> AppliedRecord:
+        try:
+            return AppliedRecord(partition, offset, decode_event(value))
+        except EventDecodeError as exc:
+            POISON_RECORDS.inc()
+            logger.error("skipping undecodable record: %s", exc,
+                         extra=fields(topic=self.topic, partition=partition, offset=offset))
+            return AppliedRecord(partition, offset, None)
+
+    def _update_lag(self) -> None:
+        lag = 0
+        for partition, applied in self._applied.items():
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), cached=True
+            )
+            if high >= 0:
+                lag += max(high - applied, 0)
+        PROJECTION_LAG.set(lag)

@@ -1,0 +1,70 @@
+"""Appending events to ``task-events`` from the API, with delivery confirmed.
+
+The producer is idempotent with ``acks=all``; :meth:`EventPublisher.publish` returns a
+future that resolves to the record's partition and offset once the broker has it, so
+the API can wait for the projection to reach exactly that offset (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas import Event, encode_event, event_headers
+from taskstream.infra.kafka import producer_config
+from taskstream.infra.settings import CommonSettings
+
+__all__ = ["EventPublisher", "PublishError", "RecordPosition"]
+
+
+class PublishError(RuntimeError):
+    """The broker did not take an event; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPosition:
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventPublisher:
+    def __init__(self, settings: CommonSettings) -> None:
+        self.topic = settings.topics.task_events
+        self._producer = Producer(producer_config(settings, partitioner="murmur2_random"))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="event-publisher", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def publish(self, event: Event) -> Future[RecordPosition]:
+        result: Future[RecordPosition] = Future()
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                result.set_exception(PublishError(f"event {event.id} not written: {error.str()}"))
+            else:
+                result.set_result(
+                    RecordPosition(self.topic, message.partition() or 0, message.offset() or 0)
+                )
+
+        self._producer.produce(
+            self.topic,
+            key=event.task_id.encode(),
+            value=encode_event(event),
+            headers=event_headers(event),
+            on_delivery=delivered,
+        )
+        return result
+
+    def close(self, timeout: float = 10.0) -> Any:
+        self._stop.set()
+        self._poller.join(timeout)
+        return self._producer.flush(timeout)

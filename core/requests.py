@@ -1,0 +1,97 @@
+"""What ``POST /api/tasks`` accepts: our model, and the seed's Spring-style body.
+
+Our model uses snake_case names (camelCase aliases are accepted). The seed's body,
+``{"name", "cronExpression", "handlerClass", "parameters", "maxRetries"}``, maps onto
+it: ``cronExpression`` -> ``schedule.cron``, ``handlerClass`` -> ``handler``,
+``parameters`` (an object, or a string holding one) -> ``params``, ``maxRetries`` ->
+``retry.max_attempts = maxRetries + 1``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from schemas import Duration, Priority, RetryPolicy, Schedule, TaskSpec
+
+__all__ = ["CreateTaskRequest"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class CreateTaskRequest(_Request):
+    """A new task. Exactly one schedule: ``schedule`` or the seed's ``cronExpression``."""
+
+    name: str
+    schedule: Schedule
+    handler: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.MEDIUM
+    queue: str = "default"
+    timeout: Duration | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_seed_body(cls, body: Any) -> Any:
+        if not isinstance(body, dict):
+            return body
+        body = dict(body)
+        if "cronExpression" in body:
+            if "schedule" in body:
+                raise ValueError("give either 'schedule' or 'cronExpression', not both")
+            body["schedule"] = {"cron": body.pop("cronExpression")}
+        if "handlerClass" in body:
+            if "handler" in body:
+                raise ValueError("give either 'handler' or 'handlerClass', not both")
+            body["handler"] = body.pop("handlerClass")
+        if "parameters" in body:
+            if "params" in body:
+                raise ValueError("give either 'params' or 'parameters', not both")
+            body["params"] = _parameters(body.pop("parameters"))
+        if "maxRetries" in body:
+            retries = body.pop("maxRetries")
+            retry = dict(body.get("retry") or {})
+            if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0:
+                retry["max_attempts"] = retries + 1
+            else:
+                raise ValueError("maxRetries must be a whole number >= 0")
+            body["retry"] = retry
+        for nested in ("schedule", "retry"):
+            if isinstance(body.get(nested), dict):
+                body[nested] = {_snake(key): value for key, value in body[nested].items()}
+        return body
+
+    def to_spec(self, handler: str) -> TaskSpec:
+        """The task definition, with ``handler`` in its registered (canonical) name."""
+        return TaskSpec.model_validate(
+            {**self.model_dump(exclude={"handler"}), "handler": handler}
+        )
+
+
+def _snake(name: str) -> str:
+    return _SPECIAL_NAMES.get(name) or _CAMEL_HUMP.sub(r"_\1", name).lower()
+
+
+_SPECIAL_NAMES = {"timeZone": "timezone"}
+
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _parameters(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value) if value.strip() else {}
+        except orjson.JSONDecodeError:
+            raise ValueError("parameters is a string but not a JSON object: pass an object") from None
+    if not isinstance(value, dict):
+        raise ValueError("parameters must be a JSON object (or a string holding one)")
+    return value

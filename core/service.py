@@ -1,0 +1,63 @@
+"""Bootstrap of the core service: wire settings, Kafka, the store and the API."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from core.api import CoreRuntime, create_api
+from core.projection import Projection
+from core.publisher import EventPublisher
+from core.scheduler import Scheduler
+from core.settings import CoreSettings
+from core.store import TaskStore, make_engine
+from handlers import HandlerRegistry
+from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.infra.logs import configure_logging
+
+__all__ = ["bootstrap", "run", "shutdown"]
+
+logger = logging.getLogger(__name__)
+
+
+def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -> CoreRuntime:
+    """Create the topics and the store, and start the projection and the scheduler."""
+    ensure_topics(settings, standard_topics(settings, settings.queues))
+    store = TaskStore(make_engine(settings.database_url), settings.topics.task_events)
+    store.create_schema()
+    publisher = EventPublisher(settings)
+    projection = Projection(settings, store, settings.instance_id)
+    projection.start()
+    scheduler = Scheduler(settings, store)
+    scheduler.start()
+    return CoreRuntime(
+        settings=settings,
+        store=store,
+        publisher=publisher,
+        projection=projection,
+        scheduler=scheduler,
+        registry=registry or HandlerRegistry.from_entry_points(),
+    )
+
+
+def shutdown(runtime: CoreRuntime) -> None:
+    runtime.scheduler.stop()
+    runtime.projection.stop()
+    runtime.publisher.close()
+    runtime.store.engine.dispose()
+
+
+def run(settings: CoreSettings) -> None:
+    """Run the core service until SIGINT or SIGTERM."""
+    configure_logging("core", settings.log_level, settings.log_format)
+    runtime = bootstrap(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(create_api(runtime), host=settings.api_host, port=settings.api_port,
+                       log_config=None, access_log=False, lifespan="off")
+    )
+    logger.info("core API listening on http://%s:%d", settings.api_host, settings.api_port)
+    try:
+        server.run()
+    finally:
+        shutdown(runtime)

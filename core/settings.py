@@ -1,0 +1,43 @@
+"""The core service's settings (environment variables ``TASKSTREAM_*``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field
+
+from taskstream.infra.settings import CommonSettings
+
+__all__ = ["CoreSettings"]
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class CoreSettings(CommonSettings):
+    api_host: str = Field(default="127.0.0.1", description="address the REST API binds")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="port of the REST API")
+    database_url: str = Field(
+        default="sqlite:///.taskstream/taskstream.db",
+        description="SQLAlchemy URL of the task store (postgresql+psycopg://... in production)",
+    )
+    queues: list[str] = Field(
+        default=["default"], description="queues whose execution topics the core creates"
+    )
+    instance_id: str = Field(
+        default_factory=_default_instance_id, description="this core instance's name"
+    )
+    read_your_writes_timeout: float = Field(
+        default=5.0, ge=0, description="seconds a write waits for the store to show it"
+    )
+    scheduler_session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="a dead core instance's tasks move after this"
+    )
+    fire_batch_size: int = Field(default=1000, ge=1, description="fires per transaction")
+
+    @property
+    def scheduler_group(self) -> str:
+        return f"{self.topic_prefix}core-scheduler"

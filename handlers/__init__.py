@@ -1,0 +1,23 @@
+"""The ``TaskHandler`` SDK and the built-in handlers."""
+
+from handlers.base import (
+    HandlerError,
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
+from handlers.registry import ENTRY_POINT_GROUP, HandlerRegistry, UnknownHandlerError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HandlerError",
+    "HandlerRegistry",
+    "PermanentError",
+    "RetryableError",
+    "TaskContext",
+    "TaskHandler",
+    "TaskResult",
+    "UnknownHandlerError",
+]

@@ -1,0 +1,91 @@
+"""The handler SDK: subclass :class:`TaskHandler`, implement ``run(ctx)``.
+
+``run`` takes one frozen :class:`TaskContext`, so new context fields never break a
+plugin, and returns a :class:`TaskResult` (or any JSON value, or None). It may be a
+plain function or a coroutine; the executor runs sync handlers in a worker thread.
+
+Errors a handler may raise to steer retries::
+
+    HandlerError
+     ├── PermanentError   do not retry: the input can never succeed
+     └── RetryableError   retry, optionally after ``delay`` seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+__all__ = [
+    "HandlerError",
+    "PermanentError",
+    "RetryableError",
+    "TaskContext",
+    "TaskHandler",
+    "TaskResult",
+]
+
+
+class HandlerError(Exception):
+    """Base of the errors a handler raises on purpose."""
+
+
+class PermanentError(HandlerError):
+    """The execution can never succeed; the executor does not retry it."""
+
+
+class RetryableError(HandlerError):
+    """A transient failure; ``delay`` (seconds) overrides the policy's next backoff."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskContext:
+    """Everything a handler gets to know about the execution it runs."""
+
+    task_id: str
+    task_name: str
+    execution_id: str
+    attempt: int
+    scheduled_for: datetime
+    params: Mapping[str, Any]
+    deadline: float
+    """``time.monotonic()`` value after which the executor stops the run."""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    """Set when the run is cancelled or times out: long loops should check it."""
+    logger: logging.LoggerAdapter[logging.Logger] = field(
+        default_factory=lambda: logging.LoggerAdapter(logging.getLogger("taskstream.handler"))
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskResult:
+    """What a successful run returns; ``output`` must be JSON-serialisable."""
+
+    output: Any = None
+
+    @classmethod
+    def success(cls, output: Any = None) -> TaskResult:
+        return cls(output=output)
+
+
+class TaskHandler(ABC):
+    """Base class of every handler. Set ``name`` and implement :meth:`run`.
+
+    Register a handler with the ``taskstream.handlers`` entry-point group of your
+    package, or in code with :meth:`handlers.registry.HandlerRegistry.register`.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def run(self, ctx: TaskContext) -> TaskResult | Any | Awaitable[TaskResult | Any]:
+        """Do the work of one execution."""

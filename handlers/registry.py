@@ -1,0 +1,85 @@
+"""Which handlers exist: entry points plus what code registers, and nothing else.
+
+A task names its handler by registered name (``"echo"``) or by the class path of a
+registered class (``"handlers.builtin.EchoHandler"``, the seed's ``handlerClass``).
+A class path that is not registered never loads: requests cannot import code.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+from handlers.base import TaskHandler
+
+__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownHandlerError"]
+
+ENTRY_POINT_GROUP = "taskstream.handlers"
+logger = logging.getLogger(__name__)
+
+
+class UnknownHandlerError(LookupError):
+    """A task names a handler that is not registered."""
+
+
+def _class_path(cls: type[TaskHandler]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class HandlerRegistry:
+    """Registered handler classes, by name and by class path."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, type[TaskHandler]] = {}
+        self._by_path: dict[str, type[TaskHandler]] = {}
+        self._name_of: dict[type[TaskHandler], str] = {}
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> HandlerRegistry:
+        """A registry of every handler installed under the entry-point ``group``."""
+        registry = cls()
+        for entry in entry_points(group=group):
+            try:
+                handler = entry.load()
+            except Exception:
+                logger.exception("cannot load handler entry point %s = %s", entry.name, entry.value)
+                continue
+            if not (isinstance(handler, type) and issubclass(handler, TaskHandler)):
+                logger.error("entry point %s is not a TaskHandler subclass; skipped", entry.value)
+                continue
+            registry.register(handler, name=entry.name)
+        return registry
+
+    def register(self, handler: type[TaskHandler], *, name: str | None = None) -> None:
+        """Register ``handler`` under ``name`` (default: its ``name`` attribute)."""
+        key = name or getattr(handler, "name", None)
+        if not key:
+            raise ValueError(f"{_class_path(handler)} has no 'name': set `name = \"...\"`")
+        existing = self._by_name.get(key)
+        if existing is not None and existing is not handler:
+            raise ValueError(
+                f"handler name {key!r} is taken by {_class_path(existing)}; choose another name"
+            )
+        self._by_name[key] = handler
+        self._by_path[_class_path(handler)] = handler
+        self._name_of.setdefault(handler, key)
+
+    def resolve(self, reference: str) -> type[TaskHandler]:
+        """The class for a registered name or class path; raise ``UnknownHandlerError``."""
+        handler = self._by_name.get(reference) or self._by_path.get(reference)
+        if handler is None:
+            raise UnknownHandlerError(
+                f"unknown handler {reference!r}: registered handlers are "
+                f"{', '.join(sorted(self._by_name)) or 'none'}. Register yours under the "
+                f"'{ENTRY_POINT_GROUP}' entry-point group of your package"
+            )
+        return handler
+
+    def canonical_name(self, reference: str) -> str:
+        """The registered name for a name or class path."""
+        if reference in self._by_name:
+            return reference
+        return self._name_of[self.resolve(reference)]
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)

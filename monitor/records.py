@@ -1,0 +1,81 @@
+"""Folding execution events into execution records: pure functions, no I/O.
+
+A record is a JSON object per execution id. Applying the same event twice changes
+nothing (its id is remembered), and a late event never moves a finished execution
+back to an earlier status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import (
+    Event,
+    ExecutionFailed,
+    ExecutionScheduled,
+    ExecutionStarted,
+    ExecutionSucceeded,
+)
+
+__all__ = ["EXECUTION_EVENTS", "apply_event", "execution_id_of", "public_record", "push_history"]
+
+EXECUTION_EVENTS = (ExecutionScheduled, ExecutionStarted, ExecutionSucceeded, ExecutionFailed)
+_RANK = {"scheduled": 0, "running": 1, "succeeded": 2, "failed": 2}
+_MAX_REMEMBERED_EVENTS = 16
+
+
+def execution_id_of(event: Event) -> str | None:
+    data = event.data
+    return data.execution_id if isinstance(data, EXECUTION_EVENTS) else None
+
+
+def apply_event(record: dict[str, Any] | None, event: Event) -> dict[str, Any] | None:
+    """The record after ``event``; None if the event changes nothing (e.g. a duplicate)."""
+    data = event.data
+    if not isinstance(data, EXECUTION_EVENTS):
+        return None
+    record = dict(record) if record else {
+        "execution_id": data.execution_id,
+        "task_id": event.task_id,
+        "attempt": data.attempt,
+        "scheduled_for": data.scheduled_for.isoformat(),
+        "status": None,
+        "event_ids": [],
+    }
+    if event.id in record["event_ids"]:
+        return None
+    record["event_ids"] = [*record["event_ids"], event.id][-_MAX_REMEMBERED_EVENTS:]
+    at = event.occurred_at.isoformat()
+    if isinstance(data, ExecutionScheduled):
+        record.update(fired_at=at, queue=data.queue, priority=data.priority.value)
+        status = "scheduled"
+    elif isinstance(data, ExecutionStarted):
+        record.update(started_at=at, worker_id=data.worker_id, handler=data.handler)
+        status = "running"
+    elif isinstance(data, ExecutionSucceeded):
+        record.update(finished_at=at, duration_seconds=data.duration_seconds,
+                      output=data.output, worker_id=data.worker_id)
+        status = "succeeded"
+    else:
+        assert isinstance(data, ExecutionFailed)
+        record.update(finished_at=at, duration_seconds=data.duration_seconds,
+                      error_type=data.error_type, error_message=data.error_message,
+                      retryable=data.retryable, worker_id=data.worker_id)
+        status = "failed"
+    current = record["status"]
+    if current is None or _RANK[status] >= _RANK[current]:
+        record["status"] = status
+    return record
+
+
+def push_history(history: list[str] | None, execution_id: str, size: int) -> list[str] | None:
+    """The task's history (newest first) with ``execution_id``; None if already there."""
+    history = list(history or [])
+    if execution_id in history:
+        return None
+    return [execution_id, *history][:size]
+
+
+def public_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the API shows it (without the bookkeeping of event ids)."""
+    return {key: value for key, value in record.items() if key != "event_ids"}

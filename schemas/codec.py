@@ -1,0 +1,107 @@
+"""JSON on the wire: encode and decode events and work orders, with their headers.
+
+The event type and version travel twice: in the JSON body and as Kafka headers
+(``event-type``, ``event-version``), so a consumer in any language can filter without
+parsing the body. Decoding never builds a type that is not registered, and a failure
+raises :class:`~schemas.errors.EventDecodeError` carrying the original bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.errors import EventDecodeError, UnknownEventTypeError
+from schemas.events import EVENT_TYPES, Event
+from schemas.work_order import WorkOrder
+
+__all__ = [
+    "CONTENT_TYPE",
+    "HEADER_CONTENT_TYPE",
+    "HEADER_EVENT_TYPE",
+    "HEADER_EVENT_VERSION",
+    "Headers",
+    "decode_event",
+    "decode_work_order",
+    "encode_event",
+    "encode_work_order",
+    "event_headers",
+    "header_value",
+    "work_order_headers",
+]
+
+Headers = list[tuple[str, bytes]]
+
+CONTENT_TYPE = b"application/json"
+HEADER_CONTENT_TYPE = "content-type"
+HEADER_EVENT_TYPE = "event-type"
+HEADER_EVENT_VERSION = "event-version"
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def event_headers(event: Event) -> Headers:
+    return [
+        (HEADER_EVENT_TYPE, event.type.encode()),
+        (HEADER_EVENT_VERSION, str(event.version).encode()),
+        (HEADER_CONTENT_TYPE, CONTENT_TYPE),
+    ]
+
+
+def header_value(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The first value of header ``name`` as text, or None."""
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value.decode(errors="replace")
+    return None
+
+
+def decode_event(raw: bytes | None) -> Event:
+    """Decode one ``task-events`` record value; raise ``EventDecodeError`` on bad input."""
+    if raw is None:
+        raise EventDecodeError("empty record (a tombstone?) where an event was expected", b"")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"event is not valid JSON: {exc}", raw) from exc
+    if not isinstance(document, dict):
+        raise EventDecodeError("event is not a JSON object", raw)
+    key = (document.get("type"), document.get("version"))
+    data_type = EVENT_TYPES.get(key)  # type: ignore[arg-type]
+    if data_type is None:
+        known = ", ".join(sorted(f"{t} v{v}" for t, v in EVENT_TYPES))
+        raise EventDecodeError(
+            str(UnknownEventTypeError(f"unknown event type {key[0]!r} v{key[1]!r}; known: {known}")),
+            raw,
+        )
+    try:
+        data = data_type.model_validate(document.get("data"))
+        return Event.model_validate({**document, "data": data})
+    except ValidationError as exc:
+        raise EventDecodeError(f"invalid {key[0]} v{key[1]} event: {exc}", raw) from exc
+
+
+def encode_work_order(order: WorkOrder) -> bytes:
+    return order.model_dump_json().encode()
+
+
+def work_order_headers() -> Headers:
+    return [
+        (HEADER_EVENT_TYPE, WorkOrder.TYPE.encode()),
+        (HEADER_EVENT_VERSION, str(WorkOrder.VERSION).encode()),
+        (HEADER_CONTENT_TYPE, CONTENT_TYPE),
+    ]
+
+
+def decode_work_order(raw: bytes | None) -> WorkOrder:
+    """Decode one execution-topic record; raise ``EventDecodeError`` on bad input."""
+    if raw is None:
+        raise EventDecodeError("empty record where a work order was expected", b"")
+    try:
+        return WorkOrder.model_validate_json(raw)
+    except ValidationError as exc:
+        raise EventDecodeError(f"invalid work order: {exc}", raw) from exc

@@ -1,0 +1,81 @@
+"""Human durations on the wire: ``"30s"``, ``"15m"``, ``"1h30m"``, ``"250ms"``, ``"2d"``.
+
+A duration is written as one or more ``<number><unit>`` parts with units ``ms``, ``s``,
+``m``, ``h`` and ``d``; a bare number means seconds. :func:`format_duration` writes the
+shortest canonical form back, so a value survives a round trip through JSON unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+from schemas.errors import DurationError
+
+__all__ = ["Duration", "format_duration", "parse_duration"]
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^\d+(\.\d+)?$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``"1h30m"`` into a :class:`~datetime.timedelta`; raise :class:`DurationError`."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if not cleaned:
+        raise DurationError("empty duration: write it like '30s', '15m', '1h' or '250ms'")
+    try:
+        return timedelta(seconds=float(cleaned))
+    except ValueError:
+        pass
+    position, seconds = 0, 0.0
+    for match in _PART.finditer(cleaned):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(cleaned) or position == 0:
+        raise DurationError(
+            f"invalid duration {text!r}: write it like '30s', '15m', '1h30m' or '250ms' "
+            "(units ms, s, m, h, d)"
+        )
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a duration in its shortest form: ``timedelta(minutes=90)`` -> ``"1h30m"``."""
+    total_ms = round(value.total_seconds() * 1000)
+    if total_ms == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, total_ms = divmod(total_ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if total_ms:
+        parts.append(f"{total_ms}ms")
+    return "".join(parts)
+
+
+def _coerce(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise DurationError("a duration is a string such as '30s' or a number of seconds")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise DurationError(f"a duration is a string such as '30s', not {type(value).__name__}")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": _PATTERN, "examples": ["30s", "1h30m"]}),
+]
+"""A :class:`timedelta` that reads ``"30s"`` or seconds and writes ``"30s"`` in JSON."""

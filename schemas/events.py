@@ -1,0 +1,144 @@
+"""The events on ``task-events``: one frozen, versioned model per event type.
+
+Every event travels in the same envelope (:class:`Event`): ``id``, ``type``,
+``version``, ``task_id``, ``occurred_at`` and ``data``. ``data`` is the payload model
+registered for ``(type, version)``; decoding looks the pair up in :data:`EVENT_TYPES`,
+so only known types are ever built. To change a payload, add a new version beside the
+old one, move the consumers, then retire the old one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
+
+from schemas.task import Priority, TaskSpec
+
+__all__ = [
+    "EVENT_TYPES",
+    "Event",
+    "EventData",
+    "ExecutionFailed",
+    "ExecutionScheduled",
+    "ExecutionStarted",
+    "ExecutionSucceeded",
+    "TaskCreated",
+    "event_type",
+]
+
+
+class EventData(BaseModel):
+    """Base of every event payload. Subclasses set ``TYPE`` and ``VERSION``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+EVENT_TYPES: dict[tuple[str, int], type[EventData]] = {}
+"""The registry of known payloads, keyed by ``(type, version)``."""
+
+
+def event_type(cls: type[EventData]) -> type[EventData]:
+    """Class decorator: register a payload model under its ``TYPE`` and ``VERSION``."""
+    key = (cls.TYPE, cls.VERSION)
+    if key in EVENT_TYPES:
+        raise RuntimeError(f"event type {cls.TYPE} v{cls.VERSION} is registered twice")
+    EVENT_TYPES[key] = cls
+    return cls
+
+
+@event_type
+class TaskCreated(EventData):
+    """A task was defined. ``task`` is its full definition."""
+
+    TYPE: ClassVar[str] = "TaskCreated"
+    task: TaskSpec
+
+
+@event_type
+class ExecutionScheduled(EventData):
+    """The scheduler fired a slot: a work order for ``execution_id`` is on ``topic``."""
+
+    TYPE: ClassVar[str] = "ExecutionScheduled"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    topic: str
+    queue: str
+    priority: Priority
+
+
+@event_type
+class ExecutionStarted(EventData):
+    """An executor began running the handler."""
+
+    TYPE: ClassVar[str] = "ExecutionStarted"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    worker_id: str
+    handler: str
+
+
+@event_type
+class ExecutionSucceeded(EventData):
+    """The handler returned normally; ``output`` is its JSON result (may be null)."""
+
+    TYPE: ClassVar[str] = "ExecutionSucceeded"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    worker_id: str
+    duration_seconds: float = Field(ge=0, description="handler run time")
+    output: Any = None
+
+
+@event_type
+class ExecutionFailed(EventData):
+    """The handler raised. ``error_type`` is the exception's class name."""
+
+    TYPE: ClassVar[str] = "ExecutionFailed"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    worker_id: str
+    duration_seconds: float = Field(ge=0, description="handler run time")
+    error_type: str
+    error_message: str
+    retryable: bool = True
+
+
+class Event(BaseModel):
+    """The envelope of every event on ``task-events``. Build one with :meth:`create`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    type: str
+    version: int
+    task_id: str
+    occurred_at: AwareDatetime
+    data: SerializeAsAny[EventData]
+
+    @classmethod
+    def create(
+        cls,
+        task_id: str,
+        data: EventData,
+        *,
+        occurred_at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> Event:
+        return cls(
+            id=event_id or str(uuid.uuid4()),
+            type=data.TYPE,
+            version=data.VERSION,
+            task_id=task_id,
+            occurred_at=occurred_at or datetime.now(UTC),
+            data=data,
+        )

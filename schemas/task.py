@@ -1,0 +1,170 @@
+"""The task model: what a user asks taskstream to run, and when.
+
+A :class:`TaskSpec` is the definition carried by ``TaskCreated`` (and later
+``TaskUpdated``) events. It is a frozen value: every change to a task is a new event.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.durations import Duration
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "Priority",
+    "RetryPolicy",
+    "Schedule",
+    "ScheduleKind",
+    "TaskSpec",
+    "cron_fields",
+]
+
+DEFAULT_QUEUE = "default"
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Priority(StrEnum):
+    """The lane a task's work orders travel in; high is served before medium and low."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class ScheduleKind(StrEnum):
+    CRON = "cron"
+    EVERY = "every"
+    AT = "at"
+
+
+def cron_fields(expression: str) -> int:
+    """Return 5 or 6 (seconds first) for a valid cron expression; raise ``ValueError``."""
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(
+            f"cron expression {expression!r} has {len(fields)} fields: use 5 fields "
+            "'min hour day month weekday' or 6 with seconds first 'sec min hour day month weekday'"
+        )
+    seconds_first = len(fields) == 6
+    if not croniter.is_valid(expression, second_at_beginning=seconds_first):
+        layout = "sec min hour day month weekday" if seconds_first else "min hour day month weekday"
+        raise ValueError(f"invalid cron expression {expression!r} (fields: {layout})")
+    return len(fields)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Schedule(_Frozen):
+    """When a task runs: exactly one of ``cron``, ``every`` or ``at``.
+
+    ``cron`` takes 5 fields (minute first) or 6 fields with seconds first, as Spring and
+    Quartz write them (``*/5 * * * * *`` is every five seconds). ``every`` is a fixed
+    interval measured from the task's creation. ``at`` is a one-shot time with a zone.
+    ``timezone`` is the IANA zone cron fields are read in (default UTC).
+    """
+
+    cron: str | None = None
+    every: Duration | None = None
+    at: AwareDatetime | None = None
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        cron_fields(value)
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _check_every(cls, value: Any) -> Any:
+        if value is not None and value.total_seconds() < 0.001:
+            raise ValueError("'every' must be at least 1ms, for example '30s'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Schedule:
+        given = [name for name in ("cron", "every", "at") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a schedule needs exactly one of 'cron', 'every' or 'at' "
+                f"(got {', '.join(given) or 'none'}), e.g. {{\"cron\": \"*/5 * * * *\"}}"
+            )
+        return self
+
+    @property
+    def kind(self) -> ScheduleKind:
+        if self.cron is not None:
+            return ScheduleKind.CRON
+        if self.every is not None:
+            return ScheduleKind.EVERY
+        return ScheduleKind.AT
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class RetryPolicy(_Frozen):
+    """How often and how patiently a failed execution is tried again.
+
+    Attempt ``n`` (counting from 1) waits ``min(initial_delay * multiplier**(n-1),
+    max_delay)`` plus a random extra of at most ``jitter`` before attempt ``n+1``.
+    """
+
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 1
+    initial_delay: Duration = Field(default=timedelta(seconds=1))
+    multiplier: Annotated[float, Field(ge=1.0, le=100.0)] = 2.0
+    max_delay: Duration = Field(default=timedelta(minutes=5))
+    jitter: Duration = Field(default=timedelta(seconds=1))
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetryPolicy:
+        if self.max_delay < self.initial_delay:
+            raise ValueError("retry.max_delay must be at least retry.initial_delay")
+        return self
+
+
+class TaskSpec(_Frozen):
+    """A task definition as it travels in events (snake_case on the wire)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    schedule: Schedule
+    handler: Annotated[str, Field(min_length=1, max_length=300)]
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.MEDIUM
+    queue: Annotated[str, Field(pattern=_NAME_PATTERN)] = DEFAULT_QUEUE
+    timeout: Duration | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+
+

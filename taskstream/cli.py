@@ -1,0 +1,107 @@
+"""The ``taskstream`` command: run the services, or the whole system with ``dev``.
+
+    taskstream dev         broker + core + executor + monitor on this machine
+    taskstream core        the REST API, task store and scheduler
+    taskstream executor    runs handlers for work orders
+    taskstream monitor     history, metrics and dashboard (faust)
+    taskstream kafka       a local Kafka broker in the foreground
+    taskstream schemas     write the JSON Schema files
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+__all__ = ["main"]
+
+
+def _settings_error(exc: ValidationError) -> int:
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        print(f"taskstream: bad setting TASKSTREAM_{name.upper()}: {error['msg']}", file=sys.stderr)
+    return 2
+
+
+def _core(_: argparse.Namespace) -> int:
+    from core.service import run
+    from core.settings import CoreSettings
+
+    run(CoreSettings())
+    return 0
+
+
+def _executor(_: argparse.Namespace) -> int:
+    from executor.service import run
+    from executor.settings import ExecutorSettings
+
+    run(ExecutorSettings())
+    return 0
+
+
+def _monitor(_: argparse.Namespace) -> int:
+    from monitor.service import run
+    from monitor.settings import MonitorSettings
+
+    run(MonitorSettings())
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from taskstream.dev import run_dev
+
+    return run_dev(state_dir=Path(args.state_dir), fresh=args.fresh)
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from taskstream.infra.local_kafka import main as kafka_main
+
+    return kafka_main(args.kafka_args)
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from schemas.jsonschema import write_schemas
+
+    for path in write_schemas(Path(args.directory)) if args.directory else write_schemas():
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskstream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev = commands.add_parser("dev", help="run the whole system locally (Ctrl-C stops it)")
+    dev.add_argument("--state-dir", default=".taskstream",
+                     help="where the broker's data, the SQLite store and logs live")
+    dev.add_argument("--fresh", action="store_true", help="delete the state directory first")
+    dev.set_defaults(run=_dev)
+    commands.add_parser("core", help="run the core service").set_defaults(run=_core)
+    commands.add_parser("executor", help="run an executor").set_defaults(run=_executor)
+    commands.add_parser("monitor", help="run the monitor").set_defaults(run=_monitor)
+    kafka = commands.add_parser("kafka", help="run a local Kafka broker in the foreground")
+    kafka.add_argument("kafka_args", nargs=argparse.REMAINDER,
+                       help="options of python -m taskstream.infra.local_kafka")
+    kafka.set_defaults(run=_kafka)
+    schemas = commands.add_parser("schemas", help="write the JSON Schema files")
+    schemas.add_argument("directory", nargs="?", help="target directory (default: schemas/json)")
+    schemas.set_defaults(run=_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ValidationError as exc:
+        return _settings_error(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

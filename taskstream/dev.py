@@ -1,0 +1,163 @@
+"""``taskstream dev``: the whole system on this machine, stopped by Ctrl-C.
+
+Starts a local Kafka broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` names one), then the
+core, an executor and the monitor as child processes with SQLite under the state
+directory, waits until each answers ``/health``, prints where they listen, and on
+Ctrl-C or SIGTERM stops them all (the broker last). Logs go to ``<state>/logs``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import httpx
+
+from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.infra.processes import die_with_parent
+
+__all__ = ["ServiceProcess", "run_dev", "service_env", "start_service", "wait_healthy"]
+
+_SERVICES = (
+    ("core", "TASKSTREAM_API_PORT", 8080),
+    ("executor", "TASKSTREAM_EXECUTOR_PORT", 8081),
+    ("monitor", "TASKSTREAM_MONITOR_PORT", 6066),
+)
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    health_url: str
+    log_path: Path
+    _log: IO[bytes]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def service_env(base: dict[str, str] | None = None, **settings: str) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(settings)
+    return env
+
+
+def start_service(name: str, env: dict[str, str], health_url: str, log_path: Path) -> ServiceProcess:
+    """Start ``taskstream <name>`` as a child process logging to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskstream", name],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, see die_with_parent
+    )
+    return ServiceProcess(name, process, health_url, log_path, log)
+
+
+def wait_healthy(service: ServiceProcess, timeout: float = 90.0) -> None:
+    """Poll the service's ``/health`` until it answers 200; raise with its log if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with {service.process.returncode}:\n"
+                               f"{service.log_tail()}")
+        try:
+            if httpx.get(service.health_url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{service.name} not healthy after {timeout:.0f}s:\n{service.log_tail()}")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def run_dev(state_dir: Path, fresh: bool = False) -> int:
+    state_dir = state_dir.resolve()
+    if fresh and state_dir.exists():
+        shutil.rmtree(state_dir)
+    logs = state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    broker: LocalKafkaBroker | None = None
+    services: list[ServiceProcess] = []
+    env = service_env()
+    env.setdefault("TASKSTREAM_DATABASE_URL", f"sqlite:///{state_dir / 'taskstream.db'}")
+    env.setdefault("TASKSTREAM_MONITOR_DATA_DIR", str(state_dir / "monitor"))
+    env.setdefault("TASKSTREAM_LOG_FORMAT", "text")
+    try:
+        bootstrap = env.get("TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS") or env.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            port = int(env.get("TASKSTREAM_KAFKA_PORT", "9092"))
+            print(f"starting Kafka on 127.0.0.1:{port} (data in {state_dir / 'kafka'}) ...",
+                  flush=True)
+            broker = LocalKafkaBroker(port=port, data_dir=state_dir / "kafka",
+                                      log_file=logs / "kafka.log")
+            bootstrap = broker.start()
+        env["TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        urls = {}
+        for name, port_variable, default_port in _SERVICES:
+            port = int(env.get(port_variable, default_port))
+            urls[name] = f"http://127.0.0.1:{port}"
+            print(f"starting {name} ...", flush=True)
+            service = start_service(name, env, f"{urls[name]}/health", logs / f"{name}.log")
+            services.append(service)
+            wait_healthy(service)
+        print(
+            "\ntaskstream is running:\n"
+            f"  Kafka     {bootstrap}   (topics prefixed {env.get('TASKSTREAM_TOPIC_PREFIX', 'taskstream.')})\n"
+            f"  core API  {urls['core']}/api/tasks   (OpenAPI: {urls['core']}/docs)\n"
+            f"  executor  {urls['executor']}/health\n"
+            f"  monitor   {urls['monitor']}/api/monitor/tasks/<id>/executions\n"
+            f"  logs      {logs}\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while True:
+            for service in services:
+                if service.process.poll() is not None:
+                    print(f"{service.name} exited with {service.process.returncode}; stopping.\n"
+                          f"{service.log_tail()}", file=sys.stderr, flush=True)
+                    return 1
+            time.sleep(0.5)
+    except _Stop:
+        print("\nstopping ...", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"taskstream dev: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for service in reversed(services):
+            service.stop()
+        if broker is not None:
+            broker.stop()
+        print("stopped.", flush=True)

@@ -1,0 +1,1 @@
+"""Infrastructure helpers: Kafka plumbing, settings, logging and a local Kafka broker."""

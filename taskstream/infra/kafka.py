@@ -1,0 +1,103 @@
+"""Kafka client configuration and topic administration shared by the services.
+
+Producers are idempotent with ``acks=all``; consumers never auto-commit and read
+``read_committed``, so a transaction the scheduler aborted is never seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from taskstream.infra.settings import CommonSettings
+
+__all__ = [
+    "TopicSpec",
+    "admin_client",
+    "consumer_config",
+    "ensure_topics",
+    "producer_config",
+    "standard_topics",
+]
+
+logger = logging.getLogger(__name__)
+_UNLIMITED = "-1"
+_DAYS_7 = str(7 * 24 * 3600 * 1000)
+
+
+def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "compression.type": settings.kafka_compression,
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return config
+
+
+def admin_client(settings: CommonSettings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+
+class TopicSpec:
+    def __init__(self, name: str, partitions: int, config: dict[str, str]) -> None:
+        self.name = name
+        self.partitions = partitions
+        self.config = config
+
+
+def standard_topics(settings: CommonSettings, queues: list[str]) -> list[TopicSpec]:
+    """Every topic the pipeline uses for ``queues``, with its partitions and retention."""
+    topics = settings.topics
+    specs = [
+        TopicSpec(topics.task_events, settings.task_events_partitions,
+                  {"retention.ms": _UNLIMITED, "min.insync.replicas": "1"}),
+        TopicSpec(topics.dead_letter, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(topics.workers, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(topics.alerts, 1, {"retention.ms": _DAYS_7}),
+    ]
+    for queue in queues:
+        for priority in ("high", "medium", "low"):
+            specs.append(TopicSpec(topics.execution(queue, priority),
+                                   settings.execution_partitions, {"retention.ms": _DAYS_7}))
+    return specs
+
+
+def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [spec for spec in specs if spec.name not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(spec.name, num_partitions=spec.partitions,
+                  replication_factor=settings.replication_factor, config=spec.config)
+         for spec in missing],
+        operation_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            logger.info("created topic %s", name)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise

@@ -1,0 +1,66 @@
+"""Settings every service shares: where Kafka is and what the topics are called.
+
+Every setting is an environment variable with the ``TASKSTREAM_`` prefix (the broker
+address also answers to the plain ``KAFKA_BOOTSTRAP_SERVERS``). Each service's own
+settings class extends :class:`CommonSettings`; only settings modules read the
+environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "CommonSettings", "Topics"]
+
+ENV_PREFIX = "TASKSTREAM_"
+
+
+class Topics:
+    """Topic names under one prefix (default ``taskstream.``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.task_events = f"{prefix}task-events"
+        self.dead_letter = f"{prefix}dead-letter"
+        self.workers = f"{prefix}workers"
+        self.alerts = f"{prefix}alerts"
+
+    def execution(self, queue: str, priority: str) -> str:
+        """The work-order topic of one queue's priority lane."""
+        return f"{self.prefix}executions.{queue}.{priority}"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "kafka_bootstrap_servers",
+            f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_BOOTSTRAP_SERVERS",
+        ),
+        description="Kafka bootstrap servers, host:port[,host:port]",
+    )
+    topic_prefix: str = Field(default="taskstream.", description="prefix of every topic name")
+    task_events_partitions: int = Field(
+        default=12, ge=1, description="partitions of task-events: the unit of sharding"
+    )
+    execution_partitions: int = Field(
+        default=6, ge=1, description="partitions of each execution topic"
+    )
+    kafka_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
+        default="lz4", description="compression of produced batches"
+    )
+    replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="'json' lines for machines, 'text' for people"
+    )
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)

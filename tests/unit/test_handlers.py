@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import pytest
+
+import handlers
+from handlers import HandlerRegistry, PermanentError, RetryableError, TaskContext, TaskHandler
+from handlers.builtin import EchoHandler, FailHandler, SleepHandler
+
+
+def _ctx(**params: object) -> TaskContext:
+    return TaskContext(task_id="t", task_name="n", execution_id="e", attempt=1,
+                       scheduled_for=datetime.now(UTC), params=params,
+                       deadline=time.monotonic() + 10)
+
+
+def test_builtins_are_registered_through_entry_points() -> None:
+    registry = HandlerRegistry.from_entry_points()
+    assert {"noop", "echo", "fail", "sleep"} <= set(registry.names())
+    assert registry.canonical_name("handlers.builtin.EchoHandler") == "echo"
+    assert registry.canonical_name("echo") == "echo"
+
+
+def test_unregistered_class_paths_never_load() -> None:
+    registry = HandlerRegistry.from_entry_points()
+    with pytest.raises(handlers.UnknownHandlerError, match="registered handlers are"):
+        registry.resolve("os.system")
+
+
+def test_register_in_code() -> None:
+    class Report(TaskHandler):
+        name: ClassVar[str] = "report"
+
+        def run(self, ctx: TaskContext) -> None:
+            return None
+
+    registry = HandlerRegistry()
+    registry.register(Report)
+    assert registry.resolve("report") is Report
+    with pytest.raises(ValueError, match="taken"):
+        registry.register(EchoHandler, name="report")
+
+
+def test_builtin_behaviour() -> None:
+    assert EchoHandler().run(_ctx(a=1)).output == {"a": 1}
+    with pytest.raises(RetryableError):
+        FailHandler().run(_ctx())
+    with pytest.raises(PermanentError, match="boom"):
+        FailHandler().run(_ctx(permanent=True, message="boom"))
+    ctx = _ctx(seconds=30)
+    ctx.cancelled.set()
+    with pytest.raises(RetryableError, match="cancelled"):
+        SleepHandler().run(ctx)
+
+
+def test_context_is_frozen() -> None:
+    ctx = _ctx()
+    with pytest.raises(AttributeError):
+        ctx.attempt = 2  # type: ignore[misc]
+    assert isinstance(ctx.cancelled, threading.Event)

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+import schemas
+from schemas import (
+    Event,
+    EventDecodeError,
+    ExecutionFailed,
+    Priority,
+    Schedule,
+    TaskCreated,
+    TaskSpec,
+    WorkOrder,
+    decode_event,
+    decode_work_order,
+    encode_event,
+    encode_work_order,
+    event_headers,
+    execution_id,
+    format_duration,
+    parse_duration,
+)
+from schemas.jsonschema import SCHEMA_DIR, build_schemas, render
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), ("2d", 172800),
+     ("45", 45), ("1.5s", 1.5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5q", "s", "1h 5x", "-3s"])
+def test_parse_duration_rejects_garbage_with_a_hint(text: str) -> None:
+    with pytest.raises(schemas.DurationError, match="30s"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["30s", "1h30m", "250ms", "2d", "1m1s"])
+def test_format_duration_round_trips(text: str) -> None:
+    assert format_duration(parse_duration(text)) == text
+
+
+def _spec(**schedule: object) -> TaskSpec:
+    return TaskSpec(name="report", schedule=Schedule.model_validate(schedule), handler="echo")
+
+
+def test_schedule_accepts_five_and_six_field_cron_and_intervals() -> None:
+    assert _spec(cron="*/5 * * * *").schedule.kind == "cron"
+    assert _spec(cron="*/5 * * * * *").schedule.kind == "cron"
+    assert _spec(every="30s").schedule.every == timedelta(seconds=30)
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    assert _spec(at=at.isoformat()).schedule.at == at
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [({"cron": "61 * * * *"}, "invalid cron"),
+     ({"cron": "* * *"}, "3 fields"),
+     ({"cron": "* * * * *", "every": "5s"}, "exactly one"),
+     ({}, "exactly one"),
+     ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
+     ({"at": "2030-01-01T00:00:00"}, "timezone"),
+     ({"every": "0s"}, "at least")],
+)
+def test_schedule_rejections_say_what_is_wrong(schedule: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Schedule.model_validate(schedule)
+
+
+def test_event_round_trip_keeps_type_and_headers() -> None:
+    event = Event.create("task-1", TaskCreated(task=_spec(cron="*/5 * * * * *")))
+    decoded = decode_event(encode_event(event))
+    assert decoded == event
+    assert isinstance(decoded.data, TaskCreated)
+    assert dict(event_headers(event))["event-type"] == b"TaskCreated"
+    assert dict(event_headers(event))["event-version"] == b"1"
+
+
+def test_events_are_frozen() -> None:
+    event = Event.create("task-1", TaskCreated(task=_spec(every="1s")))
+    with pytest.raises(ValidationError):
+        event.task_id = "other"  # type: ignore[misc]
+
+
+def test_naive_datetimes_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        ExecutionFailed(execution_id="e", attempt=1, scheduled_for=datetime(2030, 1, 1),
+                        worker_id="w", duration_seconds=1.0, error_type="E",
+                        error_message="m")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [(b"\xff\xfe not json", "not valid JSON"),
+     (b"[1, 2]", "not a JSON object"),
+     (b'{"type": "Nope", "version": 1}', "unknown event type"),
+     (b'{"id": "x", "type": "TaskCreated", "version": 1, "task_id": "t", '
+      b'"occurred_at": "2030-01-01T00:00:00Z", "data": {}}', "invalid TaskCreated")],
+)
+def test_decode_errors_keep_the_bytes(raw: bytes, message: str) -> None:
+    with pytest.raises(EventDecodeError, match=message) as caught:
+        decode_event(raw)
+    assert caught.value.raw == raw
+
+
+def test_work_order_round_trip() -> None:
+    slot = datetime(2030, 1, 1, tzinfo=UTC)
+    order = WorkOrder(execution_id=execution_id("t", slot, 1), task_id="t", task_name="n",
+                      handler="noop", attempt=1, scheduled_for=slot, priority=Priority.HIGH,
+                      queue="default", timeout=timedelta(seconds=5))
+    assert decode_work_order(encode_work_order(order)) == order
+
+
+def test_execution_ids_are_deterministic() -> None:
+    slot = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    same_instant = slot.astimezone(datetime.now().astimezone().tzinfo)
+    assert execution_id("t", slot, 1) == execution_id("t", same_instant, 1)
+    assert execution_id("t", slot, 1) != execution_id("t", slot, 2)
+    assert execution_id("t", slot, 1) != execution_id("t", slot + timedelta(seconds=1), 1)
+
+
+def test_checked_in_json_schemas_match_the_models() -> None:
+    generated = build_schemas()
+    on_disk = {path.relative_to(SCHEMA_DIR).as_posix(): path.read_text()
+               for path in SCHEMA_DIR.rglob("*.json")}
+    assert set(on_disk) == set(generated), "run `taskstream schemas` to regenerate"
+    for name, schema in generated.items():
+        assert on_disk[name] == render(schema), f"{name} drifted: run `taskstream schemas`"
+
+
+def test_json_schema_validates_a_real_event() -> None:
+    import jsonschema
+    import orjson
+
+    event = Event.create("task-1", TaskCreated(task=_spec(cron="0 3 * * *", timezone="Europe/Berlin")))
+    schema = build_schemas()["events/TaskCreated.v1.json"]
+    jsonschema.validate(orjson.loads(encode_event(event)), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**orjson.loads(encode_event(event)), "type": "Other"}, schema)
+
+
+def test_public_surface_is_pinned() -> None:
+    assert sorted(schemas.__all__) == [
+        "DEFAULT_QUEUE", "Duration", "DurationError", "EVENT_TYPES", "Event", "EventData",
+        "EventDecodeError", "ExecutionFailed", "ExecutionScheduled", "ExecutionStarted",
+        "ExecutionSucceeded", "Priority", "RetryPolicy", "Schedule", "ScheduleKind", "SchemaError",
+        "TaskCreated", "TaskSpec", "UnknownEventTypeError", "WorkOrder", "decode_event",
+        "decode_work_order", "encode_event", "encode_work_order", "event_headers", "execution_id",
+        "format_duration", "parse_duration", "work_order_headers",
+    ]
+    for name in schemas.__all__:
+        assert hasattr(schemas, name), name
