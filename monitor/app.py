@@ -97,6 +97,6 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
 
     @app.page("/metrics")
     async def prometheus(self: View, request: Request) -> Response:
-        return self.bytes(generate_latest(metrics), content_type=CONTENT_TYPE_LATEST)
+        return self.bytes(generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return app
