@@ -56,8 +56,9 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     for item in exc.errors():
         location = [str(part) for part in item.get("loc", ()) if part != "body"]
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        errors.append({"field": ".".join(location) or "body", "message": message,
-                       "type": item.get("type")})
+        errors.append(
+            {"field": ".".join(location) or "body", "message": message, "type": item.get("type")}
+        )
     return errors
 
 
@@ -74,9 +75,12 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         errors = _field_errors(exc)
         if any(error["type"] == "json_invalid" for error in errors):
             REJECTIONS.labels("malformed_json").inc()
-            return _error(400, "malformed_json",
-                          "the request body is not valid JSON: send a JSON object",
-                          errors=errors)
+            return _error(
+                400,
+                "malformed_json",
+                "the request body is not valid JSON: send a JSON object",
+                errors=errors,
+            )
         REJECTIONS.labels("validation").inc()
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return _error(422, "validation_failed", summary, errors=errors)
@@ -87,14 +91,21 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             handler = runtime.registry.canonical_name(body.handler)
         except UnknownHandlerError as exc:
             REJECTIONS.labels("unknown_handler").inc()
-            return _error(422, "validation_failed", f"handler: {exc}",
-                          errors=[{"field": "handler", "message": str(exc),
-                                   "type": "unknown_handler"}])
+            return _error(
+                422,
+                "validation_failed",
+                f"handler: {exc}",
+                errors=[{"field": "handler", "message": str(exc), "type": "unknown_handler"}],
+            )
         if body.queue not in settings.queues:
             REJECTIONS.labels("unknown_queue").inc()
             message = f"unknown queue {body.queue!r}; this deployment serves {settings.queues}"
-            return _error(422, "validation_failed", f"queue: {message}",
-                          errors=[{"field": "queue", "message": message, "type": "unknown_queue"}])
+            return _error(
+                422,
+                "validation_failed",
+                f"queue: {message}",
+                errors=[{"field": "queue", "message": message, "type": "unknown_queue"}],
+            )
         spec = body.to_spec(handler)
         event = Event.create(_new_task_id(), TaskCreated(task=spec))
         try:
@@ -103,14 +114,17 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             return _error(503, "kafka_unavailable", f"{exc}; retry the request")
         SUBMISSIONS.inc()
         seen = await asyncio.to_thread(
-            runtime.projection.wait_applied, position.partition, position.offset,
+            runtime.projection.wait_applied,
+            position.partition,
+            position.offset,
             settings.read_your_writes_timeout,
         )
         row = runtime.store.get(event.task_id) if seen else None
         headers = {"Location": f"/api/tasks/{event.task_id}"}
         if row is None:
-            return JSONResponse({"id": event.task_id, "status": "accepted"}, status_code=202,
-                                headers=headers)
+            return JSONResponse(
+                {"id": event.task_id, "status": "accepted"}, status_code=202, headers=headers
+            )
         return JSONResponse(_jsonable(task_as_dict(row)), status_code=201, headers=headers)
 
     @app.get("/api/tasks/{task_id}", summary="Get a task")
@@ -122,23 +136,35 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     @app.get("/api/tasks", summary="List tasks, a page at a time")
     def list_tasks(page: int = Query(0, ge=0), size: int = Query(20, ge=1, le=1000)) -> Response:
-        rows, total = runtime.store.list(page=page, size=size)
-        return JSONResponse({
-            "items": [_jsonable(task_as_dict(row)) for row in rows],
-            "page": page, "size": size, "total": total,
-        })
+        rows, total = runtime.store.list_tasks(page=page, size=size)
+        return JSONResponse(
+            {
+                "items": [_jsonable(task_as_dict(row)) for row in rows],
+                "page": page,
+                "size": size,
+                "total": total,
+            }
+        )
 
     @app.get("/health", summary="Liveness of the API, the store projection and the scheduler")
     def health() -> Response:
         components = {
-            "projection": "ok" if runtime.projection.alive else f"failed: {runtime.projection.error!r}",
-            "scheduler": "ok" if runtime.scheduler.alive else f"failed: {runtime.scheduler.error!r}",
+            "projection": "ok"
+            if runtime.projection.alive
+            else f"failed: {runtime.projection.error!r}",
+            "scheduler": "ok"
+            if runtime.scheduler.alive
+            else f"failed: {runtime.scheduler.error!r}",
         }
         healthy = all(value == "ok" for value in components.values())
         return JSONResponse(
-            {"status": "ok" if healthy else "failing", "service": "core",
-             "instance": settings.instance_id, "components": components,
-             "owned_partitions": sorted(runtime.scheduler.owned_partitions)},
+            {
+                "status": "ok" if healthy else "failing",
+                "service": "core",
+                "instance": settings.instance_id,
+                "components": components,
+                "owned_partitions": sorted(runtime.scheduler.owned_partitions),
+            },
             status_code=200 if healthy else 503,
         )
 

@@ -91,8 +91,11 @@ class Projection:
                         if error.code() != KafkaError._PARTITION_EOF:
                             logger.warning("projection consumer: %s", error.str())
                         continue
-                    records.append(self._decode(message.partition() or 0, message.offset() or 0,
-                                                message.value()))
+                    records.append(
+                        self._decode(
+                            message.partition() or 0, message.offset() or 0, message.value()
+                        )
+                    )
                 if records:
                     self.store.apply(records)
                     EVENTS_PROJECTED.inc(len(records))
@@ -114,8 +117,11 @@ class Projection:
             return AppliedRecord(partition, offset, decode_event(value))
         except EventDecodeError as exc:
             POISON_RECORDS.inc()
-            logger.error("skipping undecodable record: %s", exc,
-                         extra=fields(topic=self.topic, partition=partition, offset=offset))
+            logger.error(
+                "skipping undecodable record: %s",
+                exc,
+                extra=fields(topic=self.topic, partition=partition, offset=offset),
+            )
             return AppliedRecord(partition, offset, None)
 
     def _update_lag(self) -> None:

@@ -72,9 +72,7 @@ class CreateTaskRequest(_Request):
 
     def to_spec(self, handler: str) -> TaskSpec:
         """The task definition, with ``handler`` in its registered (canonical) name."""
-        return TaskSpec.model_validate(
-            {**self.model_dump(exclude={"handler"}), "handler": handler}
-        )
+        return TaskSpec.model_validate({**self.model_dump(exclude={"handler"}), "handler": handler})
 
 
 def _snake(name: str) -> str:
@@ -91,7 +89,9 @@ def _parameters(value: Any) -> Any:
         try:
             value = orjson.loads(value) if value.strip() else {}
         except orjson.JSONDecodeError:
-            raise ValueError("parameters is a string but not a JSON object: pass an object") from None
+            raise ValueError(
+                "parameters is a string but not a JSON object: pass an object"
+            ) from None
     if not isinstance(value, dict):
         raise ValueError("parameters must be a JSON object (or a string holding one)")
     return value

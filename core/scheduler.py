@@ -107,7 +107,7 @@ class Scheduler:
             producer_config(
                 settings,
                 **{
-                    "transactional.id": f"{settings.topic_prefix}core-scheduler-{settings.instance_id}",
+                    "transactional.id": settings.scheduler_transactional_id,
                     "partitioner": "murmur2_random",
                     "linger.ms": 1,
                 },
@@ -235,12 +235,15 @@ class Scheduler:
         now = datetime.now(UTC)
         if slot is not None and slot < now - _MISFIRE_GRACE:
             # misfire (downtime): fire the latest missed slot once, not every one
-            slot = latest_slot_at_or_before(schedule, anchor=timer.anchor, after=timer.last_slot, now=now)
+            slot = latest_slot_at_or_before(
+                schedule, anchor=timer.anchor, after=timer.last_slot, now=now
+            )
         timer.next_due = slot
         timer.generation += 1
         if slot is not None:
             heapq.heappush(
-                self._shard.heap, (slot.timestamp(), next(self._sequence), timer.task_id, timer.generation)
+                self._shard.heap,
+                (slot.timestamp(), next(self._sequence), timer.task_id, timer.generation),
             )
 
     def _fire_due(self) -> None:
@@ -267,21 +270,42 @@ class Scheduler:
                 eid = execution_id(timer.task_id, slot, 1)
                 order_topic = topics.execution(spec.queue, spec.priority.value)
                 order = WorkOrder(
-                    execution_id=eid, task_id=timer.task_id, task_name=spec.name,
-                    handler=spec.handler, params=spec.params, attempt=1, scheduled_for=slot,
-                    priority=spec.priority, queue=spec.queue, timeout=spec.timeout, retry=spec.retry,
+                    execution_id=eid,
+                    task_id=timer.task_id,
+                    task_name=spec.name,
+                    handler=spec.handler,
+                    params=spec.params,
+                    attempt=1,
+                    scheduled_for=slot,
+                    priority=spec.priority,
+                    queue=spec.queue,
+                    timeout=spec.timeout,
+                    retry=spec.retry,
                 )
                 key = timer.task_id.encode()
-                producer.produce(order_topic, key=key, value=encode_work_order(order),
-                                 headers=work_order_headers())
-                event = Event.create(timer.task_id, ExecutionScheduled(
-                    execution_id=eid, attempt=1, scheduled_for=slot, topic=order_topic,
-                    queue=spec.queue, priority=spec.priority,
-                ))
-                producer.produce(self.topic, key=key, value=encode_event(event),
-                                 headers=event_headers(event))
-            positions = [tp for tp in self._consumer.position(self._consumer.assignment())
-                         if tp.offset >= 0]
+                producer.produce(
+                    order_topic,
+                    key=key,
+                    value=encode_work_order(order),
+                    headers=work_order_headers(),
+                )
+                event = Event.create(
+                    timer.task_id,
+                    ExecutionScheduled(
+                        execution_id=eid,
+                        attempt=1,
+                        scheduled_for=slot,
+                        topic=order_topic,
+                        queue=spec.queue,
+                        priority=spec.priority,
+                    ),
+                )
+                producer.produce(
+                    self.topic, key=key, value=encode_event(event), headers=event_headers(event)
+                )
+            positions = [
+                tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0
+            ]
             producer.send_offsets_to_transaction(
                 positions, self._consumer.consumer_group_metadata(), 30
             )
@@ -292,8 +316,9 @@ class Scheduler:
         fired_at = datetime.now(UTC)
         for timer, slot in batch:
             FIRE_LATENESS.observe(max((fired_at - slot).total_seconds(), 0.0))
-            logger.debug("fired %s", slot.isoformat(),
-                         extra=fields(task_id=timer.task_id, action="fire"))
+            logger.debug(
+                "fired %s", slot.isoformat(), extra=fields(task_id=timer.task_id, action="fire")
+            )
             timer.last_slot = slot
             self._arm(timer)
         FIRES.inc(len(batch))

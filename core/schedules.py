@@ -38,7 +38,8 @@ def next_slot(schedule: Schedule, *, anchor: datetime, after: datetime | None) -
     start = (after or anchor).astimezone(schedule.zone)
     seconds_first = len(schedule.cron.split()) == 6
     iterator = croniter(schedule.cron, start, second_at_beginning=seconds_first)
-    return iterator.get_next(datetime).astimezone(UTC)  # type: ignore[no-any-return]
+    slot: datetime = iterator.get_next(datetime)
+    return slot.astimezone(UTC)
 
 
 def latest_slot_at_or_before(
@@ -55,9 +56,13 @@ def latest_slot_at_or_before(
     if schedule.kind is ScheduleKind.CRON:
         assert schedule.cron is not None
         seconds_first = len(schedule.cron.split()) == 6
-        iterator = croniter(schedule.cron, now.astimezone(schedule.zone), second_at_beginning=seconds_first)
+        iterator = croniter(
+            schedule.cron, now.astimezone(schedule.zone), second_at_beginning=seconds_first
+        )
         previous: datetime = iterator.get_prev(datetime)
-        if croniter.match(schedule.cron, now.astimezone(schedule.zone), second_at_beginning=seconds_first):
+        if croniter.match(
+            schedule.cron, now.astimezone(schedule.zone), second_at_beginning=seconds_first
+        ):
             previous = now
         return previous.astimezone(UTC)
     return slot

@@ -53,8 +53,14 @@ def run(settings: CoreSettings) -> None:
     configure_logging("core", settings.log_level, settings.log_format)
     runtime = bootstrap(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_api(runtime), host=settings.api_host, port=settings.api_port,
-                       log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            create_api(runtime),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
     )
     logger.info("core API listening on http://%s:%d", settings.api_host, settings.api_port)
     try:

@@ -41,3 +41,7 @@ class CoreSettings(CommonSettings):
     @property
     def scheduler_group(self) -> str:
         return f"{self.topic_prefix}core-scheduler"
+
+    @property
+    def scheduler_transactional_id(self) -> str:
+        return f"{self.topic_prefix}core-scheduler-{self.instance_id}"

@@ -101,7 +101,9 @@ class TaskStore:
     def offsets(self) -> dict[int, int]:
         """Next offset to consume, per partition of the topic."""
         with Session(self.engine) as session:
-            rows = session.scalars(select(ProjectionOffset).where(ProjectionOffset.topic == self.topic))
+            rows = session.scalars(
+                select(ProjectionOffset).where(ProjectionOffset.topic == self.topic)
+            )
             return {row.partition: row.next_offset for row in rows}
 
     def apply(self, records: Sequence[AppliedRecord]) -> None:
@@ -140,12 +142,15 @@ class TaskStore:
                 session.expunge(row)
             return row
 
-    def list(self, *, page: int, size: int) -> tuple[list[TaskRow], int]:
+    def list_tasks(self, *, page: int, size: int) -> tuple[list[TaskRow], int]:
         with Session(self.engine) as session:
             total = session.scalar(select(func.count()).select_from(TaskRow)) or 0
             rows = list(
                 session.scalars(
-                    select(TaskRow).order_by(TaskRow.created_at, TaskRow.id).offset(page * size).limit(size)
+                    select(TaskRow)
+                    .order_by(TaskRow.created_at, TaskRow.id)
+                    .offset(page * size)
+                    .limit(size)
                 )
             )
             for row in rows:

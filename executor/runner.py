@@ -54,8 +54,9 @@ class HandlerRunner:
         try:
             handler_class = self.registry.resolve(order.handler)
         except UnknownHandlerError as exc:
-            return Outcome(0.0, error_type="UnknownHandlerError", error_message=str(exc),
-                           retryable=False)
+            return Outcome(
+                0.0, error_type="UnknownHandlerError", error_message=str(exc), retryable=False
+            )
         cancelled = threading.Event()
         ctx = TaskContext(
             task_id=order.task_id,
@@ -68,25 +69,40 @@ class HandlerRunner:
             cancelled=cancelled,
             logger=logging.LoggerAdapter(
                 _handler_logger,
-                {"taskstream_fields": {"task_id": order.task_id, "execution_id": order.execution_id}},
+                {
+                    "taskstream_fields": {
+                        "task_id": order.task_id,
+                        "execution_id": order.execution_id,
+                    }
+                },
             ),
         )
         try:
             handler = handler_class()
             if inspect.iscoroutinefunction(handler.run):
-                result = asyncio.run(asyncio.wait_for(handler.run(ctx), timeout))  # type: ignore[arg-type]
+                result = asyncio.run(asyncio.wait_for(handler.run(ctx), timeout))
             else:
                 result = self._threads.submit(handler.run, ctx).result(timeout)
         except (TimeoutError, FutureTimeout):
             cancelled.set()
-            return Outcome(time.monotonic() - started, error_type="TimeoutError",
-                           error_message=f"handler ran past its timeout of {timeout:g}s")
+            return Outcome(
+                time.monotonic() - started,
+                error_type="TimeoutError",
+                error_message=f"handler ran past its timeout of {timeout:g}s",
+            )
         except PermanentError as exc:
-            return Outcome(time.monotonic() - started, error_type=type(exc).__name__,
-                           error_message=str(exc), retryable=False)
+            return Outcome(
+                time.monotonic() - started,
+                error_type=type(exc).__name__,
+                error_message=str(exc),
+                retryable=False,
+            )
         except Exception as exc:
-            return Outcome(time.monotonic() - started, error_type=type(exc).__name__,
-                           error_message=str(exc) or repr(exc))
+            return Outcome(
+                time.monotonic() - started,
+                error_type=type(exc).__name__,
+                error_message=str(exc) or repr(exc),
+            )
         return Outcome(time.monotonic() - started, output=_json_output(result))
 
 

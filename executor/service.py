@@ -20,7 +20,9 @@ __all__ = ["bootstrap", "run"]
 logger = logging.getLogger(__name__)
 
 
-def bootstrap(settings: ExecutorSettings, registry: HandlerRegistry | None = None) -> tuple[Worker, OpsServer]:
+def bootstrap(
+    settings: ExecutorSettings, registry: HandlerRegistry | None = None
+) -> tuple[Worker, OpsServer]:
     ensure_topics(settings, standard_topics(settings, settings.executor_queues))
     registry = registry or HandlerRegistry.from_entry_points()
     runner = HandlerRunner(registry, settings.executor_default_timeout.total_seconds())
@@ -28,8 +30,10 @@ def bootstrap(settings: ExecutorSettings, registry: HandlerRegistry | None = Non
 
     def health() -> tuple[bool, dict[str, Any]]:
         return worker.alive, {
-            "service": "executor", "executor_id": settings.executor_id,
-            "queues": settings.executor_queues, "handlers": registry.names(),
+            "service": "executor",
+            "executor_id": settings.executor_id,
+            "queues": settings.executor_queues,
+            "handlers": registry.names(),
             "error": repr(worker.error) if worker.error else None,
         }
 
@@ -46,8 +50,13 @@ def run(settings: ExecutorSettings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    logger.info("executor %s serving %s; health on http://%s:%d/health", settings.executor_id,
-                settings.executor_queues, settings.executor_host, ops.port)
+    logger.info(
+        "executor %s serving %s; health on http://%s:%d/health",
+        settings.executor_id,
+        settings.executor_queues,
+        settings.executor_host,
+        ops.port,
+    )
     while not stop.wait(0.5):
         if not worker.alive:
             logger.error("executor loop died; exiting")

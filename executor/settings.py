@@ -15,13 +15,17 @@ __all__ = ["ExecutorSettings"]
 
 
 class ExecutorSettings(CommonSettings):
-    executor_queues: list[str] = Field(default=["default"], description="queues this executor serves")
+    executor_queues: list[str] = Field(
+        default=["default"], description="queues this executor serves"
+    )
     executor_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="this executor's name in events and heartbeats",
     )
     executor_host: str = Field(default="127.0.0.1", description="address of /health and /metrics")
-    executor_port: int = Field(default=8081, ge=0, le=65535, description="port of /health and /metrics")
+    executor_port: int = Field(
+        default=8081, ge=0, le=65535, description="port of /health and /metrics"
+    )
     executor_default_timeout: Duration = Field(
         default=timedelta(minutes=5), description="timeout of tasks that set none"
     )

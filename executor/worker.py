@@ -43,12 +43,14 @@ DURATION = Histogram(
     "taskstream_execution_duration_seconds", "handler run time", ["handler", "queue"]
 )
 DISPATCH_LATENCY = Histogram(
-    "taskstream_dispatch_latency_seconds", "handler start minus due time",
+    "taskstream_dispatch_latency_seconds",
+    "handler start minus due time",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 IN_FLIGHT = Gauge("taskstream_executions_in_flight", "executions running now")
-DEAD_LETTERS = Counter("taskstream_dead_letters_total", "records sent to the dead-letter topic",
-                       ["reason"])
+DEAD_LETTERS = Counter(
+    "taskstream_dead_letters_total", "records sent to the dead-letter topic", ["reason"]
+)
 
 
 class Worker:
@@ -56,11 +58,15 @@ class Worker:
         self.settings = settings
         self.runner = runner
         topics = settings.topics
-        self._topics = [topics.execution(queue, priority)
-                        for queue in settings.executor_queues
-                        for priority in ("high", "medium", "low")]
+        self._topics = [
+            topics.execution(queue, priority)
+            for queue in settings.executor_queues
+            for priority in ("high", "medium", "low")
+        ]
         # one group per queue; an executor serving several queues joins the first queue's
-        self._consumer = Consumer(consumer_config(settings, settings.group_id(settings.executor_queues[0])))
+        self._consumer = Consumer(
+            consumer_config(settings, settings.group_id(settings.executor_queues[0]))
+        )
         self._producer = Producer(producer_config(settings, partitioner="murmur2_random"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="executor", daemon=True)
@@ -107,11 +113,16 @@ class Worker:
         log = fields(task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt)
         started_at = datetime.now(UTC)
         DISPATCH_LATENCY.observe(max((started_at - order.scheduled_for).total_seconds(), 0.0))
-        self._emit(order, ExecutionStarted(
-            execution_id=order.execution_id, attempt=order.attempt,
-            scheduled_for=order.scheduled_for, worker_id=self.settings.executor_id,
-            handler=order.handler,
-        ))
+        self._emit(
+            order,
+            ExecutionStarted(
+                execution_id=order.execution_id,
+                attempt=order.attempt,
+                scheduled_for=order.scheduled_for,
+                worker_id=self.settings.executor_id,
+                handler=order.handler,
+            ),
+        )
         logger.info("running %s", order.handler, extra=log)
         IN_FLIGHT.inc()
         try:
@@ -129,27 +140,47 @@ class Worker:
         self._producer.flush(30)
 
     def _outcome_event(self, order: WorkOrder, outcome: Outcome) -> EventData:
-        common = {
-            "execution_id": order.execution_id, "attempt": order.attempt,
-            "scheduled_for": order.scheduled_for, "worker_id": self.settings.executor_id,
-            "duration_seconds": round(outcome.duration, 6),
-        }
+        duration = round(outcome.duration, 6)
+        worker_id = self.settings.executor_id
         if outcome.succeeded:
-            return ExecutionSucceeded(**common, output=outcome.output)
-        return ExecutionFailed(**common, error_type=outcome.error_type or "Error",
-                               error_message=outcome.error_message, retryable=outcome.retryable)
+            return ExecutionSucceeded(
+                execution_id=order.execution_id,
+                attempt=order.attempt,
+                scheduled_for=order.scheduled_for,
+                worker_id=worker_id,
+                duration_seconds=duration,
+                output=outcome.output,
+            )
+        return ExecutionFailed(
+            execution_id=order.execution_id,
+            attempt=order.attempt,
+            scheduled_for=order.scheduled_for,
+            worker_id=worker_id,
+            duration_seconds=duration,
+            error_type=outcome.error_type or "Error",
+            error_message=outcome.error_message,
+            retryable=outcome.retryable,
+        )
 
     def _emit(self, order: WorkOrder, data: EventData) -> None:
         event = Event.create(order.task_id, data)
-        self._producer.produce(self.settings.topics.task_events, key=order.task_id.encode(),
-                               value=encode_event(event), headers=event_headers(event))
+        self._producer.produce(
+            self.settings.topics.task_events,
+            key=order.task_id.encode(),
+            value=encode_event(event),
+            headers=event_headers(event),
+        )
         self._producer.poll(0)
 
     def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
         DEAD_LETTERS.labels(reason).inc()
-        logger.error("dead-lettering record: %s", detail,
-                     extra=fields(topic=message.topic(), partition=message.partition(),
-                                  offset=message.offset()))
+        logger.error(
+            "dead-lettering record: %s",
+            detail,
+            extra=fields(
+                topic=message.topic(), partition=message.partition(), offset=message.offset()
+            ),
+        )
         self._producer.produce(
             self.settings.topics.dead_letter,
             key=message.key(),

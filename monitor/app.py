@@ -26,10 +26,17 @@ logger = logging.getLogger(__name__)
 def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = None) -> faust.App:
     """Build the faust app (nothing connects until a worker starts it)."""
     metrics = registry or CollectorRegistry()
-    events_seen = Counter("taskstream_monitor_events_total", "task-events records read by the monitor",
-                          ["type"], registry=metrics)
-    undecodable = Counter("taskstream_monitor_undecodable_total",
-                          "task-events records the monitor could not decode", registry=metrics)
+    events_seen = Counter(
+        "taskstream_monitor_events_total",
+        "task-events records read by the monitor",
+        ["type"],
+        registry=metrics,
+    )
+    undecodable = Counter(
+        "taskstream_monitor_undecodable_total",
+        "task-events records the monitor could not decode",
+        registry=metrics,
+    )
     partitions = settings.task_events_partitions
     app = faust.App(
         settings.app_id,
@@ -44,8 +51,14 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=30.0,
     )
-    source = app.topic(settings.topics.task_events, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw", partitions=partitions)
+    source = app.topic(
+        settings.topics.task_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
     executions = app.Table("executions", partitions=partitions)
     history = app.Table("history", partitions=partitions)
 
@@ -69,8 +82,9 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         if record is None:
             return
         executions[execution_id] = record
-        updated = push_history(history.get(event.task_id), execution_id,
-                               settings.monitor_history_size)
+        updated = push_history(
+            history.get(event.task_id), execution_id, settings.monitor_history_size
+        )
         if updated is not None:
             history[event.task_id] = updated
 
@@ -82,14 +96,19 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
             if page < 0 or not 1 <= size <= 1000:
                 raise ValueError
         except ValueError:
-            return self.json({"error": "invalid_paging",
-                              "message": "page must be >= 0 and size between 1 and 1000"},
-                             status=400)
+            return self.json(
+                {
+                    "error": "invalid_paging",
+                    "message": "page must be >= 0 and size between 1 and 1000",
+                },
+                status=400,
+            )
         ids: list[str] = history.get(task_id) or []
-        chosen = [executions.get(eid) for eid in ids[page * size:(page + 1) * size]]
+        chosen = [executions.get(eid) for eid in ids[page * size : (page + 1) * size]]
         items = [public_record(record) for record in chosen if record]
-        return self.json({"task_id": task_id, "items": items, "page": page, "size": size,
-                          "total": len(ids)})
+        return self.json(
+            {"task_id": task_id, "items": items, "page": page, "size": size, "total": len(ids)}
+        )
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:

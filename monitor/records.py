@@ -34,14 +34,18 @@ def apply_event(record: dict[str, Any] | None, event: Event) -> dict[str, Any] |
     data = event.data
     if not isinstance(data, EXECUTION_EVENTS):
         return None
-    record = dict(record) if record else {
-        "execution_id": data.execution_id,
-        "task_id": event.task_id,
-        "attempt": data.attempt,
-        "scheduled_for": data.scheduled_for.isoformat(),
-        "status": None,
-        "event_ids": [],
-    }
+    record = (
+        dict(record)
+        if record
+        else {
+            "execution_id": data.execution_id,
+            "task_id": event.task_id,
+            "attempt": data.attempt,
+            "scheduled_for": data.scheduled_for.isoformat(),
+            "status": None,
+            "event_ids": [],
+        }
+    )
     if event.id in record["event_ids"]:
         return None
     record["event_ids"] = [*record["event_ids"], event.id][-_MAX_REMEMBERED_EVENTS:]
@@ -53,14 +57,23 @@ def apply_event(record: dict[str, Any] | None, event: Event) -> dict[str, Any] |
         record.update(started_at=at, worker_id=data.worker_id, handler=data.handler)
         status = "running"
     elif isinstance(data, ExecutionSucceeded):
-        record.update(finished_at=at, duration_seconds=data.duration_seconds,
-                      output=data.output, worker_id=data.worker_id)
+        record.update(
+            finished_at=at,
+            duration_seconds=data.duration_seconds,
+            output=data.output,
+            worker_id=data.worker_id,
+        )
         status = "succeeded"
     else:
         assert isinstance(data, ExecutionFailed)
-        record.update(finished_at=at, duration_seconds=data.duration_seconds,
-                      error_type=data.error_type, error_message=data.error_message,
-                      retryable=data.retryable, worker_id=data.worker_id)
+        record.update(
+            finished_at=at,
+            duration_seconds=data.duration_seconds,
+            error_type=data.error_type,
+            error_message=data.error_message,
+            retryable=data.retryable,
+            worker_id=data.worker_id,
+        )
         status = "failed"
     current = record["status"]
     if current is None or _RANK[status] >= _RANK[current]:

@@ -12,7 +12,9 @@ __all__ = ["MonitorSettings"]
 
 
 class MonitorSettings(CommonSettings):
-    monitor_host: str = Field(default="127.0.0.1", description="address of the monitor's web server")
+    monitor_host: str = Field(
+        default="127.0.0.1", description="address of the monitor's web server"
+    )
     monitor_port: int = Field(default=6066, ge=1, le=65535, description="port of the monitor")
     monitor_history_size: int = Field(
         default=100, ge=1, description="executions kept in each task's history"

@@ -32,7 +32,7 @@ __all__ = [
     "work_order_headers",
 ]
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 CONTENT_TYPE = b"application/json"
 HEADER_CONTENT_TYPE = "content-type"
@@ -75,7 +75,9 @@ def decode_event(raw: bytes | None) -> Event:
     if data_type is None:
         known = ", ".join(sorted(f"{t} v{v}" for t, v in EVENT_TYPES))
         raise EventDecodeError(
-            str(UnknownEventTypeError(f"unknown event type {key[0]!r} v{key[1]!r}; known: {known}")),
+            str(
+                UnknownEventTypeError(f"unknown event type {key[0]!r} v{key[1]!r}; known: {known}")
+            ),
             raw,
         )
     try:

@@ -1,9 +1,9 @@
 """Errors raised while reading or writing the event contract.
 
-    SchemaError
-     ├── DurationError          a duration string such as "30s" could not be parsed
-     ├── UnknownEventTypeError  an event's type is not in the registry
-     └── EventDecodeError       bytes on the wire are not a valid event (keeps the bytes)
+SchemaError
+ ├── DurationError          a duration string such as "30s" could not be parsed
+ ├── UnknownEventTypeError  an event's type is not in the registry
+ └── EventDecodeError       bytes on the wire are not a valid event (keeps the bytes)
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class Schedule(_Frozen):
         if len(given) != 1:
             raise ValueError(
                 "a schedule needs exactly one of 'cron', 'every' or 'at' "
-                f"(got {', '.join(given) or 'none'}), e.g. {{\"cron\": \"*/5 * * * *\"}}"
+                f'(got {", ".join(given) or "none"}), e.g. {{"cron": "*/5 * * * *"}}'
             )
         return self
 
@@ -165,6 +165,3 @@ class TaskSpec(_Frozen):
         if not value.strip():
             raise ValueError("name must not be blank")
         return value.strip()
-
-
-

@@ -1,11 +1,11 @@
 """The ``taskstream`` command: run the services, or the whole system with ``dev``.
 
-    taskstream dev         broker + core + executor + monitor on this machine
-    taskstream core        the REST API, task store and scheduler
-    taskstream executor    runs handlers for work orders
-    taskstream monitor     history, metrics and dashboard (faust)
-    taskstream kafka       a local Kafka broker in the foreground
-    taskstream schemas     write the JSON Schema files
+taskstream dev         broker + core + executor + monitor on this machine
+taskstream core        the REST API, task store and scheduler
+taskstream executor    runs handlers for work orders
+taskstream monitor     history, metrics and dashboard (faust)
+taskstream kafka       a local Kafka broker in the foreground
+taskstream schemas     write the JSON Schema files
 """
 
 from __future__ import annotations
@@ -72,20 +72,27 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskstream", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="taskstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev = commands.add_parser("dev", help="run the whole system locally (Ctrl-C stops it)")
-    dev.add_argument("--state-dir", default=".taskstream",
-                     help="where the broker's data, the SQLite store and logs live")
+    dev.add_argument(
+        "--state-dir",
+        default=".taskstream",
+        help="where the broker's data, the SQLite store and logs live",
+    )
     dev.add_argument("--fresh", action="store_true", help="delete the state directory first")
     dev.set_defaults(run=_dev)
     commands.add_parser("core", help="run the core service").set_defaults(run=_core)
     commands.add_parser("executor", help="run an executor").set_defaults(run=_executor)
     commands.add_parser("monitor", help="run the monitor").set_defaults(run=_monitor)
     kafka = commands.add_parser("kafka", help="run a local Kafka broker in the foreground")
-    kafka.add_argument("kafka_args", nargs=argparse.REMAINDER,
-                       help="options of python -m taskstream.infra.local_kafka")
+    kafka.add_argument(
+        "kafka_args",
+        nargs=argparse.REMAINDER,
+        help="options of python -m taskstream.infra.local_kafka",
+    )
     kafka.set_defaults(run=_kafka)
     schemas = commands.add_parser("schemas", help="write the JSON Schema files")
     schemas.add_argument("directory", nargs="?", help="target directory (default: schemas/json)")

@@ -62,14 +62,19 @@ def service_env(base: dict[str, str] | None = None, **settings: str) -> dict[str
     return env
 
 
-def start_service(name: str, env: dict[str, str], health_url: str, log_path: Path) -> ServiceProcess:
+def start_service(
+    name: str, env: dict[str, str], health_url: str, log_path: Path
+) -> ServiceProcess:
     """Start ``taskstream <name>`` as a child process logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "taskstream", name],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, see die_with_parent
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),
     )
     return ServiceProcess(name, process, health_url, log_path, log)
 
@@ -79,8 +84,9 @@ def wait_healthy(service: ServiceProcess, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited with {service.process.returncode}:\n"
-                               f"{service.log_tail()}")
+            raise RuntimeError(
+                f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}"
+            )
         try:
             if httpx.get(service.health_url, timeout=2.0).status_code == 200:
                 return
@@ -113,13 +119,18 @@ def run_dev(state_dir: Path, fresh: bool = False) -> int:
     env.setdefault("TASKSTREAM_MONITOR_DATA_DIR", str(state_dir / "monitor"))
     env.setdefault("TASKSTREAM_LOG_FORMAT", "text")
     try:
-        bootstrap = env.get("TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS") or env.get("KAFKA_BOOTSTRAP_SERVERS")
+        bootstrap = env.get("TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS") or env.get(
+            "KAFKA_BOOTSTRAP_SERVERS"
+        )
         if not bootstrap:
             port = int(env.get("TASKSTREAM_KAFKA_PORT", "9092"))
-            print(f"starting Kafka on 127.0.0.1:{port} (data in {state_dir / 'kafka'}) ...",
-                  flush=True)
-            broker = LocalKafkaBroker(port=port, data_dir=state_dir / "kafka",
-                                      log_file=logs / "kafka.log")
+            print(
+                f"starting Kafka on 127.0.0.1:{port} (data in {state_dir / 'kafka'}) ...",
+                flush=True,
+            )
+            broker = LocalKafkaBroker(
+                port=port, data_dir=state_dir / "kafka", log_file=logs / "kafka.log"
+            )
             bootstrap = broker.start()
         env["TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         urls = {}
@@ -130,9 +141,10 @@ def run_dev(state_dir: Path, fresh: bool = False) -> int:
             service = start_service(name, env, f"{urls[name]}/health", logs / f"{name}.log")
             services.append(service)
             wait_healthy(service)
+        prefix = env.get("TASKSTREAM_TOPIC_PREFIX", "taskstream.")
         print(
             "\ntaskstream is running:\n"
-            f"  Kafka     {bootstrap}   (topics prefixed {env.get('TASKSTREAM_TOPIC_PREFIX', 'taskstream.')})\n"
+            f"  Kafka     {bootstrap}   (topics prefixed {prefix})\n"
             f"  core API  {urls['core']}/api/tasks   (OpenAPI: {urls['core']}/docs)\n"
             f"  executor  {urls['executor']}/health\n"
             f"  monitor   {urls['monitor']}/api/monitor/tasks/<id>/executions\n"
@@ -143,8 +155,12 @@ def run_dev(state_dir: Path, fresh: bool = False) -> int:
         while True:
             for service in services:
                 if service.process.poll() is not None:
-                    print(f"{service.name} exited with {service.process.returncode}; stopping.\n"
-                          f"{service.log_tail()}", file=sys.stderr, flush=True)
+                    print(
+                        f"{service.name} exited with {service.process.returncode}; stopping.\n"
+                        f"{service.log_tail()}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     return 1
             time.sleep(0.5)
     except _Stop:

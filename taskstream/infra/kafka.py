@@ -10,7 +10,8 @@ import logging
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from taskstream.infra.settings import CommonSettings
 
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_client_logger = logging.getLogger("librdkafka")
 _UNLIMITED = "-1"
 _DAYS_7 = str(7 * 24 * 3600 * 1000)
 
@@ -31,6 +33,7 @@ _DAYS_7 = str(7 * 24 * 3600 * 1000)
 def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": _client_logger,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -43,6 +46,7 @@ def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any
 def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": _client_logger,
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -53,7 +57,9 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
 
 
 def admin_client(settings: CommonSettings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "logger": _client_logger}
+    )
 
 
 class TopicSpec:
@@ -67,16 +73,24 @@ def standard_topics(settings: CommonSettings, queues: list[str]) -> list[TopicSp
     """Every topic the pipeline uses for ``queues``, with its partitions and retention."""
     topics = settings.topics
     specs = [
-        TopicSpec(topics.task_events, settings.task_events_partitions,
-                  {"retention.ms": _UNLIMITED, "min.insync.replicas": "1"}),
+        TopicSpec(
+            topics.task_events,
+            settings.task_events_partitions,
+            {"retention.ms": _UNLIMITED, "min.insync.replicas": "1"},
+        ),
         TopicSpec(topics.dead_letter, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(topics.workers, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.alerts, 1, {"retention.ms": _DAYS_7}),
     ]
     for queue in queues:
         for priority in ("high", "medium", "low"):
-            specs.append(TopicSpec(topics.execution(queue, priority),
-                                   settings.execution_partitions, {"retention.ms": _DAYS_7}))
+            specs.append(
+                TopicSpec(
+                    topics.execution(queue, priority),
+                    settings.execution_partitions,
+                    {"retention.ms": _DAYS_7},
+                )
+            )
     return specs
 
 
@@ -88,9 +102,15 @@ def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: flo
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(spec.name, num_partitions=spec.partitions,
-                  replication_factor=settings.replication_factor, config=spec.config)
-         for spec in missing],
+        [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=settings.replication_factor,
+                config=spec.config,
+            )
+            for spec in missing
+        ],
         operation_timeout=timeout,
     )
     for name, future in futures.items():

@@ -16,7 +16,7 @@ HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -27,8 +27,9 @@ class OpsServer:
         self._health = health
         self._metrics = make_wsgi_app()
         self._server: WSGIServer = make_server(host, port, self._app, handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ops-http",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ops-http", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -48,8 +49,14 @@ class OpsServer:
         if path == "/health":
             healthy, details = self._health()
             body = orjson.dumps({"status": "ok" if healthy else "failing", **details})
-            start_response("200 OK" if healthy else "503 Service Unavailable",
-                           [("Content-Type", "application/json")])
+            start_response(
+                "200 OK" if healthy else "503 Service Unavailable",
+                [("Content-Type", "application/json")],
+            )
             return [body]
         start_response("404 Not Found", [("Content-Type", "application/json")])
-        return [orjson.dumps({"error": "not_found", "message": f"no route {path}; try /health or /metrics"})]
+        return [
+            orjson.dumps(
+                {"error": "not_found", "message": f"no route {path}; try /health or /metrics"}
+            )
+        ]

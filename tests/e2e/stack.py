@@ -49,8 +49,12 @@ def stack_env(bootstrap: str, prefix: str, workdir: Path) -> tuple[dict[str, str
 
 
 @contextmanager
-def running_stack(bootstrap: str, prefix: str, workdir: Path,
-                  names: tuple[str, ...] = ("core", "executor", "monitor")) -> Iterator[Stack]:
+def running_stack(
+    bootstrap: str,
+    prefix: str,
+    workdir: Path,
+    names: tuple[str, ...] = ("core", "executor", "monitor"),
+) -> Iterator[Stack]:
     env, urls = stack_env(bootstrap, prefix, workdir)
     stack = Stack(env, prefix, urls)
     try:

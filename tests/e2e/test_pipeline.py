@@ -18,7 +18,7 @@ SEED_BODY = {
     "name": "sample-task",
     "cronExpression": "*/1 * * * * *",
     "handlerClass": "handlers.builtin.EchoHandler",
-    "parameters": "{\"key\":\"value\"}",
+    "parameters": '{"key":"value"}',
     "maxRetries": 3,
 }
 
@@ -65,8 +65,11 @@ def test_seed_body_runs_through_to_the_monitor_history(stack: Stack) -> None:
     assert task["executions"]["scheduled"] >= 2
 
     # any consumer reads the same story from task-events as plain JSON with type headers
-    records = [r for r in read_topic(stack.env["KAFKA_BOOTSTRAP_SERVERS"],
-                                     f"{stack.prefix}task-events") if r.key == task_id.encode()]
+    records = [
+        r
+        for r in read_topic(stack.env["KAFKA_BOOTSTRAP_SERVERS"], f"{stack.prefix}task-events")
+        if r.key == task_id.encode()
+    ]
     types = [r.value["type"] for r in records]
     assert types[0] == "TaskCreated"
     assert {"ExecutionScheduled", "ExecutionStarted", "ExecutionSucceeded"} <= set(types)
@@ -74,35 +77,58 @@ def test_seed_body_runs_through_to_the_monitor_history(stack: Stack) -> None:
         assert record.headers["event-type"] == str(record.value["type"]).encode()
         assert record.value["task_id"] == task_id
     assert len({r.partition for r in records}) == 1, "one task's events share a partition"
-    scheduled = [r.value["data"]["execution_id"] for r in records
-                 if r.value["type"] == "ExecutionScheduled"]
+    scheduled = [
+        r.value["data"]["execution_id"] for r in records if r.value["type"] == "ExecutionScheduled"
+    ]
     assert len(scheduled) == len(set(scheduled)), "each slot fired once"
 
 
 def test_interval_one_shot_and_five_field_cron(stack: Stack) -> None:
     every = _create(stack, {"name": "tick", "schedule": {"every": "1s"}, "handler": "noop"})
     at = datetime.now(UTC) + timedelta(seconds=2)
-    once = _create(stack, {"name": "once", "schedule": {"at": at.isoformat()}, "handler": "noop",
-                           "priority": "high"})
-    cron5 = _create(stack, {"name": "minutely", "schedule": {"cron": "* * * * *",
-                                                             "timeZone": "Europe/Berlin"},
-                            "handler": "noop", "priority": "low", "timeout": "30s"})
-    assert cron5["schedule"] == {"cron": "* * * * *", "every": None, "at": None,
-                                 "timezone": "Europe/Berlin"}
+    once = _create(
+        stack,
+        {"name": "once", "schedule": {"at": at.isoformat()}, "handler": "noop", "priority": "high"},
+    )
+    cron5 = _create(
+        stack,
+        {
+            "name": "minutely",
+            "schedule": {"cron": "* * * * *", "timeZone": "Europe/Berlin"},
+            "handler": "noop",
+            "priority": "low",
+            "timeout": "30s",
+        },
+    )
+    assert cron5["schedule"] == {
+        "cron": "* * * * *",
+        "every": None,
+        "at": None,
+        "timezone": "Europe/Berlin",
+    }
     assert cron5["timeout"] == "30s"
 
     _finished(stack, every["id"], "succeeded", count=2)
     [run] = _finished(stack, once["id"], "succeeded")
     assert run["priority"] == "high"
     assert datetime.fromisoformat(run["scheduled_for"]) == at
-    eventually(lambda: httpx.get(f"{stack.core}/api/tasks/{once['id']}").json()["status"]
-               == "completed", what="one-shot task completed")
+    eventually(
+        lambda: httpx.get(f"{stack.core}/api/tasks/{once['id']}").json()["status"] == "completed",
+        what="one-shot task completed",
+    )
     assert len(_executions(stack, once["id"])) == 1
 
 
 def test_failures_are_recorded_with_the_error(stack: Stack) -> None:
-    task = _create(stack, {"name": "broken", "schedule": {"every": "1s"}, "handler": "fail",
-                           "params": {"message": "disk full", "permanent": True}})
+    task = _create(
+        stack,
+        {
+            "name": "broken",
+            "schedule": {"every": "1s"},
+            "handler": "fail",
+            "params": {"message": "disk full", "permanent": True},
+        },
+    )
     [failed, *_] = _finished(stack, task["id"], "failed")
     assert failed["error_type"] == "PermanentError"
     assert failed["error_message"] == "disk full"
@@ -121,25 +147,53 @@ def test_task_listing_pages(stack: Stack) -> None:
 
 
 BAD_REQUESTS = [
-    ({"name": "bad-cron", "schedule": {"cron": "61 * * * *"}, "handler": "noop"}, 422,
-     "schedule.cron"),
-    ({"name": "bad-seed-cron", "cronExpression": "not a cron", "handlerClass": "echo"}, 422,
-     "schedule.cron"),
-    ({"name": "bad-handler", "schedule": {"every": "1s"}, "handler": "com.example.Nope"}, 422,
-     "handler"),
-    ({"name": "bad-zone", "schedule": {"cron": "* * * * *", "timezone": "Mars/Base"},
-      "handler": "noop"}, 422, "schedule.timezone"),
-    ({"name": "bad-queue", "schedule": {"every": "1s"}, "handler": "noop", "queue": "nowhere"},
-     422, "queue"),
+    (
+        {"name": "bad-cron", "schedule": {"cron": "61 * * * *"}, "handler": "noop"},
+        422,
+        "schedule.cron",
+    ),
+    (
+        {"name": "bad-seed-cron", "cronExpression": "not a cron", "handlerClass": "echo"},
+        422,
+        "schedule.cron",
+    ),
+    (
+        {"name": "bad-handler", "schedule": {"every": "1s"}, "handler": "com.example.Nope"},
+        422,
+        "handler",
+    ),
+    (
+        {
+            "name": "bad-zone",
+            "schedule": {"cron": "* * * * *", "timezone": "Mars/Base"},
+            "handler": "noop",
+        },
+        422,
+        "schedule.timezone",
+    ),
+    (
+        {"name": "bad-queue", "schedule": {"every": "1s"}, "handler": "noop", "queue": "nowhere"},
+        422,
+        "queue",
+    ),
     ({"name": "bad-missing"}, 422, "schedule"),
-    ({"name": "bad-params", "cronExpression": "* * * * *", "handlerClass": "echo",
-      "parameters": "{oops"}, 422, "body"),
+    (
+        {
+            "name": "bad-params",
+            "cronExpression": "* * * * *",
+            "handlerClass": "echo",
+            "parameters": "{oops",
+        },
+        422,
+        "body",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "status", "field"), BAD_REQUESTS)
-def test_invalid_input_is_rejected_naming_the_field(stack: Stack, body: dict[str, Any],
-                                                   status: int, field: str) -> None:
+def test_invalid_input_is_rejected_naming_the_field(
+    stack: Stack, body: dict[str, Any], status: int, field: str
+) -> None:
     response = httpx.post(f"{stack.core}/api/tasks", json=body, timeout=10)
     assert response.status_code == status, response.text
     document = response.json()
@@ -149,8 +203,12 @@ def test_invalid_input_is_rejected_naming_the_field(stack: Stack, body: dict[str
 
 
 def test_malformed_json_is_a_400(stack: Stack) -> None:
-    response = httpx.post(f"{stack.core}/api/tasks", content=b'{"name": "x",',
-                          headers={"Content-Type": "application/json"}, timeout=10)
+    response = httpx.post(
+        f"{stack.core}/api/tasks",
+        content=b'{"name": "x",',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "malformed_json"
 
@@ -158,11 +216,15 @@ def test_malformed_json_is_a_400(stack: Stack) -> None:
 def test_rejected_requests_wrote_nothing_to_kafka(stack: Stack) -> None:
     for body, _, _ in BAD_REQUESTS:
         httpx.post(f"{stack.core}/api/tasks", json=body, timeout=10)
-    marker = _create(stack, {"name": "after-the-bad-ones", "schedule": {"cron": "0 0 1 1 *"},
-                             "handler": "noop"})
+    marker = _create(
+        stack, {"name": "after-the-bad-ones", "schedule": {"cron": "0 0 1 1 *"}, "handler": "noop"}
+    )
     records = read_topic(stack.env["KAFKA_BOOTSTRAP_SERVERS"], f"{stack.prefix}task-events")
-    names = {r.value["data"]["task"]["name"] for r in records  # type: ignore[index]
-             if r.value["type"] == "TaskCreated"}
+    names = {
+        r.value["data"]["task"]["name"]
+        for r in records  # type: ignore[index]
+        if r.value["type"] == "TaskCreated"
+    }
     assert "after-the-bad-ones" in names, f"marker {marker['id']} missing from the log"
     assert not {body["name"] for body, _, _ in BAD_REQUESTS} & names
 

@@ -13,9 +13,15 @@ from handlers.builtin import EchoHandler, FailHandler, SleepHandler
 
 
 def _ctx(**params: object) -> TaskContext:
-    return TaskContext(task_id="t", task_name="n", execution_id="e", attempt=1,
-                       scheduled_for=datetime.now(UTC), params=params,
-                       deadline=time.monotonic() + 10)
+    return TaskContext(
+        task_id="t",
+        task_name="n",
+        execution_id="e",
+        attempt=1,
+        scheduled_for=datetime.now(UTC),
+        params=params,
+        deadline=time.monotonic() + 10,
+    )
 
 
 def test_builtins_are_registered_through_entry_points() -> None:

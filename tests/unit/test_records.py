@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from monitor.records import apply_event, public_record, push_history
 from schemas import (
@@ -17,11 +17,14 @@ SLOT = datetime(2030, 1, 1, tzinfo=UTC)
 def _events() -> list[Event]:
     common = {"execution_id": "e1", "attempt": 1, "scheduled_for": SLOT}
     return [
-        Event.create("t1", ExecutionScheduled(**common, topic="x", queue="default",
-                                              priority=Priority.MEDIUM)),
+        Event.create(
+            "t1", ExecutionScheduled(**common, topic="x", queue="default", priority=Priority.MEDIUM)
+        ),
         Event.create("t1", ExecutionStarted(**common, worker_id="w", handler="echo")),
-        Event.create("t1", ExecutionSucceeded(**common, worker_id="w",
-                                              duration_seconds=0.005, output={"a": 1})),
+        Event.create(
+            "t1",
+            ExecutionSucceeded(**common, worker_id="w", duration_seconds=0.005, output={"a": 1}),
+        ),
     ]
 
 

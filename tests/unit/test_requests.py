@@ -31,11 +31,16 @@ def test_seed_parameters_may_be_an_object() -> None:
 
 
 def test_own_model_accepts_camel_case_aliases() -> None:
-    request = CreateTaskRequest.model_validate({
-        "name": "n", "schedule": {"every": "30s", "timeZone": "Europe/Berlin"}, "handler": "noop",
-        "priority": "high", "timeout": "2m",
-        "retry": {"maxAttempts": 5, "initialDelay": "2s", "maxDelay": "1m", "jitter": "0s"},
-    })
+    request = CreateTaskRequest.model_validate(
+        {
+            "name": "n",
+            "schedule": {"every": "30s", "timeZone": "Europe/Berlin"},
+            "handler": "noop",
+            "priority": "high",
+            "timeout": "2m",
+            "retry": {"maxAttempts": 5, "initialDelay": "2s", "maxDelay": "1m", "jitter": "0s"},
+        }
+    )
     spec = request.to_spec("noop")
     assert spec.schedule.timezone == "Europe/Berlin"
     assert spec.retry.max_attempts == 5
@@ -45,14 +50,18 @@ def test_own_model_accepts_camel_case_aliases() -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({**SEED_BODY, "parameters": "not json"}, None),
-     ({**SEED_BODY, "maxRetries": -1}, None),
-     ({**SEED_BODY, "cronExpression": "bad cron"}, "schedule.cron"),
-     ({"name": "n", "schedule": {"every": "soon"}, "handler": "noop"}, "schedule.every"),
-     ({"name": "n", "handler": "noop"}, "schedule"),
-     ({"name": "n", "schedule": {"every": "1s"}, "handler": "noop", "bogus": 1}, "bogus"),
-     ({"name": "n", "schedule": {"every": "1s"}, "handler": "noop", "priority": "urgent"},
-      "priority")],
+    [
+        ({**SEED_BODY, "parameters": "not json"}, None),
+        ({**SEED_BODY, "maxRetries": -1}, None),
+        ({**SEED_BODY, "cronExpression": "bad cron"}, "schedule.cron"),
+        ({"name": "n", "schedule": {"every": "soon"}, "handler": "noop"}, "schedule.every"),
+        ({"name": "n", "handler": "noop"}, "schedule"),
+        ({"name": "n", "schedule": {"every": "1s"}, "handler": "noop", "bogus": 1}, "bogus"),
+        (
+            {"name": "n", "schedule": {"every": "1s"}, "handler": "noop", "priority": "urgent"},
+            "priority",
+        ),
+    ],
 )
 def test_bad_bodies_name_the_field(body: dict[str, object], field: str | None) -> None:
     with pytest.raises(ValidationError) as caught:

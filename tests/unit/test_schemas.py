@@ -29,8 +29,16 @@ from schemas.jsonschema import SCHEMA_DIR, build_schemas, render
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), ("2d", 172800),
-     ("45", 45), ("1.5s", 1.5)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("2d", 172800),
+        ("45", 45),
+        ("1.5s", 1.5),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
@@ -61,13 +69,15 @@ def test_schedule_accepts_five_and_six_field_cron_and_intervals() -> None:
 
 @pytest.mark.parametrize(
     ("schedule", "message"),
-    [({"cron": "61 * * * *"}, "invalid cron"),
-     ({"cron": "* * *"}, "3 fields"),
-     ({"cron": "* * * * *", "every": "5s"}, "exactly one"),
-     ({}, "exactly one"),
-     ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
-     ({"at": "2030-01-01T00:00:00"}, "timezone"),
-     ({"every": "0s"}, "at least")],
+    [
+        ({"cron": "61 * * * *"}, "invalid cron"),
+        ({"cron": "* * *"}, "3 fields"),
+        ({"cron": "* * * * *", "every": "5s"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown time zone"),
+        ({"at": "2030-01-01T00:00:00"}, "timezone"),
+        ({"every": "0s"}, "at least"),
+    ],
 )
 def test_schedule_rejections_say_what_is_wrong(schedule: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -91,18 +101,29 @@ def test_events_are_frozen() -> None:
 
 def test_naive_datetimes_are_rejected() -> None:
     with pytest.raises(ValidationError, match="timezone"):
-        ExecutionFailed(execution_id="e", attempt=1, scheduled_for=datetime(2030, 1, 1),
-                        worker_id="w", duration_seconds=1.0, error_type="E",
-                        error_message="m")
+        ExecutionFailed(
+            execution_id="e",
+            attempt=1,
+            scheduled_for=datetime(2030, 1, 1),
+            worker_id="w",
+            duration_seconds=1.0,
+            error_type="E",
+            error_message="m",
+        )
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
-    [(b"\xff\xfe not json", "not valid JSON"),
-     (b"[1, 2]", "not a JSON object"),
-     (b'{"type": "Nope", "version": 1}', "unknown event type"),
-     (b'{"id": "x", "type": "TaskCreated", "version": 1, "task_id": "t", '
-      b'"occurred_at": "2030-01-01T00:00:00Z", "data": {}}', "invalid TaskCreated")],
+    [
+        (b"\xff\xfe not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"type": "Nope", "version": 1}', "unknown event type"),
+        (
+            b'{"id": "x", "type": "TaskCreated", "version": 1, "task_id": "t", '
+            b'"occurred_at": "2030-01-01T00:00:00Z", "data": {}}',
+            "invalid TaskCreated",
+        ),
+    ],
 )
 def test_decode_errors_keep_the_bytes(raw: bytes, message: str) -> None:
     with pytest.raises(EventDecodeError, match=message) as caught:
@@ -112,9 +133,17 @@ def test_decode_errors_keep_the_bytes(raw: bytes, message: str) -> None:
 
 def test_work_order_round_trip() -> None:
     slot = datetime(2030, 1, 1, tzinfo=UTC)
-    order = WorkOrder(execution_id=execution_id("t", slot, 1), task_id="t", task_name="n",
-                      handler="noop", attempt=1, scheduled_for=slot, priority=Priority.HIGH,
-                      queue="default", timeout=timedelta(seconds=5))
+    order = WorkOrder(
+        execution_id=execution_id("t", slot, 1),
+        task_id="t",
+        task_name="n",
+        handler="noop",
+        attempt=1,
+        scheduled_for=slot,
+        priority=Priority.HIGH,
+        queue="default",
+        timeout=timedelta(seconds=5),
+    )
     assert decode_work_order(encode_work_order(order)) == order
 
 
@@ -128,8 +157,10 @@ def test_execution_ids_are_deterministic() -> None:
 
 def test_checked_in_json_schemas_match_the_models() -> None:
     generated = build_schemas()
-    on_disk = {path.relative_to(SCHEMA_DIR).as_posix(): path.read_text()
-               for path in SCHEMA_DIR.rglob("*.json")}
+    on_disk = {
+        path.relative_to(SCHEMA_DIR).as_posix(): path.read_text()
+        for path in SCHEMA_DIR.rglob("*.json")
+    }
     assert set(on_disk) == set(generated), "run `taskstream schemas` to regenerate"
     for name, schema in generated.items():
         assert on_disk[name] == render(schema), f"{name} drifted: run `taskstream schemas`"
@@ -139,7 +170,9 @@ def test_json_schema_validates_a_real_event() -> None:
     import jsonschema
     import orjson
 
-    event = Event.create("task-1", TaskCreated(task=_spec(cron="0 3 * * *", timezone="Europe/Berlin")))
+    event = Event.create(
+        "task-1", TaskCreated(task=_spec(cron="0 3 * * *", timezone="Europe/Berlin"))
+    )
     schema = build_schemas()["events/TaskCreated.v1.json"]
     jsonschema.validate(orjson.loads(encode_event(event)), schema)
     with pytest.raises(jsonschema.ValidationError):
@@ -148,12 +181,35 @@ def test_json_schema_validates_a_real_event() -> None:
 
 def test_public_surface_is_pinned() -> None:
     assert sorted(schemas.__all__) == [
-        "DEFAULT_QUEUE", "Duration", "DurationError", "EVENT_TYPES", "Event", "EventData",
-        "EventDecodeError", "ExecutionFailed", "ExecutionScheduled", "ExecutionStarted",
-        "ExecutionSucceeded", "Priority", "RetryPolicy", "Schedule", "ScheduleKind", "SchemaError",
-        "TaskCreated", "TaskSpec", "UnknownEventTypeError", "WorkOrder", "decode_event",
-        "decode_work_order", "encode_event", "encode_work_order", "event_headers", "execution_id",
-        "format_duration", "parse_duration", "work_order_headers",
+        "DEFAULT_QUEUE",
+        "Duration",
+        "DurationError",
+        "EVENT_TYPES",
+        "Event",
+        "EventData",
+        "EventDecodeError",
+        "ExecutionFailed",
+        "ExecutionScheduled",
+        "ExecutionStarted",
+        "ExecutionSucceeded",
+        "Priority",
+        "RetryPolicy",
+        "Schedule",
+        "ScheduleKind",
+        "SchemaError",
+        "TaskCreated",
+        "TaskSpec",
+        "UnknownEventTypeError",
+        "WorkOrder",
+        "decode_event",
+        "decode_work_order",
+        "encode_event",
+        "encode_work_order",
+        "event_headers",
+        "execution_id",
+        "format_duration",
+        "parse_duration",
+        "work_order_headers",
     ]
     for name in schemas.__all__:
         assert hasattr(schemas, name), name

@@ -1,0 +1,38 @@
+# One entry point for people and CI. Every target sets up what it needs itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck check schemas clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m taskstream.infra.local_kafka --fetch-only
+	@touch $(STAMP)
+
+## run: the whole system locally (Kafka, core, executor, monitor; SQLite). Ctrl-C stops it.
+run: $(STAMP)
+	$(BIN)/taskstream dev
+
+## test: the whole test suite, against a real Kafka broker
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+## schemas: regenerate the JSON Schema files from the models
+schemas: $(STAMP)
+	$(BIN)/taskstream schemas
+
+clean:
+	rm -rf $(VENV) .taskstream .pytest_cache .mypy_cache .ruff_cache
