@@ -21,11 +21,16 @@ class RawRecord:
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[RawRecord]:
     """Every committed record of ``topic`` up to its end now, values parsed as JSON."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
     partitions = set(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
     consumer.subscribe([topic])
     records: list[RawRecord] = []
@@ -42,11 +47,15 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[Raw
                 assert error.code() == KafkaError._PARTITION_EOF, error.str()
                 at_end.add(message.partition() or 0)
                 continue
-            records.append(RawRecord(
-                message.partition() or 0, message.offset() or 0, message.key(),
-                orjson.loads(message.value() or b"null"),
-                {k: v for k, v in (message.headers() or []) if v is not None},
-            ))
+            records.append(
+                RawRecord(
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    message.key(),
+                    orjson.loads(message.value() or b"null"),
+                    {k: v for k, v in (message.headers() or []) if v is not None},
+                )
+            )
     finally:
         consumer.close()
     return records

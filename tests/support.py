@@ -9,8 +9,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.1,
-               what: str = "condition") -> T:
+def eventually(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> T:
     """Call ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -22,6 +27,8 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval
         except AssertionError as exc:
             last_error = exc
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                                 + (f": {last_error}" if last_error else ""))
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}"
+                + (f": {last_error}" if last_error else "")
+            )
         time.sleep(interval)  # poll interval of a deadline-bounded wait
