@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SYSTEM := $(VENV)/.system-packages
 
 .PHONY: run test lint typecheck check schemas clean
 
-$(STAMP): pyproject.toml
+$(SYSTEM): scripts/system-packages.sh
+	bash scripts/system-packages.sh
+	@mkdir -p $(VENV) && touch $(SYSTEM)
+
+$(STAMP): pyproject.toml $(SYSTEM)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'

@@ -27,6 +27,22 @@ def _settings_error(exc: ValidationError) -> int:
     return 2
 
 
+def _check_environment() -> None:
+    """Refuse ``TASKSTREAM_*`` variables that no service knows (a typo is not a default)."""
+    from core.settings import CoreSettings
+    from executor.settings import ExecutorSettings
+    from monitor.settings import MonitorSettings
+    from taskstream.infra.settings import unknown_variables
+
+    problems = unknown_variables([CoreSettings, ExecutorSettings, MonitorSettings])
+    if problems:
+        raise _UsageError("\n".join(problems))
+
+
+class _UsageError(Exception):
+    pass
+
+
 def _core(_: argparse.Namespace) -> int:
     from core.service import run
     from core.settings import CoreSettings
@@ -103,7 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_environment()
         return int(args.run(args))
+    except _UsageError as exc:
+        print(f"taskstream: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         return _settings_error(exc)
     except KeyboardInterrupt:

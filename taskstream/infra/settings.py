@@ -8,14 +8,37 @@ environment.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "CommonSettings", "Topics"]
+__all__ = ["ENV_PREFIX", "EXTRA_VARIABLES", "CommonSettings", "Topics", "unknown_variables"]
 
 ENV_PREFIX = "TASKSTREAM_"
+
+
+EXTRA_VARIABLES = frozenset({"TASKSTREAM_KAFKA_PORT", "TASKSTREAM_CACHE_DIR"})
+"""Variables read outside the settings classes (by ``taskstream dev`` and the broker)."""
+
+
+def unknown_variables(
+    settings_classes: Iterable[type[CommonSettings]], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """One message per ``TASKSTREAM_*`` variable no settings class knows, with a hint."""
+    known = set(EXTRA_VARIABLES)
+    for cls in settings_classes:
+        known.update(f"{ENV_PREFIX}{name.upper()}" for name in cls.model_fields)
+    messages = []
+    for name in sorted(os.environ if environ is None else environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; see the README's Configuration"
+            messages.append(f"unknown setting {name}{hint}")
+    return messages
 
 
 class Topics:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -241,3 +244,42 @@ def test_every_service_has_health_and_metrics(stack: Stack) -> None:
         metrics = httpx.get(f"{stack.urls[name]}/metrics", timeout=10)
         assert metrics.status_code == 200
         assert metric in metrics.text, f"{name} /metrics lacks {metric}"
+
+
+def test_kcat_reads_task_events_as_json(stack: Stack) -> None:
+    """A non-Python consumer (Debian's kcat) reads the log: JSON values, type headers."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is missing: run `bash scripts/system-packages.sh`"
+    task = _create(stack, {"name": "for-kcat", "schedule": {"every": "1s"}, "handler": "noop"})
+    _finished(stack, task["id"], "succeeded")
+    result = subprocess.run(
+        [
+            kcat,
+            "-b",
+            stack.env["KAFKA_BOOTSTRAP_SERVERS"],
+            "-C",
+            "-t",
+            f"{stack.prefix}task-events",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-X",
+            "isolation.level=read_committed",
+            "-f",
+            "%k\t%h\t%s\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [line.split("\t", 2) for line in result.stdout.splitlines() if line]
+    mine = [(headers, json.loads(value)) for key, headers, value in lines if key == task["id"]]
+    assert mine, result.stdout[-2000:]
+    for headers, event in mine:
+        assert f"event-type={event['type']}" in headers
+        assert set(event) == {"id", "type", "version", "task_id", "occurred_at", "data"}
+    assert {"TaskCreated", "ExecutionScheduled", "ExecutionSucceeded"} <= {
+        e["type"] for _, e in mine
+    }

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import CoreSettings
+from executor.settings import ExecutorSettings
+from monitor.settings import MonitorSettings
+from taskstream.cli import main
+from taskstream.infra.settings import EXTRA_VARIABLES, unknown_variables
+
+SERVICES = [CoreSettings, ExecutorSettings, MonitorSettings]
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_a_typo_is_refused_with_a_suggestion() -> None:
+    problems = unknown_variables(SERVICES, {"TASKSTREAM_API_PROT": "1", "TASKSTREAM_API_PORT": "2",
+                                            "HOME": "/root"})
+    assert problems == ["unknown setting TASKSTREAM_API_PROT; did you mean TASKSTREAM_API_PORT?"]
+
+
+def test_the_cli_refuses_unknown_settings(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TASKSTREAM_MONITOR_POTR", "1")
+    assert main(["monitor"]) == 2
+    assert "did you mean TASKSTREAM_MONITOR_PORT?" in capsys.readouterr().err
+
+
+def test_the_broker_address_answers_to_the_plain_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker:29092")
+    assert CoreSettings().kafka_bootstrap_servers == "broker:29092"
+
+
+def test_bad_values_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKSTREAM_API_PORT", "eighty")
+    with pytest.raises(ValidationError, match="api_port"):
+        CoreSettings()
+
+
+def test_every_setting_is_documented_in_the_readme_with_its_default() -> None:
+    table = {match[0]: match[1] for match in
+             re.findall(r"^\| `(TASKSTREAM_[A-Z_]+)`[^|]*\| `?([^`|]*)`? \|", README.read_text(),
+                        flags=re.MULTILINE)}
+    for cls in SERVICES:
+        for name, field in cls.model_fields.items():
+            variable = f"TASKSTREAM_{name.upper()}"
+            assert variable in table, f"{variable} is not in the README's configuration table"
+            if field.default_factory is None and isinstance(field.default, str | int | float):
+                assert table[variable] == str(field.default), variable
+    assert EXTRA_VARIABLES <= set(table)
