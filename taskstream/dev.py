@@ -22,7 +22,7 @@ from typing import IO
 import httpx
 
 from taskstream.infra.local_kafka import LocalKafkaBroker
-from taskstream.infra.processes import die_with_parent
+from taskstream.infra.processes import spawn_tied_to_interpreter
 
 __all__ = ["ServiceProcess", "run_dev", "service_env", "start_service", "wait_healthy"]
 
@@ -68,13 +68,8 @@ def start_service(
     """Start ``taskstream <name>`` as a child process logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskstream", name],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent(),
+    process = spawn_tied_to_interpreter(
+        [sys.executable, "-m", "taskstream", name], cwd=None, stdout=log, new_session=False, env=env
     )
     return ServiceProcess(name, process, health_url, log_path, log)
 

@@ -57,9 +57,11 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
 
 
 def admin_client(settings: CommonSettings) -> AdminClient:
-    return AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "logger": _client_logger}
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": _client_logger,
+    }
+    return AdminClient(config)
 
 
 class TopicSpec:

@@ -6,10 +6,15 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
 
-__all__ = ["die_with_parent", "free_port"]
+__all__ = ["die_with_parent", "free_port", "spawn_tied_to_interpreter"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -44,3 +49,44 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def spawn_tied_to_interpreter(
+    cmd: list[str],
+    cwd: Path | None,
+    stdout: int | IO[bytes],
+    new_session: bool,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` (stderr merged into ``stdout``) so that it dies with this interpreter.
+
+    Linux sends the death signal when the *thread* that forked the child ends,
+    not the process. Forking from the caller's thread would kill the broker as
+    soon as a short-lived thread that called ``start()`` (``asyncio.to_thread``,
+    a worker pool...) exits, so children are forked by one helper thread that
+    lives as long as the interpreter.
+    """
+    global _spawner
+
+    def popen() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+            preexec_fn=die_with_parent(),
+            env=env,
+            close_fds=True,
+        )
+
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="child-spawner")
+        spawner = _spawner
+    return spawner.submit(popen).result()

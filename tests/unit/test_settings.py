@@ -17,13 +17,15 @@ README = Path(__file__).parents[2] / "README.md"
 
 
 def test_a_typo_is_refused_with_a_suggestion() -> None:
-    problems = unknown_variables(SERVICES, {"TASKSTREAM_API_PROT": "1", "TASKSTREAM_API_PORT": "2",
-                                            "HOME": "/root"})
+    problems = unknown_variables(
+        SERVICES, {"TASKSTREAM_API_PROT": "1", "TASKSTREAM_API_PORT": "2", "HOME": "/root"}
+    )
     assert problems == ["unknown setting TASKSTREAM_API_PROT; did you mean TASKSTREAM_API_PORT?"]
 
 
-def test_the_cli_refuses_unknown_settings(monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_unknown_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("TASKSTREAM_MONITOR_POTR", "1")
     assert main(["monitor"]) == 2
     assert "did you mean TASKSTREAM_MONITOR_PORT?" in capsys.readouterr().err
@@ -42,9 +44,14 @@ def test_bad_values_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_setting_is_documented_in_the_readme_with_its_default() -> None:
-    table = {match[0]: match[1] for match in
-             re.findall(r"^\| `(TASKSTREAM_[A-Z_]+)`[^|]*\| `?([^`|]*)`? \|", README.read_text(),
-                        flags=re.MULTILINE)}
+    table = {
+        match[0]: match[1]
+        for match in re.findall(
+            r"^\| `(TASKSTREAM_[A-Z_]+)`[^|]*\| `?([^`|]*)`? \|",
+            README.read_text(),
+            flags=re.MULTILINE,
+        )
+    }
     for cls in SERVICES:
         for name, field in cls.model_fields.items():
             variable = f"TASKSTREAM_{name.upper()}"
