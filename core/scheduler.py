@@ -30,7 +30,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from core.schedules import latest_slot_at_or_before, next_slot
 from core.settings import CoreSettings
-from core.store import TaskStore
+from core.store import TaskStore, as_utc
 from schemas import (
     Event,
     EventDecodeError,
@@ -153,8 +153,8 @@ class Scheduler:
                 task_id=row.id,
                 partition=row.partition,
                 spec=TaskSpec.model_validate(row.spec),
-                anchor=_utc(row.created_at),
-                last_slot=_utc(row.last_scheduled_for) if row.last_scheduled_for else None,
+                anchor=as_utc(row.created_at),
+                last_slot=as_utc(row.last_scheduled_for),
             )
         self._shard = shard
         for tp in partitions:
@@ -337,7 +337,3 @@ class Scheduler:
         self._stop.wait(0.2)  # do not spin on a broker that keeps refusing
         for timer, _ in batch:
             self._arm(timer)  # the slot was not fired: arm the same slot again
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import JSON, DateTime, Integer, String, create_engine, func, select
 from sqlalchemy.engine import Engine
@@ -25,7 +25,7 @@ from schemas import (
     TaskCreated,
 )
 
-__all__ = ["AppliedRecord", "TaskRow", "TaskStore", "make_engine", "task_as_dict"]
+__all__ = ["AppliedRecord", "TaskRow", "TaskStore", "as_utc", "make_engine", "task_as_dict"]
 
 
 class _Base(DeclarativeBase):
@@ -82,9 +82,14 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _aware(value: datetime | None) -> datetime | None:
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """Times are stored in UTC; SQLite hands them back without a zone."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)  # SQLite drops the zone; we only ever store UTC
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -178,9 +183,9 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
         **row.spec,
         "status": row.status,
         "version": row.version,
-        "created_at": _aware(row.created_at),
-        "updated_at": _aware(row.updated_at),
-        "last_scheduled_for": _aware(row.last_scheduled_for),
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
+        "last_scheduled_for": as_utc(row.last_scheduled_for),
         "last_execution_id": row.last_execution_id,
         "last_status": row.last_status,
         "executions": {
@@ -207,8 +212,8 @@ def _apply_event(session: Session, partition: int, event: Event) -> None:
                 status="active",
                 version=1,
                 spec=spec.model_dump(mode="json"),
-                created_at=event.occurred_at,
-                updated_at=event.occurred_at,
+                created_at=event.occurred_at.astimezone(UTC),
+                updated_at=event.occurred_at.astimezone(UTC),
                 executions_scheduled=0,
                 executions_succeeded=0,
                 executions_failed=0,
@@ -223,9 +228,9 @@ def _apply_event(session: Session, partition: int, event: Event) -> None:
         row.executions_scheduled += 1
         row.last_execution_id = data.execution_id
         row.last_status = "scheduled"
-        last = _aware(row.last_scheduled_for)
+        last = as_utc(row.last_scheduled_for)
         if last is None or data.scheduled_for > last:
-            row.last_scheduled_for = data.scheduled_for
+            row.last_scheduled_for = data.scheduled_for.astimezone(UTC)
         if row.spec["schedule"].get("at") is not None:
             row.status = "completed"
     elif isinstance(data, ExecutionStarted):
