@@ -1,35 +1,55 @@
-"""The REST API: create and read tasks, health and metrics.
+"""The REST API: create, change and read tasks; run now; cancel; health and metrics.
 
-Writes validate, append one event to ``task-events`` and wait (bounded) until the
-store shows it, so a GET right after a successful write sees the write. A rejected
-request writes nothing and gets a JSON body naming each bad field.
+Every write validates, appends one event to ``task-events`` and waits (bounded) until
+the store shows it, so a GET right after a successful write sees the write. Changes are
+conditional on the task's version (the client's ``expected_version`` / ``If-Match``, or
+the version the API read): a stale one gets 409, and a change that loses a race to a
+concurrent one is rejected by every consumer of the log alike, and answered 409. A
+rejected request gets a JSON body naming each bad field.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import ValidationError
 
+from core.aggregate import TaskStatus
 from core.projection import Projection
 from core.publisher import EventPublisher, PublishError
-from core.requests import CreateTaskRequest
+from core.requests import CreateTaskRequest, PatchTaskRequest, ReplaceTaskRequest, StatusRequest
 from core.scheduler import Scheduler
+from core.security import BodySizeLimit, TokenAuth, load_tokens
 from core.settings import CoreSettings
-from core.store import TaskStore, task_as_dict
+from core.store import TaskRow, TaskStore, task_as_dict
 from handlers import HandlerRegistry, UnknownHandlerError
-from schemas import Event, TaskCreated
+from schemas import (
+    CancelRequested,
+    Event,
+    EventData,
+    RunRequested,
+    TaskCreated,
+    TaskDeleted,
+    TaskPaused,
+    TaskResumed,
+    TaskSpec,
+    TaskUpdated,
+    execution_id,
+)
 
 __all__ = ["CoreRuntime", "create_api"]
 
 SUBMISSIONS = Counter("taskstream_task_submissions_total", "tasks accepted by the API")
+CHANGES = Counter("taskstream_task_changes_total", "task changes accepted by the API", ["kind"])
 REJECTIONS = Counter(
     "taskstream_task_rejections_total", "task requests rejected by the API", ["reason"]
 )
@@ -47,104 +67,257 @@ class CoreRuntime:
     registry: HandlerRegistry
 
 
-def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
+class _Refusal(Exception):
+    """A request refused before anything was written."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.response = JSONResponse(
+            {"error": error, "message": message, **extra}, status_code=status
+        )
+        REJECTIONS.labels(error).inc()
 
 
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    errors = []
-    for item in exc.errors():
-        location = [str(part) for part in item.get("loc", ()) if part != "body"]
+def _field_errors(errors: list[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    result = []
+    for item in errors:
+        location = [*prefix, *(str(part) for part in item.get("loc", ()) if part != "body")]
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        errors.append(
+        result.append(
             {"field": ".".join(location) or "body", "message": message, "type": item.get("type")}
         )
-    return errors
+    return result
+
+
+def _invalid(errors: list[dict[str, Any]]) -> _Refusal:
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _Refusal(422, "validation_failed", summary, errors=errors)
+
+
+def _invalid_field(field: str, message: str, kind: str) -> _Refusal:
+    return _invalid([{"field": field, "message": message, "type": kind}])
+
+
+def _task_body(row: TaskRow, status: int = 200) -> JSONResponse:
+    document: dict[str, Any] = jsonable_encoder(task_as_dict(row))
+    return JSONResponse(
+        document,
+        status_code=status,
+        headers={"ETag": f'"{row.version}"', "Location": f"/api/tasks/{row.id}"},
+    )
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise _invalid_field(
+            "If-Match", 'If-Match must be a task version such as "3"', "invalid_version"
+        )
+    return int(text)
 
 
 def create_api(runtime: CoreRuntime) -> FastAPI:
+    settings = runtime.settings
     app = FastAPI(
         title="taskstream core",
         version="1",
-        description="Create and inspect scheduled tasks; every change is an event on Kafka.",
+        description="Create and manage scheduled tasks; every change is an event on Kafka.",
     )
-    settings = runtime.settings
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
+        errors = _field_errors(list(exc.errors()))
         if any(error["type"] == "json_invalid" for error in errors):
-            REJECTIONS.labels("malformed_json").inc()
-            return _error(
+            return _Refusal(
                 400,
                 "malformed_json",
                 "the request body is not valid JSON: send a JSON object",
                 errors=errors,
-            )
-        REJECTIONS.labels("validation").inc()
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return _error(422, "validation_failed", summary, errors=errors)
+            ).response
+        return _invalid(errors).response
 
-    @app.post("/api/tasks", status_code=201, summary="Create a task")
-    async def create_task(body: CreateTaskRequest) -> Response:
+    @app.exception_handler(_Refusal)
+    async def refused(request: Request, exc: _Refusal) -> JSONResponse:
+        return exc.response
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def check_spec(spec: TaskSpec) -> TaskSpec:
         try:
-            handler = runtime.registry.canonical_name(body.handler)
+            handler = runtime.registry.canonical_name(spec.handler)
         except UnknownHandlerError as exc:
-            REJECTIONS.labels("unknown_handler").inc()
-            return _error(
-                422,
-                "validation_failed",
-                f"handler: {exc}",
-                errors=[{"field": "handler", "message": str(exc), "type": "unknown_handler"}],
+            raise _invalid_field("handler", str(exc), "unknown_handler") from None
+        if spec.queue not in settings.queues:
+            raise _invalid_field(
+                "queue",
+                f"unknown queue {spec.queue!r}; this deployment serves {settings.queues}",
+                "unknown_queue",
             )
-        if body.queue not in settings.queues:
-            REJECTIONS.labels("unknown_queue").inc()
-            message = f"unknown queue {body.queue!r}; this deployment serves {settings.queues}"
-            return _error(
-                422,
-                "validation_failed",
-                f"queue: {message}",
-                errors=[{"field": "queue", "message": message, "type": "unknown_queue"}],
-            )
-        spec = body.to_spec(handler)
-        event = Event.create(_new_task_id(), TaskCreated(task=spec))
+        return spec if handler == spec.handler else spec.model_copy(update={"handler": handler})
+
+    def live_task(task_id: str) -> TaskRow:
+        row = runtime.store.get(task_id)
+        if row is None or row.status == TaskStatus.DELETED.value:
+            gone = "was deleted" if row is not None else "does not exist"
+            raise _Refusal(404, "not_found", f"task {task_id!r} {gone}")
+        return row
+
+    async def publish(event: Event) -> TaskRow | None:
+        """Append ``event``; return the task once the store shows the event (or None)."""
         try:
             position = await asyncio.wrap_future(runtime.publisher.publish(event))
         except PublishError as exc:
-            return _error(503, "kafka_unavailable", f"{exc}; retry the request")
-        SUBMISSIONS.inc()
+            raise _Refusal(503, "kafka_unavailable", f"{exc}; retry the request") from None
         seen = await asyncio.to_thread(
             runtime.projection.wait_applied,
             position.partition,
             position.offset,
             settings.read_your_writes_timeout,
         )
-        row = runtime.store.get(event.task_id) if seen else None
-        headers = {"Location": f"/api/tasks/{event.task_id}"}
+        return runtime.store.get(event.task_id) if seen else None
+
+    async def change(task_id: str, data: EventData, kind: str) -> Response:
+        event = Event.create(task_id, data)
+        row = await publish(event)
         if row is None:
             return JSONResponse(
-                {"id": event.task_id, "status": "accepted"}, status_code=202, headers=headers
+                {"id": task_id, "status": "accepted", "event_id": event.id}, status_code=202
             )
-        return JSONResponse(_jsonable(task_as_dict(row)), status_code=201, headers=headers)
+        if row.last_change_event_id != event.id:
+            raise _Refusal(
+                409,
+                "conflict",
+                f"task {task_id!r} was changed concurrently (now version "
+                f"{row.version}); read it again and retry",
+                current_version=row.version,
+            )
+        CHANGES.labels(kind).inc()
+        return _task_body(row)
+
+    def expected(row: TaskRow, given: int | None) -> int:
+        if given is not None and given != row.version:
+            raise _Refusal(
+                409,
+                "version_conflict",
+                f"task {row.id!r} is at version {row.version}, not {given}; "
+                "read it again and retry",
+                current_version=row.version,
+            )
+        return row.version
+
+    # -- tasks --------------------------------------------------------------------------
+
+    @app.post("/api/tasks", status_code=201, summary="Create a task")
+    async def create_task(body: CreateTaskRequest) -> Response:
+        spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
+        event = Event.create(str(uuid.uuid4()), TaskCreated(task=spec))
+        row = await publish(event)
+        SUBMISSIONS.inc()
+        if row is None:
+            return JSONResponse(
+                {"id": event.task_id, "status": "accepted"},
+                status_code=202,
+                headers={"Location": f"/api/tasks/{event.task_id}"},
+            )
+        return _task_body(row, 201)
 
     @app.get("/api/tasks/{task_id}", summary="Get a task")
     def get_task(task_id: str) -> Response:
-        row = runtime.store.get(task_id)
-        if row is None:
-            return _error(404, "not_found", f"no task with id {task_id!r}")
-        return JSONResponse(_jsonable(task_as_dict(row)))
+        return _task_body(live_task(task_id))
 
-    @app.get("/api/tasks", summary="List tasks, a page at a time")
-    def list_tasks(page: int = Query(0, ge=0), size: int = Query(20, ge=1, le=1000)) -> Response:
-        rows, total = runtime.store.list_tasks(page=page, size=size)
+    @app.get("/api/tasks", summary="List tasks, a page at a time, with filters")
+    def list_tasks(
+        page: int = Query(0, ge=0),
+        size: int = Query(20, ge=1, le=1000),
+        status: str | None = Query(None, pattern="^(active|paused|completed|deleted)$"),
+        handler: str | None = None,
+        queue: str | None = None,
+    ) -> Response:
+        rows, total = runtime.store.list_tasks(
+            page=page, size=size, status=status, handler=handler, queue=queue
+        )
         return JSONResponse(
             {
-                "items": [_jsonable(task_as_dict(row)) for row in rows],
+                "items": [jsonable_encoder(task_as_dict(row)) for row in rows],
                 "page": page,
                 "size": size,
                 "total": total,
             }
         )
+
+    @app.put("/api/tasks/{task_id}", summary="Replace a task's definition")
+    async def replace_task(
+        task_id: str, body: ReplaceTaskRequest, if_match: str | None = Header(None)
+    ) -> Response:
+        row = live_task(task_id)
+        version = expected(row, body.expected_version or _if_match(if_match))
+        spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
+        return await change(task_id, TaskUpdated(task=spec, expected_version=version), "update")
+
+    @app.patch("/api/tasks/{task_id}", summary="Change some fields of a task")
+    async def patch_task(
+        task_id: str, body: PatchTaskRequest, if_match: str | None = Header(None)
+    ) -> Response:
+        row = live_task(task_id)
+        version = expected(row, body.expected_version or _if_match(if_match))
+        current = TaskSpec.model_validate(row.spec)
+        spec = check_spec(_validated(lambda: TaskSpec.model_validate(body.merged(current))))
+        return await change(task_id, TaskUpdated(task=spec, expected_version=version), "update")
+
+    @app.put("/api/tasks/{task_id}/status", summary="Pause or resume a task")
+    async def set_status(
+        task_id: str, body: StatusRequest, if_match: str | None = Header(None)
+    ) -> Response:
+        row = live_task(task_id)
+        version = expected(row, body.expected_version or _if_match(if_match))
+        if row.status == body.status:
+            return _task_body(row)
+        if body.status == "paused":
+            if row.status != TaskStatus.ACTIVE.value:
+                raise _Refusal(409, "invalid_state", f"cannot pause a {row.status} task")
+            return await change(task_id, TaskPaused(expected_version=version), "pause")
+        if row.status != TaskStatus.PAUSED.value:
+            raise _Refusal(409, "invalid_state", f"cannot resume a {row.status} task")
+        return await change(task_id, TaskResumed(expected_version=version), "resume")
+
+    @app.delete("/api/tasks/{task_id}", status_code=204, summary="Delete a task")
+    async def delete_task(task_id: str, if_match: str | None = Header(None)) -> Response:
+        row = live_task(task_id)
+        version = expected(row, _if_match(if_match))
+        response = await change(task_id, TaskDeleted(expected_version=version), "delete")
+        return Response(status_code=204) if response.status_code == 200 else response
+
+    @app.post("/api/tasks/{task_id}/run", status_code=202, summary="Run a task now")
+    async def run_now(task_id: str) -> Response:
+        live_task(task_id)
+        event = Event.create(task_id, RunRequested())
+        await publish(event)
+        CHANGES.labels("run").inc()
+        return JSONResponse(
+            {
+                "task_id": task_id,
+                "execution_id": execution_id(task_id, event.occurred_at, 1),
+                "requested_at": event.occurred_at.isoformat(),
+            },
+            status_code=202,
+        )
+
+    @app.post(
+        "/api/tasks/{task_id}/cancel",
+        status_code=202,
+        summary="Cancel a task's unfinished executions (or one of them)",
+    )
+    async def cancel(
+        task_id: str, execution: str | None = Query(None, alias="execution_id")
+    ) -> Response:
+        live_task(task_id)
+        await publish(Event.create(task_id, CancelRequested(execution_id=execution)))
+        CHANGES.labels("cancel").inc()
+        return JSONResponse({"task_id": task_id, "execution_id": execution}, status_code=202)
+
+    # -- operations ---------------------------------------------------------------------
 
     @app.get("/health", summary="Liveness of the API, the store projection and the scheduler")
     def health() -> Response:
@@ -172,13 +345,15 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    tokens = load_tokens(settings.api_tokens, settings.api_tokens_file)
+    app.add_middleware(TokenAuth, tokens=tokens)
+    app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     return app
 
 
-def _new_task_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _jsonable(document: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = jsonable_encoder(document)
-    return result
+def _validated(build: Callable[[], TaskSpec]) -> TaskSpec:
+    try:
+        spec: TaskSpec = build()
+    except ValidationError as exc:
+        raise _invalid(_field_errors(list(exc.errors()))) from None
+    return spec

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from prometheus_client import Counter, Gauge
@@ -42,7 +43,11 @@ class Projection:
         self.store = store
         self.topic = settings.topics.task_events
         self._consumer = Consumer(
-            consumer_config(settings, f"{settings.topic_prefix}core-projection-{instance_id}")
+            consumer_config(
+                settings,
+                f"{settings.topic_prefix}core-projection-{instance_id}",
+                **{"enable.partition.eof": True},
+            )
         )
         self._applied: dict[int, int] = {}
         self._changed = threading.Condition()
@@ -51,6 +56,10 @@ class Projection:
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        self._assign()
+        self._thread.start()
+
+    def _assign(self) -> set[int]:
         metadata = self._consumer.list_topics(self.topic, timeout=30)
         partitions = sorted(metadata.topics[self.topic].partitions)
         stored = self.store.offsets()
@@ -58,7 +67,7 @@ class Projection:
         self._consumer.assign(
             [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
         )
-        self._thread.start()
+        return set(partitions)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -83,34 +92,63 @@ class Projection:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                messages = self._consumer.consume(num_messages=500, timeout=0.1)
-                records = []
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            logger.warning("projection consumer: %s", error.str())
-                        continue
-                    records.append(
-                        self._decode(
-                            message.partition() or 0, message.offset() or 0, message.value()
-                        )
-                    )
-                if records:
-                    self.store.apply(records)
-                    EVENTS_PROJECTED.inc(len(records))
-                    with self._changed:
-                        for record in records:
-                            self._applied[record.partition] = max(
-                                self._applied.get(record.partition, 0), record.offset + 1
-                            )
-                        self._changed.notify_all()
-                    self._update_lag()
+                self._step()
         except BaseException as exc:  # the service's health turns red; see alive
             self.error = exc
             logger.exception("projection stopped")
             with self._changed:
                 self._changed.notify_all()
+
+    def catch_up(self, timeout: float, progress: Callable[[int], None] | None = None) -> int:
+        """Project in this thread until every partition is at its end; return the count.
+
+        For ``taskstream rebuild``: call instead of :meth:`start`.
+        """
+        partitions = self._assign()
+        deadline = time.monotonic() + timeout
+        at_end: set[int] = set()
+        applied = 0
+        while at_end != partitions:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the store did not reach the end of {self.topic} in "
+                    f"{timeout:.0f}s; {applied} records applied"
+                )
+            ended, count = self._step()
+            at_end |= ended
+            applied += count
+            if count and progress is not None:
+                progress(applied)
+        self._consumer.close()
+        return applied
+
+    def _step(self) -> tuple[set[int], int]:
+        """Consume and apply one batch; return the partitions found at their end, and the count."""
+        ended: set[int] = set()
+        records = []
+        for message in self._consumer.consume(num_messages=1000, timeout=0.1):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ended.add(message.partition() or 0)
+                else:
+                    logger.warning("projection consumer: %s", error.str())
+                continue
+            records.append(
+                self._decode(message.partition() or 0, message.offset() or 0, message.value())
+            )
+        if records:
+            for event_id, reason in self.store.apply(records).items():
+                logger.info("change %s rejected: %s", event_id, reason)
+            EVENTS_PROJECTED.inc(len(records))
+            with self._changed:
+                for record in records:
+                    self._applied[record.partition] = max(
+                        self._applied.get(record.partition, 0), record.offset + 1
+                    )
+                self._changed.notify_all()
+            self._update_lag()
+        return ended, len(records)
 
     def _decode(self, partition: int, offset: int, value: bytes | None) -> AppliedRecord:
         try:

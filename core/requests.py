@@ -16,9 +16,17 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from schemas import Duration, Priority, RetryPolicy, Schedule, TaskSpec
+from schemas import (
+    Duration,
+    MisfirePolicy,
+    OverlapPolicy,
+    Priority,
+    RetryPolicy,
+    Schedule,
+    TaskSpec,
+)
 
-__all__ = ["CreateTaskRequest"]
+__all__ = ["CreateTaskRequest", "PatchTaskRequest", "ReplaceTaskRequest", "StatusRequest"]
 
 
 class _Request(BaseModel):
@@ -38,41 +46,92 @@ class CreateTaskRequest(_Request):
     queue: str = "default"
     timeout: Duration | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    misfire: MisfirePolicy = MisfirePolicy.FIRE_ONCE
+    misfire_grace: Duration | None = None
+    catch_up_window: Duration | None = None
+    overlap: OverlapPolicy = OverlapPolicy.ALLOW
 
     @model_validator(mode="before")
     @classmethod
     def _from_seed_body(cls, body: Any) -> Any:
-        if not isinstance(body, dict):
-            return body
-        body = dict(body)
-        if "cronExpression" in body:
-            if "schedule" in body:
-                raise ValueError("give either 'schedule' or 'cronExpression', not both")
-            body["schedule"] = {"cron": body.pop("cronExpression")}
-        if "handlerClass" in body:
-            if "handler" in body:
-                raise ValueError("give either 'handler' or 'handlerClass', not both")
-            body["handler"] = body.pop("handlerClass")
-        if "parameters" in body:
-            if "params" in body:
-                raise ValueError("give either 'params' or 'parameters', not both")
-            body["params"] = _parameters(body.pop("parameters"))
-        if "maxRetries" in body:
-            retries = body.pop("maxRetries")
-            retry = dict(body.get("retry") or {})
-            if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0:
-                retry["max_attempts"] = retries + 1
-            else:
-                raise ValueError("maxRetries must be a whole number >= 0")
-            body["retry"] = retry
-        for nested in ("schedule", "retry"):
-            if isinstance(body.get(nested), dict):
-                body[nested] = {_snake(key): value for key, value in body[nested].items()}
-        return body
+        return _normalise_body(body)
 
     def to_spec(self, handler: str) -> TaskSpec:
         """The task definition, with ``handler`` in its registered (canonical) name."""
-        return TaskSpec.model_validate({**self.model_dump(exclude={"handler"}), "handler": handler})
+        fields = self.model_dump(exclude={"handler", "expected_version"}, exclude_none=True)
+        return TaskSpec.model_validate({**fields, "handler": handler})
+
+
+class ReplaceTaskRequest(CreateTaskRequest):
+    """``PUT /api/tasks/{id}``: a whole new definition, optionally conditional."""
+
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class PatchTaskRequest(_Request):
+    """``PATCH /api/tasks/{id}``: the top-level fields given replace the current ones."""
+
+    name: str | None = None
+    schedule: Schedule | None = None
+    handler: str | None = None
+    params: dict[str, Any] | None = None
+    priority: Priority | None = None
+    queue: str | None = None
+    timeout: Duration | None = None
+    retry: RetryPolicy | None = None
+    misfire: MisfirePolicy | None = None
+    misfire_grace: Duration | None = None
+    catch_up_window: Duration | None = None
+    overlap: OverlapPolicy | None = None
+    expected_version: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_seed_body(cls, body: Any) -> Any:
+        return _normalise_body(body)
+
+    def merged(self, current: TaskSpec) -> dict[str, Any]:
+        """The current definition with this patch applied (validate with TaskSpec)."""
+        patch = self.model_dump(exclude_unset=True, exclude={"expected_version"}, mode="json")
+        return {**current.model_dump(mode="json"), **patch}
+
+
+class StatusRequest(_Request):
+    """``PUT /api/tasks/{id}/status``: pause or resume."""
+
+    status: str = Field(pattern="^(active|paused)$")
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+def _normalise_body(body: Any) -> Any:
+    """Map the seed's Spring-style names onto ours; nested camelCase to snake_case."""
+    if not isinstance(body, dict):
+        return body
+    body = dict(body)
+    if "cronExpression" in body:
+        if "schedule" in body:
+            raise ValueError("give either 'schedule' or 'cronExpression', not both")
+        body["schedule"] = {"cron": body.pop("cronExpression")}
+    if "handlerClass" in body:
+        if "handler" in body:
+            raise ValueError("give either 'handler' or 'handlerClass', not both")
+        body["handler"] = body.pop("handlerClass")
+    if "parameters" in body:
+        if "params" in body:
+            raise ValueError("give either 'params' or 'parameters', not both")
+        body["params"] = _parameters(body.pop("parameters"))
+    if "maxRetries" in body:
+        retries = body.pop("maxRetries")
+        retry = dict(body.get("retry") or {})
+        if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0:
+            retry["max_attempts"] = retries + 1
+        else:
+            raise ValueError("maxRetries must be a whole number >= 0")
+        body["retry"] = retry
+    for nested in ("schedule", "retry"):
+        if isinstance(body.get(nested), dict):
+            body[nested] = {_snake(key): value for key, value in body[nested].items()}
+    return body
 
 
 def _snake(name: str) -> str:

@@ -10,6 +10,7 @@ from core.api import CoreRuntime, create_api
 from core.projection import Projection
 from core.publisher import EventPublisher
 from core.scheduler import Scheduler
+from core.security import check_exposure, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskStore, make_engine
 from handlers import HandlerRegistry
@@ -23,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -> CoreRuntime:
     """Create the topics and the store, and start the projection and the scheduler."""
+    check_exposure(
+        settings.api_host,
+        load_tokens(settings.api_tokens, settings.api_tokens_file),
+        settings.api_insecure,
+    )
     ensure_topics(settings, standard_topics(settings, settings.queues))
     store = TaskStore(make_engine(settings.database_url), settings.topics.task_events)
     store.create_schema()

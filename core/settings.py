@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from taskstream.infra.settings import CommonSettings
 
@@ -36,6 +39,17 @@ class CoreSettings(CommonSettings):
     scheduler_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="a dead core instance's tasks move after this"
     )
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="bearer tokens the API accepts (comma-separated); empty: no auth",
+    )
+    api_tokens_file: Path | None = Field(
+        default=None, description="a file of bearer tokens, one per line"
+    )
+    api_insecure: bool = Field(default=False, description="allow a non-loopback API without tokens")
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="larger request bodies get 413"
+    )
     fire_batch_size: int = Field(default=1000, ge=1, description="fires per transaction")
 
     @property
@@ -45,3 +59,10 @@ class CoreSettings(CommonSettings):
     @property
     def scheduler_transactional_id(self) -> str:
         return f"{self.topic_prefix}core-scheduler-{self.instance_id}"
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value

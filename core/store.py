@@ -2,7 +2,8 @@
 
 Rows and the consumed offsets are written in one database transaction, so replaying
 never applies an event twice and a crash never loses one: the projection resumes at
-the offsets the database holds.
+the offsets the database holds. Task state comes from :func:`core.aggregate.apply`,
+the same fold the scheduler uses.
 """
 
 from __future__ import annotations
@@ -10,29 +11,53 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, overload
 
-from sqlalchemy import JSON, DateTime, Integer, String, create_engine, func, select
+from sqlalchemy import JSON, DateTime, Integer, String, create_engine, delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from core.aggregate import (
+    PendingRunState,
+    Rejected,
+    TaskState,
+    TaskStatus,
+    apply,
+    pending_run,
+)
 from schemas import (
     Event,
     ExecutionFailed,
     ExecutionScheduled,
+    ExecutionSkipped,
     ExecutionStarted,
     ExecutionSucceeded,
-    TaskCreated,
+    TaskSpec,
+    Trigger,
 )
 
-__all__ = ["AppliedRecord", "TaskRow", "TaskStore", "as_utc", "make_engine", "task_as_dict"]
+__all__ = [
+    "ActiveExecution",
+    "AppliedRecord",
+    "PendingRun",
+    "ProjectionOffset",
+    "Snapshot",
+    "TaskRow",
+    "TaskStore",
+    "as_utc",
+    "make_engine",
+    "task_as_dict",
+]
+
+TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed)
 
 
-class _Base(DeclarativeBase):
+class Base(DeclarativeBase):
     pass
 
 
-class TaskRow(_Base):
+class TaskRow(Base):
     __tablename__ = "tasks"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -43,18 +68,85 @@ class TaskRow(_Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     version: Mapped[int] = mapped_column(Integer)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    partition: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    anchor: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_slot: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_change_event_id: Mapped[str] = mapped_column(String(64))
     last_execution_id: Mapped[str | None] = mapped_column(String(64))
     last_status: Mapped[str | None] = mapped_column(String(16))
     executions_scheduled: Mapped[int] = mapped_column(Integer, default=0)
     executions_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     executions_failed: Mapped[int] = mapped_column(Integer, default=0)
-    partition: Mapped[int] = mapped_column(Integer)
+    executions_skipped: Mapped[int] = mapped_column(Integer, default=0)
+
+    def state(self) -> TaskState:
+        return TaskState(
+            task_id=self.id,
+            partition=self.partition,
+            spec=TaskSpec.model_validate(self.spec),
+            status=TaskStatus(self.status),
+            version=self.version,
+            created_at=as_utc(self.created_at),
+            updated_at=as_utc(self.updated_at),
+            anchor=as_utc(self.anchor),
+            last_slot=as_utc(self.last_slot),
+            last_change_event_id=self.last_change_event_id,
+        )
+
+    def set_state(self, state: TaskState) -> None:
+        spec = state.spec
+        self.name, self.handler, self.queue = spec.name, spec.handler, spec.queue
+        self.priority = spec.priority.value
+        self.status, self.version = state.status.value, state.version
+        self.spec = spec.model_dump(mode="json")
+        self.partition = state.partition
+        self.created_at, self.updated_at = state.created_at, state.updated_at
+        self.anchor, self.last_slot = state.anchor, state.last_slot
+        self.last_change_event_id = state.last_change_event_id
 
 
-class ProjectionOffset(_Base):
+class ActiveExecution(Base):
+    """An execution that was scheduled and has not finished (for overlap policies)."""
+
+    __tablename__ = "active_executions"
+
+    execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    partition: Mapped[int] = mapped_column(Integer, index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingRun(Base):
+    """A run that was asked for and not fired yet: a retry or a run-now (a durable timer)."""
+
+    __tablename__ = "pending_runs"
+
+    execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    partition: Mapped[int] = mapped_column(Integer, index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    def as_run(self) -> PendingRunState:
+        return PendingRunState(
+            execution_id=self.execution_id,
+            task_id=self.task_id,
+            partition=self.partition,
+            trigger=Trigger(self.trigger),
+            attempt=self.attempt,
+            scheduled_for=as_utc(self.scheduled_for),
+            due_at=as_utc(self.due_at),
+        )
+
+
+class ProjectionOffset(Base):
     __tablename__ = "projection_offsets"
 
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
@@ -71,12 +163,21 @@ class AppliedRecord:
     event: Event | None
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the scheduler needs to take over partitions."""
+
+    offsets: dict[int, int]
+    tasks: list[TaskState]
+    active: list[tuple[str, str, datetime]]
+    """(task id, execution id, scheduled for) of unfinished executions."""
+    runs: list[PendingRunState]
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            from pathlib import Path
-
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return create_engine(url, connect_args={"check_same_thread": False})
     return create_engine(url, pool_pre_ping=True)
@@ -88,9 +189,9 @@ def as_utc(value: datetime) -> datetime: ...
 def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """Times are stored in UTC; SQLite hands them back without a zone."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class TaskStore:
@@ -101,7 +202,10 @@ class TaskStore:
         self.topic = topic
 
     def create_schema(self) -> None:
-        _Base.metadata.create_all(self.engine)
+        """Bring the database to the newest schema (Alembic migrations)."""
+        from core.migrate import upgrade
+
+        upgrade(self.engine)
 
     def offsets(self) -> dict[int, int]:
         """Next offset to consume, per partition of the topic."""
@@ -111,10 +215,14 @@ class TaskStore:
             )
             return {row.partition: row.next_offset for row in rows}
 
-    def apply(self, records: Sequence[AppliedRecord]) -> None:
-        """Apply a batch of records and advance the offsets, in one transaction."""
+    def apply(self, records: Sequence[AppliedRecord]) -> dict[str, str]:
+        """Apply a batch and advance the offsets in one transaction.
+
+        Returns the ids of the events in the batch that were rejected, with the reason.
+        """
+        rejected: dict[str, str] = {}
         if not records:
-            return
+            return rejected
         with Session(self.engine) as session, session.begin():
             stored = {
                 row.partition: row
@@ -129,52 +237,103 @@ class TaskStore:
                 if position is not None and record.offset < position.next_offset:
                     continue  # already applied: replays are no-ops
                 if record.event is not None:
-                    _apply_event(session, record.partition, record.event)
+                    outcome = _apply_event(session, record.partition, record.event)
+                    if outcome is not None:
+                        rejected[record.event.id] = outcome.reason
                 if position is None:
                     position = ProjectionOffset(
-                        topic=self.topic, partition=record.partition, next_offset=record.offset + 1
+                        topic=self.topic,
+                        partition=record.partition,
+                        next_offset=record.offset + 1,
                     )
                     session.add(position)
                     stored[record.partition] = position
                 else:
                     position.next_offset = record.offset + 1
                 session.flush()
+        return rejected
 
     def get(self, task_id: str) -> TaskRow | None:
-        with Session(self.engine) as session:
-            row = session.get(TaskRow, task_id)
-            if row is not None:
-                session.expunge(row)
-            return row
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(TaskRow, task_id)
 
-    def list_tasks(self, *, page: int, size: int) -> tuple[list[TaskRow], int]:
-        with Session(self.engine) as session:
-            total = session.scalar(select(func.count()).select_from(TaskRow)) or 0
+    def list_tasks(
+        self,
+        *,
+        page: int,
+        size: int,
+        status: str | None = None,
+        handler: str | None = None,
+        queue: str | None = None,
+    ) -> tuple[list[TaskRow], int]:
+        """A page of tasks, oldest first; deleted ones only when ``status="deleted"``."""
+        query = select(TaskRow)
+        if status is not None:
+            query = query.where(TaskRow.status == status)
+        else:
+            query = query.where(TaskRow.status != TaskStatus.DELETED.value)
+        if handler is not None:
+            query = query.where(TaskRow.handler == handler)
+        if queue is not None:
+            query = query.where(TaskRow.queue == queue)
+        with Session(self.engine, expire_on_commit=False) as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = list(
                 session.scalars(
-                    select(TaskRow)
-                    .order_by(TaskRow.created_at, TaskRow.id)
-                    .offset(page * size)
-                    .limit(size)
+                    query.order_by(TaskRow.created_at, TaskRow.id).offset(page * size).limit(size)
                 )
             )
-            for row in rows:
-                session.expunge(row)
             return rows, total
 
-    def snapshot(self, partitions: Iterable[int]) -> tuple[dict[int, int], list[TaskRow]]:
-        """The offsets, then the tasks, of ``partitions``.
+    def snapshot(self, partitions: Iterable[int]) -> Snapshot:
+        """The offsets, then the tasks, executions and retries of ``partitions``.
 
         Offsets are read first: rows may then be newer than the offsets, never older, so
         a reader that re-applies events from those offsets idempotently misses nothing.
         """
         wanted = list(partitions)
         offsets = {p: o for p, o in self.offsets().items() if p in wanted}
+        with Session(self.engine, expire_on_commit=False) as session:
+            tasks = [
+                row.state()
+                for row in session.scalars(
+                    select(TaskRow).where(
+                        TaskRow.partition.in_(wanted), TaskRow.status != TaskStatus.DELETED.value
+                    )
+                )
+            ]
+            active = [
+                (row.task_id, row.execution_id, as_utc(row.scheduled_for))
+                for row in session.scalars(
+                    select(ActiveExecution).where(ActiveExecution.partition.in_(wanted))
+                )
+            ]
+            runs = [
+                row.as_run()
+                for row in session.scalars(
+                    select(PendingRun).where(PendingRun.partition.in_(wanted))
+                )
+            ]
+        return Snapshot(offsets, tasks, active, runs)
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table, in a stable order: to compare two stores."""
+        tables: dict[str, list[dict[str, Any]]] = {}
         with Session(self.engine) as session:
-            rows = list(session.scalars(select(TaskRow).where(TaskRow.partition.in_(wanted))))
-            for row in rows:
-                session.expunge(row)
-        return offsets, rows
+            for mapper in Base.registry.mappers:
+                model = mapper.class_
+                table = Base.metadata.tables[model.__tablename__]
+                keys = [column.key for column in table.primary_key.columns]
+                rows = session.scalars(select(model).order_by(*(getattr(model, k) for k in keys)))
+                tables[table.name] = [
+                    {column.key: _comparable(getattr(row, column.key)) for column in table.columns}
+                    for row in rows
+                ]
+        return tables
+
+
+def _comparable(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, datetime) else value
 
 
 def task_as_dict(row: TaskRow) -> dict[str, Any]:
@@ -185,59 +344,85 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
         "version": row.version,
         "created_at": as_utc(row.created_at),
         "updated_at": as_utc(row.updated_at),
-        "last_scheduled_for": as_utc(row.last_scheduled_for),
+        "last_scheduled_for": as_utc(row.last_slot),
         "last_execution_id": row.last_execution_id,
         "last_status": row.last_status,
         "executions": {
             "scheduled": row.executions_scheduled,
             "succeeded": row.executions_succeeded,
             "failed": row.executions_failed,
+            "skipped": row.executions_skipped,
         },
     }
 
 
-def _apply_event(session: Session, partition: int, event: Event) -> None:
-    data = event.data
-    if isinstance(data, TaskCreated):
-        if session.get(TaskRow, event.task_id) is not None:
-            return
-        spec = data.task
-        session.add(
-            TaskRow(
+def _apply_event(session: Session, partition: int, event: Event) -> Rejected | None:
+    row = session.get(TaskRow, event.task_id)
+    outcome = apply(row.state() if row is not None else None, event, partition)
+    if isinstance(outcome, Rejected):
+        return outcome
+    if outcome is not None and (row is None or outcome != row.state()):
+        if row is None:
+            row = TaskRow(
                 id=event.task_id,
-                name=spec.name,
-                handler=spec.handler,
-                queue=spec.queue,
-                priority=spec.priority.value,
-                status="active",
-                version=1,
-                spec=spec.model_dump(mode="json"),
-                created_at=event.occurred_at.astimezone(UTC),
-                updated_at=event.occurred_at.astimezone(UTC),
                 executions_scheduled=0,
                 executions_succeeded=0,
                 executions_failed=0,
-                partition=partition,
+                executions_skipped=0,
             )
-        )
-        return
-    row = session.get(TaskRow, event.task_id)
-    if row is None:
-        return  # an execution of a task this store never saw created (e.g. a trimmed log)
+            session.add(row)
+        row.set_state(outcome)
+    if row is not None:
+        _count_execution(session, row, partition, event)
+    return None
+
+
+def _count_execution(session: Session, row: TaskRow, partition: int, event: Event) -> None:
+    data = event.data
+    at = as_utc(event.occurred_at)
     if isinstance(data, ExecutionScheduled):
         row.executions_scheduled += 1
-        row.last_execution_id = data.execution_id
-        row.last_status = "scheduled"
-        last = as_utc(row.last_scheduled_for)
-        if last is None or data.scheduled_for > last:
-            row.last_scheduled_for = data.scheduled_for.astimezone(UTC)
-        if row.spec["schedule"].get("at") is not None:
-            row.status = "completed"
+        row.last_execution_id, row.last_status = data.execution_id, "scheduled"
+        session.merge(
+            ActiveExecution(
+                execution_id=data.execution_id,
+                task_id=event.task_id,
+                partition=partition,
+                attempt=data.attempt,
+                scheduled_for=as_utc(data.scheduled_for),
+                status="scheduled",
+                updated_at=at,
+            )
+        )
+        session.execute(delete(PendingRun).where(PendingRun.execution_id == data.execution_id))
     elif isinstance(data, ExecutionStarted):
         row.last_status = "running"
-    elif isinstance(data, ExecutionSucceeded):
-        row.executions_succeeded += 1
-        row.last_status = "succeeded"
-    elif isinstance(data, ExecutionFailed):
-        row.executions_failed += 1
-        row.last_status = "failed"
+        active = session.get(ActiveExecution, data.execution_id)
+        if active is not None:
+            active.status, active.updated_at = "running", at
+    elif isinstance(data, TERMINAL_EVENTS):
+        if isinstance(data, ExecutionSucceeded):
+            row.executions_succeeded += 1
+            row.last_status = "succeeded"
+        else:
+            row.executions_failed += 1
+            row.last_status = "failed"
+        session.execute(
+            delete(ActiveExecution).where(ActiveExecution.execution_id == data.execution_id)
+        )
+    elif isinstance(data, ExecutionSkipped):
+        row.executions_skipped += data.count
+    else:
+        run = pending_run(event, partition)
+        if run is not None:
+            session.merge(
+                PendingRun(
+                    execution_id=run.execution_id,
+                    task_id=run.task_id,
+                    partition=partition,
+                    trigger=run.trigger.value,
+                    attempt=run.attempt,
+                    scheduled_for=run.scheduled_for,
+                    due_at=run.due_at,
+                )
+            )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
@@ -20,12 +21,22 @@ from schemas.task import Priority, TaskSpec
 __all__ = [
     "EVENT_TYPES",
     "Event",
+    "CancelRequested",
     "EventData",
     "ExecutionFailed",
     "ExecutionScheduled",
+    "ExecutionSkipped",
     "ExecutionStarted",
     "ExecutionSucceeded",
+    "RetryScheduled",
+    "RunRequested",
+    "SkipReason",
     "TaskCreated",
+    "TaskDeleted",
+    "TaskPaused",
+    "TaskResumed",
+    "TaskUpdated",
+    "Trigger",
     "event_type",
 ]
 
@@ -60,6 +71,70 @@ class TaskCreated(EventData):
     task: TaskSpec
 
 
+class _Change(EventData):
+    """A change to a task that may name the version it expects.
+
+    Every consumer applies the log in the same order, and each one ignores a change
+    whose ``expected_version`` is not the task's version at that point, so concurrent
+    writers are resolved by the log itself: the first wins, the others are no-ops.
+    """
+
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+@event_type
+class TaskUpdated(_Change):
+    """A task's definition was replaced by ``task``."""
+
+    TYPE: ClassVar[str] = "TaskUpdated"
+    task: TaskSpec
+
+
+@event_type
+class TaskPaused(_Change):
+    """The task stops firing; slots that come due are skipped (reason ``paused``)."""
+
+    TYPE: ClassVar[str] = "TaskPaused"
+
+
+@event_type
+class TaskResumed(_Change):
+    """A paused task fires again from its next slot."""
+
+    TYPE: ClassVar[str] = "TaskResumed"
+
+
+@event_type
+class TaskDeleted(_Change):
+    """The task is gone: no more slots, and the API answers 404 for it."""
+
+    TYPE: ClassVar[str] = "TaskDeleted"
+
+
+@event_type
+class RunRequested(EventData):
+    """Someone asked for a run now, outside the schedule (the slot is ``occurred_at``)."""
+
+    TYPE: ClassVar[str] = "RunRequested"
+
+
+@event_type
+class CancelRequested(EventData):
+    """Stop ``execution_id``, or every unfinished execution of the task if it is None."""
+
+    TYPE: ClassVar[str] = "CancelRequested"
+    execution_id: str | None = None
+    reason: str = "requested"
+
+
+class Trigger(StrEnum):
+    """Why an execution was scheduled."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
 @event_type
 class ExecutionScheduled(EventData):
     """The scheduler fired a slot: a work order for ``execution_id`` is on ``topic``."""
@@ -71,6 +146,41 @@ class ExecutionScheduled(EventData):
     topic: str
     queue: str
     priority: Priority
+    trigger: Trigger = Trigger.SCHEDULE
+
+
+class SkipReason(StrEnum):
+    MISFIRE = "misfire"
+    OVERLAP = "overlap"
+    PAUSED = "paused"
+    DST = "dst"
+
+
+@event_type
+class ExecutionSkipped(EventData):
+    """A slot that did not run, and why. ``count`` > 1 stands for a run of slots."""
+
+    TYPE: ClassVar[str] = "ExecutionSkipped"
+    scheduled_for: AwareDatetime
+    reason: SkipReason
+    detail: str = ""
+    count: int = Field(default=1, ge=1)
+    last_scheduled_for: AwareDatetime | None = None
+    """With ``count`` > 1: the last slot of the run."""
+
+
+@event_type
+class RetryScheduled(EventData):
+    """A failed attempt will be tried again: the core fires ``attempt`` at ``due_at``."""
+
+    TYPE: ClassVar[str] = "RetryScheduled"
+    execution_id: str
+    """The id of the new attempt."""
+    failed_execution_id: str
+    attempt: int = Field(ge=2)
+    scheduled_for: AwareDatetime
+    """The slot the first attempt ran for."""
+    due_at: AwareDatetime
 
 
 @event_type

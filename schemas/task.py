@@ -18,6 +18,8 @@ from schemas.durations import Duration
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "MisfirePolicy",
+    "OverlapPolicy",
     "Priority",
     "RetryPolicy",
     "Schedule",
@@ -36,6 +38,28 @@ class Priority(StrEnum):
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
+
+
+class MisfirePolicy(StrEnum):
+    """What happens to slots missed while no scheduler ran (downtime, failover)."""
+
+    FIRE_ONCE = "fire_once"
+    """Fire the latest missed slot once; the others are skipped (reason ``misfire``)."""
+    FIRE_ALL = "fire_all"
+    """Fire every missed slot within ``catch_up_window``; older ones are skipped."""
+    SKIP = "skip"
+    """Fire none of them; each is skipped."""
+
+
+class OverlapPolicy(StrEnum):
+    """What happens when a slot comes due while the task's previous run is unfinished."""
+
+    ALLOW = "allow"
+    """Run anyway: runs may overlap."""
+    FORBID = "forbid"
+    """Skip the new slot (reason ``overlap``)."""
+    REPLACE = "replace"
+    """Ask the running execution to cancel, and run the new slot."""
 
 
 class ScheduleKind(StrEnum):
@@ -76,6 +100,12 @@ class Schedule(_Frozen):
     every: Duration | None = None
     at: AwareDatetime | None = None
     timezone: str = "UTC"
+    start: AwareDatetime | None = None
+    """No slot before this instant."""
+    end: AwareDatetime | None = None
+    """No slot after this instant; the task then completes."""
+    jitter: Duration | None = None
+    """Fire each slot up to this much later, by a fixed pseudo-random amount per slot."""
 
     @field_validator("cron")
     @classmethod
@@ -112,6 +142,12 @@ class Schedule(_Frozen):
                 "a schedule needs exactly one of 'cron', 'every' or 'at' "
                 f'(got {", ".join(given) or "none"}), e.g. {{"cron": "*/5 * * * *"}}'
             )
+        return self
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Schedule:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("schedule.end must be after schedule.start")
         return self
 
     @property
@@ -158,6 +194,12 @@ class TaskSpec(_Frozen):
     queue: Annotated[str, Field(pattern=_NAME_PATTERN)] = DEFAULT_QUEUE
     timeout: Duration | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    misfire: MisfirePolicy = MisfirePolicy.FIRE_ONCE
+    misfire_grace: Duration = Field(default=timedelta(seconds=5))
+    """A slot fired later than this after its due time counts as missed."""
+    catch_up_window: Duration = Field(default=timedelta(hours=1))
+    """With ``fire_all``: how far back missed slots are still fired."""
+    overlap: OverlapPolicy = OverlapPolicy.ALLOW
 
     @field_validator("name")
     @classmethod

@@ -1,58 +1,152 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from core.schedules import latest_slot_at_or_before, next_slot
+import pytest
+
+from core.schedules import Slot, SlotKind, iter_slots, jitter_offset, latest_fire_slot, next_slot
 from schemas import Schedule
 
 ANCHOR = datetime(2026, 1, 1, 0, 0, 0, 300_000, tzinfo=UTC)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def _at(slot: Slot | None) -> datetime | None:
+    return slot.at if slot else None
 
 
 def test_every_counts_whole_periods_from_creation() -> None:
     schedule = Schedule(every=timedelta(seconds=30))
-    assert next_slot(schedule, anchor=ANCHOR, after=None) == ANCHOR + timedelta(seconds=30)
-    assert next_slot(schedule, anchor=ANCHOR, after=ANCHOR + timedelta(seconds=30)) == (
-        ANCHOR + timedelta(seconds=60)
-    )
-    assert next_slot(schedule, anchor=ANCHOR, after=ANCHOR + timedelta(seconds=31)) == (
-        ANCHOR + timedelta(seconds=60)
-    )
+    assert _at(next_slot(schedule, anchor=ANCHOR, after=None)) == ANCHOR + timedelta(seconds=30)
+    after = ANCHOR + timedelta(seconds=30)
+    assert _at(next_slot(schedule, anchor=ANCHOR, after=after)) == ANCHOR + timedelta(seconds=60)
+    after = ANCHOR + timedelta(seconds=31)
+    assert _at(next_slot(schedule, anchor=ANCHOR, after=after)) == ANCHOR + timedelta(seconds=60)
 
 
 def test_six_field_cron_reads_seconds_first() -> None:
     schedule = Schedule(cron="0 */15 * * * *")
-    first = next_slot(schedule, anchor=ANCHOR, after=None)
+    first = _at(next_slot(schedule, anchor=ANCHOR, after=None))
     assert first == datetime(2026, 1, 1, 0, 15, tzinfo=UTC)
-    assert next_slot(schedule, anchor=ANCHOR, after=first) == datetime(
-        2026, 1, 1, 0, 30, tzinfo=UTC
-    )
+    second = _at(next_slot(schedule, anchor=ANCHOR, after=first))
+    assert second == datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+    every_five = Schedule(cron="*/5 * * * * *")
+    slots = [
+        s.at
+        for s in iter_slots(
+            every_five, anchor=ANCHOR, after=None, until=ANCHOR + timedelta(seconds=61)
+        )
+    ]
+    assert slots[:3] == [ANCHOR.replace(microsecond=0) + timedelta(seconds=n) for n in (5, 10, 15)]
+    assert len(slots) == 12
 
 
 def test_five_field_cron_in_a_time_zone_returns_utc() -> None:
     schedule = Schedule(cron="0 9 * * *", timezone="America/New_York")
-    assert next_slot(schedule, anchor=ANCHOR, after=None) == datetime(2026, 1, 1, 14, 0, tzinfo=UTC)
+    assert _at(next_slot(schedule, anchor=ANCHOR, after=None)) == datetime(
+        2026, 1, 1, 14, tzinfo=UTC
+    )
 
 
 def test_one_shot_has_one_slot() -> None:
     at = datetime(2026, 6, 1, 12, tzinfo=UTC)
     schedule = Schedule(at=at)
-    assert next_slot(schedule, anchor=ANCHOR, after=None) == at
+    assert _at(next_slot(schedule, anchor=ANCHOR, after=None)) == at
     assert next_slot(schedule, anchor=ANCHOR, after=at) is None
 
 
-def test_misfire_coalesces_to_the_latest_missed_slot() -> None:
+def test_start_and_end_bound_the_slots() -> None:
+    start = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    end = datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
+    every = Schedule(every=timedelta(seconds=30), start=start, end=end)
+    assert [
+        s.at for s in iter_slots(every, anchor=ANCHOR, after=None, until=end + timedelta(hours=1))
+    ] == [start, start + timedelta(seconds=30), end]
+    cron = Schedule(cron="* * * * *", start=start, end=end)
+    assert [
+        s.at for s in iter_slots(cron, anchor=ANCHOR, after=None, until=end + timedelta(hours=1))
+    ] == [start, end]
+
+
+def test_latest_fire_slot_jumps_to_the_last_missed_slot() -> None:
     now = ANCHOR + timedelta(seconds=95)
     every = Schedule(every=timedelta(seconds=30))
-    assert latest_slot_at_or_before(every, anchor=ANCHOR, after=None, now=now) == (
+    assert latest_fire_slot(every, anchor=ANCHOR, after=None, until=now) == (
         ANCHOR + timedelta(seconds=90)
     )
     cron = Schedule(cron="*/5 * * * * *")
-    at_boundary = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
-    assert latest_slot_at_or_before(cron, anchor=ANCHOR, after=None, now=at_boundary) == at_boundary
+    boundary = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+    assert latest_fire_slot(cron, anchor=ANCHOR, after=None, until=boundary) == boundary
     assert (
-        latest_slot_at_or_before(
-            cron, anchor=ANCHOR, after=None, now=at_boundary + timedelta(seconds=2)
-        )
-        == at_boundary
+        latest_fire_slot(cron, anchor=ANCHOR, after=None, until=boundary + timedelta(seconds=2))
+        == boundary
     )
-    assert latest_slot_at_or_before(every, anchor=ANCHOR, after=None, now=ANCHOR) is None
+    assert latest_fire_slot(every, anchor=ANCHOR, after=None, until=ANCHOR) is None
+
+
+def _local(slots: list[Slot]) -> list[tuple[str, str]]:
+    return [(s.at.astimezone(BERLIN).strftime("%m-%d %H:%M%z"), s.kind.value) for s in slots]
+
+
+def test_spring_forward_runs_a_fixed_time_job_right_after_the_jump() -> None:
+    """2026-03-29 Europe/Berlin: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist."""
+    schedule = Schedule(cron="30 2 * * *", timezone="Europe/Berlin")
+    created = datetime(2026, 3, 27, 12, tzinfo=UTC)
+    slots = list(
+        iter_slots(
+            schedule, anchor=created, after=None, until=datetime(2026, 3, 31, 12, tzinfo=UTC)
+        )
+    )
+    assert _local(slots) == [
+        ("03-28 02:30+0100", "fire"),
+        ("03-29 03:00+0200", "fire"),  # the missing 02:30 runs once, at the jump
+        ("03-30 02:30+0200", "fire"),
+        ("03-31 02:30+0200", "fire"),
+    ]
+
+
+def test_fall_back_runs_a_fixed_time_job_once_and_skips_the_repeat() -> None:
+    """2026-10-25 Europe/Berlin: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice."""
+    schedule = Schedule(cron="30 2 * * *", timezone="Europe/Berlin")
+    created = datetime(2026, 10, 23, 12, tzinfo=UTC)
+    slots = list(
+        iter_slots(
+            schedule, anchor=created, after=None, until=datetime(2026, 10, 26, 12, tzinfo=UTC)
+        )
+    )
+    assert _local(slots) == [
+        ("10-24 02:30+0200", "fire"),
+        ("10-25 02:30+0200", "fire"),
+        ("10-25 02:30+0100", "skip_dst"),  # the repeated 02:30 is recorded as skipped
+        ("10-26 02:30+0100", "fire"),
+    ]
+
+
+def test_wildcard_hour_jobs_run_in_both_passes_of_the_repeated_hour() -> None:
+    schedule = Schedule(cron="0,30 * * * *", timezone="Europe/Berlin")
+    start = datetime(2026, 10, 24, 23, 45, tzinfo=UTC)  # 01:45 CEST
+    slots = list(iter_slots(schedule, anchor=start, after=None, until=start + timedelta(hours=3)))
+    assert _local(slots) == [
+        ("10-25 02:00+0200", "fire"),
+        ("10-25 02:30+0200", "fire"),
+        ("10-25 02:00+0100", "fire"),
+        ("10-25 02:30+0100", "fire"),
+        ("10-25 03:00+0100", "fire"),
+        ("10-25 03:30+0100", "fire"),
+    ]
+    gaps = [b.at - a.at for a, b in zip(slots, slots[1:], strict=False)]
+    assert set(gaps) == {timedelta(minutes=30)}, "real time between runs stays 30 minutes"
+
+
+@pytest.mark.parametrize("jitter", [timedelta(seconds=10), timedelta(minutes=5)])
+def test_jitter_is_bounded_and_the_same_on_every_instance(jitter: timedelta) -> None:
+    offsets = {jitter_offset("task", ANCHOR + timedelta(minutes=n), jitter) for n in range(200)}
+    assert all(timedelta(0) <= offset < jitter for offset in offsets)
+    assert len(offsets) > 150, "offsets spread over the window"
+    assert jitter_offset("task", ANCHOR, jitter) == jitter_offset("task", ANCHOR, jitter)
+    assert jitter_offset("task", ANCHOR, None) == timedelta(0)
+
+
+def test_slot_kinds_are_fire_by_default() -> None:
+    assert Slot(ANCHOR).kind is SlotKind.FIRE

@@ -1,0 +1,181 @@
+"""The task aggregate: how events change a task, in one place.
+
+The store's projection and the scheduler both fold ``task-events`` through
+:func:`apply`, so they agree on every task's status, version and last slot. The fold
+is deterministic and idempotent: a change whose ``expected_version`` is not the task's
+version is *rejected* (a no-op for every consumer, since they all read the log in the
+same order), and replaying an event that is already applied changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from core.schedules import next_slot
+from schemas import (
+    Event,
+    ExecutionScheduled,
+    ExecutionSkipped,
+    RetryScheduled,
+    RunRequested,
+    TaskCreated,
+    TaskDeleted,
+    TaskPaused,
+    TaskResumed,
+    TaskSpec,
+    TaskUpdated,
+    Trigger,
+)
+from schemas import execution_id as make_execution_id
+
+__all__ = ["PendingRunState", "Rejected", "TaskState", "TaskStatus", "apply", "pending_run"]
+
+
+class TaskStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    """No slot is left (a one-shot fired, or the schedule's end passed)."""
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    task_id: str
+    partition: int
+    spec: TaskSpec
+    status: TaskStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    anchor: datetime
+    """When the current schedule took effect: creation or the last schedule change."""
+    last_slot: datetime | None
+    """The last scheduled slot that fired or was skipped."""
+    last_change_event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A change that did not apply, and why (``stale_version``, ``deleted``...)."""
+
+    reason: str
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _after_slot(state: TaskState, slot: datetime) -> TaskState:
+    if state.last_slot is not None and slot <= state.last_slot:
+        return state
+    state = replace(state, last_slot=slot)
+    if (
+        state.status is TaskStatus.ACTIVE
+        and next_slot(state.spec.schedule, anchor=state.anchor, after=slot) is None
+    ):
+        state = replace(state, status=TaskStatus.COMPLETED)
+    return state
+
+
+def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | Rejected | None:
+    """The task after ``event``; None if the event does not concern task state."""
+    data = event.data
+    at = _utc(event.occurred_at)
+    if isinstance(data, TaskCreated):
+        if state is not None:
+            return state  # a replay
+        return TaskState(
+            task_id=event.task_id,
+            partition=partition,
+            spec=data.task,
+            status=TaskStatus.ACTIVE,
+            version=1,
+            created_at=at,
+            updated_at=at,
+            anchor=at,
+            last_slot=None,
+            last_change_event_id=event.id,
+        )
+    if isinstance(data, TaskUpdated | TaskPaused | TaskResumed | TaskDeleted):
+        if state is None:
+            return Rejected("unknown_task")
+        if state.last_change_event_id == event.id:
+            return state  # a replay
+        if state.status is TaskStatus.DELETED:
+            return Rejected("deleted")
+        if data.expected_version is not None and data.expected_version != state.version:
+            return Rejected("stale_version")
+        changed = replace(
+            state, version=state.version + 1, updated_at=at, last_change_event_id=event.id
+        )
+        if isinstance(data, TaskUpdated):
+            schedule_changed = data.task.schedule != state.spec.schedule
+            changed = replace(
+                changed, spec=data.task, anchor=at if schedule_changed else state.anchor
+            )
+            if (
+                changed.status is TaskStatus.COMPLETED
+                and next_slot(data.task.schedule, anchor=changed.anchor, after=changed.last_slot)
+                is not None
+            ):
+                changed = replace(changed, status=TaskStatus.ACTIVE)
+            return changed
+        if isinstance(data, TaskPaused):
+            if state.status is not TaskStatus.ACTIVE:
+                return Rejected(f"cannot pause a {state.status.value} task")
+            return replace(changed, status=TaskStatus.PAUSED)
+        if isinstance(data, TaskResumed):
+            if state.status is not TaskStatus.PAUSED:
+                return Rejected(f"cannot resume a {state.status.value} task")
+            return replace(changed, status=TaskStatus.ACTIVE)
+        return replace(changed, status=TaskStatus.DELETED)
+    if state is None:
+        return None
+    if isinstance(data, ExecutionScheduled) and data.trigger is Trigger.SCHEDULE:
+        return _after_slot(state, _utc(data.scheduled_for))
+    if isinstance(data, ExecutionSkipped):
+        return _after_slot(state, _utc(data.last_scheduled_for or data.scheduled_for))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRunState:
+    """A run asked for outside the schedule (a retry, or run-now) and not fired yet."""
+
+    execution_id: str
+    task_id: str
+    partition: int
+    trigger: Trigger
+    attempt: int
+    scheduled_for: datetime
+    due_at: datetime
+
+
+def pending_run(event: Event, partition: int) -> PendingRunState | None:
+    """The pending run an event asks for, if it asks for one."""
+    data = event.data
+    if isinstance(data, RetryScheduled):
+        return PendingRunState(
+            execution_id=data.execution_id,
+            task_id=event.task_id,
+            partition=partition,
+            trigger=Trigger.RETRY,
+            attempt=data.attempt,
+            scheduled_for=_utc(data.scheduled_for),
+            due_at=_utc(data.due_at),
+        )
+    if isinstance(data, RunRequested):
+        at = _utc(event.occurred_at)
+        return PendingRunState(
+            execution_id=make_execution_id(event.task_id, at, 1),
+            task_id=event.task_id,
+            partition=partition,
+            trigger=Trigger.MANUAL,
+            attempt=1,
+            scheduled_for=at,
+            due_at=at,
+        )
+    return None
