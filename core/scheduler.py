@@ -83,6 +83,7 @@ class Scheduler:
                 settings,
                 **{
                     "transactional.id": settings.scheduler_transactional_id,
+                    "transaction.timeout.ms": settings.scheduler_transaction_timeout_ms,
                     "partitioner": "murmur2_random",
                     "linger.ms": 1,
                 },

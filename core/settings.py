@@ -50,6 +50,11 @@ class CoreSettings(CommonSettings):
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="larger request bodies get 413"
     )
+    scheduler_transaction_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="a dead instance's open fire transaction is aborted after this",
+    )
     fire_batch_size: int = Field(default=1000, ge=1, description="fires per transaction")
 
     @property

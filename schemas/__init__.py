@@ -49,8 +49,8 @@ from schemas.work_order import WorkOrder
 __all__ = [
     "DEFAULT_QUEUE",
     "EVENT_TYPES",
-    "Duration",
     "CancelRequested",
+    "Duration",
     "DurationError",
     "Event",
     "EventData",

@@ -20,8 +20,8 @@ from schemas.task import Priority, TaskSpec
 
 __all__ = [
     "EVENT_TYPES",
-    "Event",
     "CancelRequested",
+    "Event",
     "EventData",
     "ExecutionFailed",
     "ExecutionScheduled",

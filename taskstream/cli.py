@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from taskstream.tasks_cli import add_tasks_command
+
 __all__ = ["main"]
 
 
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="write the JSON Schema files")
     schemas.add_argument("directory", nargs="?", help="target directory (default: schemas/json)")
     schemas.set_defaults(run=_schemas)
+    add_tasks_command(commands)
     return parser
 
 

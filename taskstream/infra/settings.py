@@ -21,8 +21,15 @@ __all__ = ["ENV_PREFIX", "EXTRA_VARIABLES", "CommonSettings", "Topics", "unknown
 ENV_PREFIX = "TASKSTREAM_"
 
 
-EXTRA_VARIABLES = frozenset({"TASKSTREAM_KAFKA_PORT", "TASKSTREAM_CACHE_DIR"})
-"""Variables read outside the settings classes (by ``taskstream dev`` and the broker)."""
+EXTRA_VARIABLES = frozenset(
+    {
+        "TASKSTREAM_KAFKA_PORT",
+        "TASKSTREAM_CACHE_DIR",
+        "TASKSTREAM_API_URL",
+        "TASKSTREAM_API_TOKEN",
+    }
+)
+"""Variables read outside the settings classes (``taskstream dev``, the broker, the CLI)."""
 
 
 def unknown_variables(

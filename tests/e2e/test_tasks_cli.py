@@ -1,0 +1,150 @@
+"""``taskstream tasks`` as a subprocess against the running core's REST API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+from taskstream.infra.processes import free_port
+from tests.e2e.stack import Stack
+from tests.support import eventually
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+
+def _cli(stack: Stack, *argv: str, api: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskstream", "tasks", "--api", api or stack.core, *argv],
+        env=stack.env,
+        stdin=subprocess.DEVNULL,  # not a terminal: delete does not ask
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _ok(stack: Stack, *argv: str) -> str:
+    result = _cli(stack, *argv)
+    assert result.returncode == 0, f"{argv}: exit {result.returncode}\n{result.stderr}"
+    return result.stdout
+
+
+def _add(stack: Stack, name: str, schedule: str = "1h", *options: str) -> str:
+    """Add an echo task (hourly by default: it does not fire by itself during a test)."""
+    stdout = _ok(stack, "add", name, schedule, "--handler", "echo", *options)
+    assert stdout.count("\n") == 1, f"add printed more than the id: {stdout!r}"
+    return stdout.strip()
+
+
+def _task(stack: Stack, task_id: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(_ok(stack, "get", task_id, "--json"))
+    return document
+
+
+def _status_becomes(stack: Stack, task_id: str, status: str) -> None:
+    eventually(
+        lambda: _task(stack, task_id)["status"] == status,
+        what=f"task {task_id} {status}",
+    )
+
+
+def test_add_prints_only_the_id_and_list_and_get_show_the_task(stack: Stack) -> None:
+    result = _cli(stack, "add", "cli-interval", "30s", "--handler", "echo", "--params", '{"k": 1}')
+    assert result.returncode == 0, result.stderr
+    task_id = result.stdout.strip()
+    assert result.stdout == f"{task_id}\n" and result.stderr == ""
+
+    task = _task(stack, task_id)
+    assert task["name"] == "cli-interval" and task["handler"] == "echo"
+    assert task["schedule"]["every"] == "30s" and task["params"] == {"k": 1}
+    readable = _ok(stack, "get", task_id)
+    assert f"id          {task_id}" in readable and "every 30s" in readable
+
+    listed = json.loads(_ok(stack, "list", "--size", "1000", "--json"))
+    assert task_id in {item["id"] for item in listed["items"]}
+    table = _ok(stack, "list", "--size", "1000")
+    [row] = [line for line in table.splitlines() if line.startswith(task_id)]
+    assert row.split()[1:5] == ["cli-interval", "every", "30s", "echo"]
+
+
+def test_verbose_add_details_go_to_stderr(stack: Stack) -> None:
+    result = _cli(stack, "add", "cli-verbose", "every 1h", "--handler", "echo", "-v")
+    assert result.returncode == 0, result.stderr
+    task_id = result.stdout.strip()
+    assert result.stdout == f"{task_id}\n"
+    assert "POST" in result.stderr and task_id in result.stderr
+
+
+def test_pause_and_resume(stack: Stack) -> None:
+    task_id = _add(stack, "cli-pause")
+    _ok(stack, "pause", task_id)
+    _status_becomes(stack, task_id, "paused")
+    _ok(stack, "resume", task_id)
+    _status_becomes(stack, task_id, "active")
+
+
+def test_run_now_executes_the_task(stack: Stack) -> None:
+    task_id = _add(stack, "cli-run-now", "1h", "--params", '{"now": true}')
+    stdout = _ok(stack, "run", task_id)
+    assert len(stdout.split()) <= 1, f"run printed more than an execution id: {stdout!r}"
+
+    def executed() -> list[dict[str, Any]]:
+        url = f"{stack.monitor}/api/monitor/tasks/{task_id}/executions"
+        items: list[dict[str, Any]] = httpx.get(url, timeout=10).json()["items"]
+        return [item for item in items if item["status"] == "succeeded"]
+
+    [execution] = eventually(executed, timeout=60, what=f"the run-now execution of {task_id}")
+    assert execution["output"] == {"now": True}
+    if stdout.strip():
+        assert execution["execution_id"] == stdout.strip()
+
+
+def test_delete_then_get_is_not_found(stack: Stack) -> None:
+    task_id = _add(stack, "cli-delete")
+    _ok(stack, "delete", task_id, "--yes")
+
+    def gone() -> subprocess.CompletedProcess[str] | None:
+        result = _cli(stack, "get", task_id)
+        return result if result.returncode != 0 else None
+
+    result = eventually(gone, what=f"task {task_id} gone")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("taskstream: ") and task_id in result.stderr
+    wordings = ("was deleted", "does not exist", "no task", "not found")  # the API's 404 message
+    assert any(wording in result.stderr.lower() for wording in wordings), result.stderr
+
+
+def test_invalid_cron_names_the_field(stack: Stack) -> None:
+    result = _cli(stack, "add", "cli-bad-cron", "61 * * * *", "--handler", "echo")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("taskstream: ")
+    assert "\n  schedule.cron: " in result.stderr, result.stderr
+
+
+def test_unknown_task_id_exits_one(stack: Stack) -> None:
+    result = _cli(stack, "pause", "no-such-task")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("taskstream: ")
+
+
+def test_an_api_that_is_not_running_is_named(stack: Stack) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = _cli(stack, "list", api=nowhere)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"taskstream: cannot reach the core API at {nowhere}: is it running? "
+        "(taskstream dev starts it)\n"
+    )
+
+
+def test_cancel_without_a_running_execution_exits_zero(stack: Stack) -> None:
+    task_id = _add(stack, "cli-cancel")
+    result = _cli(stack, "cancel", task_id)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "cancel" in result.stderr

@@ -1,0 +1,224 @@
+"""The scheduler's decisions, without I/O: fires, skips, misfire and overlap policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from core.shard import Plan, Shard
+from schemas import (
+    CancelRequested,
+    Event,
+    ExecutionScheduled,
+    ExecutionSkipped,
+    ExecutionSucceeded,
+    RetryScheduled,
+    RunRequested,
+    Schedule,
+    TaskCreated,
+    TaskPaused,
+    TaskSpec,
+    Trigger,
+    execution_id,
+)
+from taskstream.infra.settings import Topics
+
+T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+PARTITION = 0
+
+
+def _shard() -> Shard:
+    shard = Shard(Topics("t."))
+    shard.mark_ready(PARTITION)
+    return shard
+
+
+def _create(shard: Shard, task_id: str = "task", at: datetime = T0, **spec: Any) -> None:
+    spec.setdefault("schedule", Schedule(every=timedelta(seconds=1)))
+    event = Event.create(
+        task_id, TaskCreated(task=TaskSpec(name="n", handler="noop", **spec)), occurred_at=at
+    )
+    shard.apply(event, PARTITION)
+
+
+def _commit(shard: Shard, plan: Plan) -> Plan:
+    for event in plan.events:
+        shard.apply(event, plan.partitions[event.task_id])
+    return plan
+
+
+def _run(shard: Shard, now: datetime) -> Plan:
+    return _commit(shard, shard.due(now, limit=10_000))
+
+
+def _fired(plan: Plan) -> list[datetime]:
+    return [e.data.scheduled_for for e in plan.events if isinstance(e.data, ExecutionScheduled)]
+
+
+def _skipped(plan: Plan) -> list[tuple[str, int]]:
+    return [
+        (e.data.reason.value, e.data.count)
+        for e in plan.events
+        if isinstance(e.data, ExecutionSkipped)
+    ]
+
+
+def test_each_slot_fires_once_with_a_deterministic_id() -> None:
+    shard = _shard()
+    _create(shard)
+    assert not shard.due(T0 + timedelta(milliseconds=999), limit=100)
+    plan = _run(shard, T0 + timedelta(seconds=1, milliseconds=3))
+    assert _fired(plan) == [T0 + timedelta(seconds=1)]
+    assert [o.execution_id for o in plan.orders] == [
+        execution_id("task", T0 + timedelta(seconds=1), 1)
+    ]
+    assert plan.orders[0].priority.value == "medium"
+    assert not shard.due(T0 + timedelta(seconds=1, milliseconds=500), limit=100), "fired once"
+    assert _fired(_run(shard, T0 + timedelta(seconds=2))) == [T0 + timedelta(seconds=2)]
+
+
+def test_replaying_its_own_events_does_not_fire_again() -> None:
+    shard = _shard()
+    _create(shard)
+    plan = _run(shard, T0 + timedelta(seconds=1))
+    _commit(shard, plan)  # the same events read back from the log
+    assert not shard.due(T0 + timedelta(seconds=1, milliseconds=900), limit=100)
+
+
+@pytest.mark.parametrize(
+    ("policy", "fired", "skipped"),
+    [
+        ("fire_once", [30], [("misfire", 29)]),
+        ("skip", [], [("misfire", 30)]),
+        ("fire_all", list(range(1, 31)), []),
+    ],
+)
+def test_misfire_policies_after_30_seconds_of_downtime(
+    policy: str, fired: list[int], skipped: list[tuple[str, int]]
+) -> None:
+    shard = _shard()
+    _create(shard, misfire=policy)
+    plan = _run(shard, T0 + timedelta(seconds=30, milliseconds=500))
+    assert _fired(plan) == [T0 + timedelta(seconds=n) for n in fired]
+    assert _skipped(plan) == skipped
+    # and then it carries on with the next slot
+    assert _fired(_run(shard, T0 + timedelta(seconds=31))) == [T0 + timedelta(seconds=31)]
+
+
+def test_fire_all_stops_at_the_catch_up_window() -> None:
+    shard = _shard()
+    _create(shard, misfire="fire_all", catch_up_window=timedelta(seconds=10))
+    plan = _run(shard, T0 + timedelta(seconds=30))
+    assert _fired(plan) == [T0 + timedelta(seconds=n) for n in range(20, 31)]
+    assert _skipped(plan) == [("misfire", 19)]
+
+
+def test_a_slot_within_the_grace_is_not_a_misfire() -> None:
+    shard = _shard()
+    _create(shard, misfire="skip", misfire_grace=timedelta(seconds=5))
+    assert _fired(_run(shard, T0 + timedelta(seconds=4))) == [T0 + timedelta(seconds=1)]
+
+
+def test_paused_slots_are_skipped_and_recorded() -> None:
+    shard = _shard()
+    _create(shard)
+    shard.apply(Event.create("task", TaskPaused(expected_version=1)), PARTITION)
+    plan = _run(shard, T0 + timedelta(seconds=1))
+    assert _fired(plan) == []
+    assert _skipped(plan) == [("paused", 1)]
+
+
+def _finish(shard: Shard, plan: Plan) -> None:
+    for order in plan.orders:
+        shard.apply(
+            Event.create(
+                order.task_id,
+                ExecutionSucceeded(
+                    execution_id=order.execution_id,
+                    attempt=1,
+                    scheduled_for=order.scheduled_for,
+                    worker_id="w",
+                    duration_seconds=0.1,
+                ),
+            ),
+            PARTITION,
+        )
+
+
+def test_overlap_forbid_skips_while_the_last_run_is_unfinished() -> None:
+    shard = _shard()
+    _create(shard, overlap="forbid")
+    first = _run(shard, T0 + timedelta(seconds=1))
+    second = _run(shard, T0 + timedelta(seconds=2))
+    assert _fired(second) == [] and _skipped(second) == [("overlap", 1)]
+    _finish(shard, first)
+    assert _fired(_run(shard, T0 + timedelta(seconds=3))) == [T0 + timedelta(seconds=3)]
+
+
+def test_overlap_replace_cancels_the_running_one() -> None:
+    shard = _shard()
+    _create(shard, overlap="replace")
+    first = _run(shard, T0 + timedelta(seconds=1))
+    second = _run(shard, T0 + timedelta(seconds=2))
+    cancels = [e.data for e in second.events if isinstance(e.data, CancelRequested)]
+    assert [c.execution_id for c in cancels] == [first.orders[0].execution_id]
+    assert _fired(second) == [T0 + timedelta(seconds=2)]
+
+
+def test_run_now_and_retries_fire_when_due_and_once() -> None:
+    shard = _shard()
+    _create(shard, schedule=Schedule(cron="0 0 1 1 *"))
+    request = Event.create("task", RunRequested(), occurred_at=T0 + timedelta(seconds=5))
+    shard.apply(request, PARTITION)
+    plan = _run(shard, T0 + timedelta(seconds=5))
+    [event] = [e.data for e in plan.events if isinstance(e.data, ExecutionScheduled)]
+    assert event.trigger is Trigger.MANUAL
+    assert event.execution_id == execution_id("task", T0 + timedelta(seconds=5), 1)
+    shard.apply(request, PARTITION)  # read back again: already fired
+    assert not shard.due(T0 + timedelta(seconds=6), limit=10)
+
+    retry = RetryScheduled(
+        execution_id="e-2",
+        failed_execution_id=event.execution_id,
+        attempt=2,
+        scheduled_for=event.scheduled_for,
+        due_at=T0 + timedelta(seconds=9),
+    )
+    shard.apply(Event.create("task", retry), PARTITION)
+    assert not shard.due(T0 + timedelta(seconds=8), limit=10)
+    plan = _run(shard, T0 + timedelta(seconds=9))
+    assert [(o.execution_id, o.attempt) for o in plan.orders] == [("e-2", 2)]
+
+
+def test_a_timer_waits_until_its_partition_is_caught_up() -> None:
+    shard = Shard(Topics("t."))
+    _create(shard)
+    assert not shard.due(T0 + timedelta(seconds=1), limit=10)
+    shard.mark_ready(PARTITION)
+    assert _fired(_run(shard, T0 + timedelta(seconds=1))) == [T0 + timedelta(seconds=1)]
+
+
+def test_dst_repeat_is_recorded_as_skipped() -> None:
+    shard = _shard()
+    created = datetime(2026, 10, 24, 12, tzinfo=UTC)
+    _create(shard, at=created, schedule=Schedule(cron="30 2 * * *", timezone="Europe/Berlin"))
+    first = _run(shard, datetime(2026, 10, 25, 0, 30, tzinfo=UTC))  # 02:30 CEST
+    assert _fired(first) == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC)]
+    repeat = _run(shard, datetime(2026, 10, 25, 1, 30, tzinfo=UTC))  # 02:30 CET
+    assert _fired(repeat) == [] and _skipped(repeat) == [("dst", 1)]
+    assert _fired(_run(shard, datetime(2026, 10, 26, 1, 30, tzinfo=UTC))) == [
+        datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
+    ]
+
+
+def test_batches_respect_the_limit() -> None:
+    shard = _shard()
+    for n in range(25):
+        _create(shard, task_id=f"t{n}")
+    first = shard.due(T0 + timedelta(seconds=1), limit=10)
+    assert len(first.orders) == 10
+    _commit(shard, first)
+    rest = _run(shard, T0 + timedelta(seconds=1))
+    assert len(rest.orders) == 15
