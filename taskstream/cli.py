@@ -46,10 +46,14 @@ class _UsageError(Exception):
 
 
 def _core(_: argparse.Namespace) -> int:
+    from core.security import InsecureConfigurationError
     from core.service import run
     from core.settings import CoreSettings
 
-    run(CoreSettings())
+    try:
+        run(CoreSettings())
+    except InsecureConfigurationError as exc:
+        raise _UsageError(f"refusing to start: {exc}") from None
     return 0
 
 

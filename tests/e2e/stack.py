@@ -54,8 +54,10 @@ def running_stack(
     prefix: str,
     workdir: Path,
     names: tuple[str, ...] = ("core", "executor", "monitor"),
+    **settings: str,
 ) -> Iterator[Stack]:
     env, urls = stack_env(bootstrap, prefix, workdir)
+    env.update(settings)
     stack = Stack(env, prefix, urls)
     try:
         for name in names:  # core first: it creates the topics
