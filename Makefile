@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-packages
 
-.PHONY: run test lint typecheck check schemas clean
+.PHONY: run test postgres lint typecheck check schemas clean
 
 $(SYSTEM): scripts/system-packages.sh
 	bash scripts/system-packages.sh
@@ -22,8 +22,15 @@ $(STAMP): pyproject.toml $(SYSTEM)
 run: $(STAMP)
 	$(BIN)/taskstream dev
 
-## test: the whole test suite, against a real Kafka broker
+## postgres: install (if needed) and start the PostgreSQL the tests use; prints its URL
+postgres:
+	@bash scripts/postgres.sh
+
+## test: the whole test suite, against a real Kafka broker and a real PostgreSQL.
+## The server is started on every run (a process does not outlive the machine's session),
+## so this is a command, not a stamp; the script is idempotent and fast when it is up.
 test: $(STAMP)
+	bash scripts/postgres.sh >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

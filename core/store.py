@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
-from sqlalchemy import JSON, DateTime, Integer, String, create_engine, delete, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    create_engine,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -151,7 +162,8 @@ class ProjectionOffset(Base):
 
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
-    next_offset: Mapped[int] = mapped_column(Integer)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    """Kafka offsets are 64-bit (PostgreSQL's INTEGER is 32-bit; SQLite's is 64-bit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +236,13 @@ class TaskStore:
         if not records:
             return rejected
         with Session(self.engine) as session, session.begin():
+            _ensure_offset_rows(session, self.topic, {record.partition for record in records})
             stored = {
                 row.partition: row
                 for row in session.scalars(
                     select(ProjectionOffset)
                     .where(ProjectionOffset.topic == self.topic)
+                    .order_by(ProjectionOffset.partition)  # one lock order: no deadlock
                     .with_for_update()
                 )
             }
@@ -330,6 +344,23 @@ class TaskStore:
                     for row in rows
                 ]
         return tables
+
+
+def _ensure_offset_rows(session: Session, topic: str, partitions: set[int]) -> None:
+    """Insert the missing offset rows of ``partitions`` (at 0), so that there is a row to lock.
+
+    ``SELECT ... FOR UPDATE`` locks only rows that exist: without this, two instances
+    applying the first records of a partition at once would both see no row, both apply
+    the records, and one would fail on the duplicate keys. ``ON CONFLICT DO NOTHING``
+    waits for a concurrent insert of the same row to commit, then skips it. On SQLite the
+    insert also takes the write lock before the offsets are read.
+    """
+    values = [{"topic": topic, "partition": p, "next_offset": 0} for p in sorted(partitions)]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(ProjectionOffset).values(values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(ProjectionOffset).values(values).on_conflict_do_nothing())
 
 
 def _comparable(value: Any) -> Any:

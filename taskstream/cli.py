@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from taskstream.rebuild_cli import add_rebuild_command
 from taskstream.tasks_cli import add_tasks_command
 
 __all__ = ["main"]
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("directory", nargs="?", help="target directory (default: schemas/json)")
     schemas.set_defaults(run=_schemas)
     add_tasks_command(commands)
+    add_rebuild_command(commands)
     return parser
 
 

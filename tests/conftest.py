@@ -17,6 +17,8 @@ import pytest
 
 from taskstream.infra.local_kafka import LocalKafkaBroker
 
+pytest_plugins = ["tests.postgres"]
+
 
 def _docker_answers() -> bool:
     """True if a Docker engine answers ``/_ping`` on its local socket."""
