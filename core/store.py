@@ -24,6 +24,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -246,12 +247,15 @@ class TaskStore:
                     .with_for_update()
                 )
             }
+            batch = _Batch(session)
+            session.autoflush = False
+            batch.prefetch({r.event.task_id for r in records if r.event is not None})
             for record in records:
                 position = stored.get(record.partition)
                 if position is not None and record.offset < position.next_offset:
                     continue  # already applied: replays are no-ops
                 if record.event is not None:
-                    outcome = _apply_event(session, record.partition, record.event)
+                    outcome = batch.apply(record.partition, record.event)
                     if outcome is not None:
                         rejected[record.event.id] = outcome.reason
                 if position is None:
@@ -264,7 +268,8 @@ class TaskStore:
                     stored[record.partition] = position
                 else:
                     position.next_offset = record.offset + 1
-                session.flush()
+            session.flush()
+            batch.executions.write(session)
         return rejected
 
     def get(self, task_id: str) -> TaskRow | None:
@@ -387,73 +392,142 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
     }
 
 
-def _apply_event(session: Session, partition: int, event: Event) -> Rejected | None:
-    row = session.get(TaskRow, event.task_id)
-    outcome = apply(row.state() if row is not None else None, event, partition)
-    if isinstance(outcome, Rejected):
-        return outcome
-    if outcome is not None and (row is None or outcome != row.state()):
-        if row is None:
-            row = TaskRow(
-                id=event.task_id,
-                executions_scheduled=0,
-                executions_succeeded=0,
-                executions_failed=0,
-                executions_skipped=0,
-            )
-            session.add(row)
-        row.set_state(outcome)
-    if row is not None:
-        _count_execution(session, row, partition, event)
-    return None
+class _Batch:
+    """One transaction's view of the tasks it touches: each row read and decoded once."""
 
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._tasks: dict[str, tuple[TaskRow | None, TaskState | None]] = {}
+        self.executions = _Executions()
 
-def _count_execution(session: Session, row: TaskRow, partition: int, event: Event) -> None:
-    data = event.data
-    at = as_utc(event.occurred_at)
-    if isinstance(data, ExecutionScheduled):
-        row.executions_scheduled += 1
-        row.last_execution_id, row.last_status = data.execution_id, "scheduled"
-        session.merge(
-            ActiveExecution(
-                execution_id=data.execution_id,
-                task_id=event.task_id,
-                partition=partition,
-                attempt=data.attempt,
-                scheduled_for=as_utc(data.scheduled_for),
-                status="scheduled",
-                updated_at=at,
-            )
-        )
-        session.execute(delete(PendingRun).where(PendingRun.execution_id == data.execution_id))
-    elif isinstance(data, ExecutionStarted):
-        row.last_status = "running"
-        active = session.get(ActiveExecution, data.execution_id)
-        if active is not None:
-            active.status, active.updated_at = "running", at
-    elif isinstance(data, TERMINAL_EVENTS):
-        if isinstance(data, ExecutionSucceeded):
-            row.executions_succeeded += 1
-            row.last_status = "succeeded"
-        else:
-            row.executions_failed += 1
-            row.last_status = "failed"
-        session.execute(
-            delete(ActiveExecution).where(ActiveExecution.execution_id == data.execution_id)
-        )
-    elif isinstance(data, ExecutionSkipped):
-        row.executions_skipped += data.count
-    else:
-        run = pending_run(event, partition)
-        if run is not None:
-            session.merge(
-                PendingRun(
-                    execution_id=run.execution_id,
-                    task_id=run.task_id,
-                    partition=partition,
-                    trigger=run.trigger.value,
-                    attempt=run.attempt,
-                    scheduled_for=run.scheduled_for,
-                    due_at=run.due_at,
+    def prefetch(self, task_ids: set[str]) -> None:
+        """Read the batch's tasks in a few queries instead of one per task."""
+        ordered = sorted(task_ids)
+        for start in range(0, len(ordered), 500):
+            query = select(TaskRow).where(TaskRow.id.in_(ordered[start : start + 500]))
+            for row in self.session.scalars(query):
+                self._tasks[row.id] = (row, row.state())
+        for task_id in ordered:
+            self._tasks.setdefault(task_id, (None, None))
+
+    def apply(self, partition: int, event: Event) -> Rejected | None:
+        cached = self._tasks.get(event.task_id)
+        if cached is None:
+            row = self.session.get(TaskRow, event.task_id)
+            cached = (row, row.state() if row is not None else None)
+        row, state = cached
+        outcome = apply(state, event, partition)
+        if isinstance(outcome, Rejected):
+            return outcome
+        if outcome is not None and outcome != state:
+            if row is None:
+                row = TaskRow(
+                    id=event.task_id,
+                    executions_scheduled=0,
+                    executions_succeeded=0,
+                    executions_failed=0,
+                    executions_skipped=0,
                 )
-            )
+                self.session.add(row)
+            row.set_state(outcome)
+            state = outcome
+        self._tasks[event.task_id] = (row, state)
+        if row is not None:
+            self.executions.record(row, partition, event)
+        return None
+
+
+def _upsert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, replacing those whose primary key exists (idempotent replays)."""
+    if not rows:
+        return
+    table = Base.metadata.tables[model.__tablename__]
+    keys = [column.name for column in table.primary_key.columns]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), 500):
+        statement = insert(table).values(rows[start : start + 500])
+        updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+
+
+def _delete(session: Session, model: type[Base], ids: set[str]) -> None:
+    table = Base.metadata.tables[model.__tablename__]
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        session.execute(delete(table).where(table.c.execution_id.in_(chunk)))
+
+
+class _Executions:
+    """A batch's changes to unfinished executions and pending runs, written at its end."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, dict[str, Any]] = {}
+        self.status: dict[str, dict[str, Any]] = {}
+        self.finished: set[str] = set()
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.fired: set[str] = set()
+
+    def record(self, row: TaskRow, partition: int, event: Event) -> None:
+        data = event.data
+        at = as_utc(event.occurred_at)
+        if isinstance(data, ExecutionScheduled):
+            row.executions_scheduled += 1
+            row.last_execution_id, row.last_status = data.execution_id, "scheduled"
+            self.finished.discard(data.execution_id)
+            self.active[data.execution_id] = {
+                "execution_id": data.execution_id,
+                "task_id": event.task_id,
+                "partition": partition,
+                "attempt": data.attempt,
+                "scheduled_for": as_utc(data.scheduled_for),
+                "status": "scheduled",
+                "updated_at": at,
+            }
+            self.runs.pop(data.execution_id, None)
+            self.fired.add(data.execution_id)
+        elif isinstance(data, ExecutionStarted):
+            row.last_status = "running"
+            pending = self.active.get(data.execution_id)
+            if pending is not None:
+                pending.update(status="running", updated_at=at)
+            elif data.execution_id not in self.finished:
+                self.status[data.execution_id] = {
+                    "execution_id": data.execution_id,
+                    "status": "running",
+                    "updated_at": at,
+                }
+        elif isinstance(data, TERMINAL_EVENTS):
+            if isinstance(data, ExecutionSucceeded):
+                row.executions_succeeded += 1
+                row.last_status = "succeeded"
+            else:
+                row.executions_failed += 1
+                row.last_status = "failed"
+            self.active.pop(data.execution_id, None)
+            self.status.pop(data.execution_id, None)
+            self.finished.add(data.execution_id)
+        elif isinstance(data, ExecutionSkipped):
+            row.executions_skipped += data.count
+        else:
+            run = pending_run(event, partition)
+            if run is not None and run.execution_id not in self.fired:
+                self.runs[run.execution_id] = {
+                    "execution_id": run.execution_id,
+                    "task_id": run.task_id,
+                    "partition": partition,
+                    "trigger": run.trigger.value,
+                    "attempt": run.attempt,
+                    "scheduled_for": run.scheduled_for,
+                    "due_at": run.due_at,
+                }
+
+    def write(self, session: Session) -> None:
+        """Deletes first, then upserts, so an id finished and re-scheduled ends scheduled."""
+        _delete(session, ActiveExecution, self.finished - set(self.active))
+        _upsert(session, ActiveExecution, list(self.active.values()))
+        if self.status:
+            session.execute(update(ActiveExecution), list(self.status.values()))
+        _delete(session, PendingRun, self.fired)
+        _upsert(session, PendingRun, list(self.runs.values()))
