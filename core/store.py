@@ -39,12 +39,15 @@ from core.aggregate import (
     pending_run,
 )
 from schemas import (
+    TERMINAL_EVENT_TYPES,
     Event,
+    ExecutionCancelled,
     ExecutionFailed,
     ExecutionScheduled,
     ExecutionSkipped,
     ExecutionStarted,
     ExecutionSucceeded,
+    ExecutionTimedOut,
     TaskSpec,
     Trigger,
 )
@@ -62,7 +65,13 @@ __all__ = [
     "task_as_dict",
 ]
 
-TERMINAL_EVENTS = (ExecutionSucceeded, ExecutionFailed)
+
+_FINAL_STATUS = {
+    ExecutionSucceeded: "succeeded",
+    ExecutionFailed: "failed",
+    ExecutionTimedOut: "timed_out",
+    ExecutionCancelled: "cancelled",
+}
 
 
 class Base(DeclarativeBase):
@@ -498,13 +507,12 @@ class _Executions:
                     "status": "running",
                     "updated_at": at,
                 }
-        elif isinstance(data, TERMINAL_EVENTS):
+        elif isinstance(data, TERMINAL_EVENT_TYPES):
             if isinstance(data, ExecutionSucceeded):
                 row.executions_succeeded += 1
-                row.last_status = "succeeded"
             else:
                 row.executions_failed += 1
-                row.last_status = "failed"
+            row.last_status = _FINAL_STATUS[type(data)]
             self.active.pop(data.execution_id, None)
             self.status.pop(data.execution_id, None)
             self.finished.add(data.execution_id)

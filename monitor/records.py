@@ -11,16 +11,35 @@ from typing import Any
 
 from schemas import (
     Event,
+    ExecutionCancelled,
+    ExecutionDeadLettered,
     ExecutionFailed,
     ExecutionScheduled,
     ExecutionStarted,
     ExecutionSucceeded,
+    ExecutionTimedOut,
 )
 
 __all__ = ["EXECUTION_EVENTS", "apply_event", "execution_id_of", "public_record", "push_history"]
 
-EXECUTION_EVENTS = (ExecutionScheduled, ExecutionStarted, ExecutionSucceeded, ExecutionFailed)
-_RANK = {"scheduled": 0, "running": 1, "succeeded": 2, "failed": 2}
+EXECUTION_EVENTS = (
+    ExecutionScheduled,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    ExecutionFailed,
+    ExecutionTimedOut,
+    ExecutionCancelled,
+    ExecutionDeadLettered,
+)
+_RANK = {
+    "scheduled": 0,
+    "running": 1,
+    "succeeded": 2,
+    "failed": 2,
+    "timed_out": 2,
+    "cancelled": 2,
+    "dead_lettered": 3,
+}
 _MAX_REMEMBERED_EVENTS = 16
 
 
@@ -64,6 +83,26 @@ def apply_event(record: dict[str, Any] | None, event: Event) -> dict[str, Any] |
             worker_id=data.worker_id,
         )
         status = "succeeded"
+    elif isinstance(data, ExecutionTimedOut):
+        record.update(
+            finished_at=at,
+            duration_seconds=data.duration_seconds,
+            error_type="TimeoutError",
+            error_message=f"ran past its timeout of {data.timeout_seconds:g}s",
+            worker_id=data.worker_id,
+        )
+        status = "timed_out"
+    elif isinstance(data, ExecutionCancelled):
+        record.update(
+            finished_at=at,
+            duration_seconds=data.duration_seconds,
+            error_message=data.reason,
+            worker_id=data.worker_id,
+        )
+        status = "cancelled"
+    elif isinstance(data, ExecutionDeadLettered):
+        record.update(dead_letter_reason=data.reason)
+        status = "dead_lettered"
     else:
         assert isinstance(data, ExecutionFailed)
         record.update(

@@ -20,14 +20,18 @@ from schemas.task import Priority, TaskSpec
 
 __all__ = [
     "EVENT_TYPES",
+    "TERMINAL_EVENT_TYPES",
     "CancelRequested",
     "Event",
     "EventData",
+    "ExecutionCancelled",
+    "ExecutionDeadLettered",
     "ExecutionFailed",
     "ExecutionScheduled",
     "ExecutionSkipped",
     "ExecutionStarted",
     "ExecutionSucceeded",
+    "ExecutionTimedOut",
     "RetryScheduled",
     "RunRequested",
     "SkipReason",
@@ -223,6 +227,46 @@ class ExecutionFailed(EventData):
     retryable: bool = True
 
 
+@event_type
+class ExecutionTimedOut(EventData):
+    """The handler ran past its timeout and was stopped."""
+
+    TYPE: ClassVar[str] = "ExecutionTimedOut"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    worker_id: str
+    duration_seconds: float = Field(ge=0)
+    timeout_seconds: float = Field(gt=0)
+
+
+@event_type
+class ExecutionCancelled(EventData):
+    """The execution was stopped because someone asked (``CancelRequested``)."""
+
+    TYPE: ClassVar[str] = "ExecutionCancelled"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    worker_id: str
+    duration_seconds: float = Field(ge=0)
+    reason: str = ""
+
+
+@event_type
+class ExecutionDeadLettered(EventData):
+    """The execution will not be tried again; its work order is on the dead-letter topic."""
+
+    TYPE: ClassVar[str] = "ExecutionDeadLettered"
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    reason: str
+    """``max_attempts`` (retries exhausted), ``permanent`` (PermanentError) or another cause."""
+    error_type: str = ""
+    error_message: str = ""
+
+
 class Event(BaseModel):
     """The envelope of every event on ``task-events``. Build one with :meth:`create`."""
 
@@ -252,3 +296,7 @@ class Event(BaseModel):
             occurred_at=occurred_at or datetime.now(UTC),
             data=data,
         )
+
+
+TERMINAL_EVENT_TYPES = (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut, ExecutionCancelled)
+"""Events after which an attempt is no longer running."""
