@@ -8,7 +8,7 @@ raises :class:`~schemas.errors.EventDecodeError` carrying the original bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 from pydantic import ValidationError
@@ -52,11 +52,15 @@ def event_headers(event: Event) -> Headers:
     ]
 
 
-def header_value(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+def header_value(
+    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+    name: str,
+) -> str | None:
     """The first value of header ``name`` as text, or None."""
-    for key, value in headers or ():
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for key, value in pairs:
         if key == name and value is not None:
-            return value.decode(errors="replace")
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
     return None
 
 

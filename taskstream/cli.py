@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from taskstream.dlq_cli import add_dlq_command
 from taskstream.rebuild_cli import add_rebuild_command
 from taskstream.tasks_cli import add_tasks_command
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(run=_schemas)
     add_tasks_command(commands)
     add_rebuild_command(commands)
+    add_dlq_command(commands)
     return parser
 
 

@@ -1,0 +1,214 @@
+"""``taskstream dlq``: inspect and replay the dead-letter topic.
+
+    taskstream dlq list [--all] [--json]     what is dead-lettered, and why
+    taskstream dlq replay EXECUTION_ID       run it again as a new attempt
+
+A dead-lettered execution's record holds its work order and the reason in headers.
+``replay`` appends ``RetryScheduled`` (attempt + 1, due now) to ``task-events``, so the
+core that owns the task fires the new attempt like any retry; it then marks the record
+replayed on the dead-letter topic (a record with header ``dead-letter-replayed``), so a
+second replay of the same record is refused and ``list`` hides it (``--all`` shows it).
+Reads and writes Kafka directly (``TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from schemas import (
+    Event,
+    EventDecodeError,
+    RetryScheduled,
+    decode_work_order,
+    encode_event,
+    event_headers,
+    execution_id,
+)
+from schemas.codec import header_value
+
+__all__ = ["DeadLetter", "add_dlq_command", "read_dead_letters"]
+
+_REPLAYED = "dead-letter-replayed"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    reason: str
+    detail: str
+    execution_id: str
+    replayed: bool = False
+
+
+def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
+    """Every dead letter up to the end of the topic, with replays folded in."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"taskstream-dlq-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        consumer.close()
+        raise SystemExit(f"taskstream: no topic {topic}: check TASKSTREAM_TOPIC_PREFIX")
+    partitions = set(metadata.partitions)
+    consumer.subscribe([topic])
+    letters: list[DeadLetter] = []
+    replayed: set[str] = set()
+    at_end: set[int] = set()
+    deadline = datetime.now(UTC).timestamp() + timeout
+    try:
+        while at_end != partitions and datetime.now(UTC).timestamp() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition() or 0)
+                continue
+            headers = message.headers()
+            exec_id = header_value(headers, "execution-id") or ""
+            if header_value(headers, _REPLAYED):
+                replayed.add(exec_id)
+                continue
+            letters.append(
+                DeadLetter(
+                    partition=message.partition() or 0,
+                    offset=message.offset() or 0,
+                    key=(message.key() or b"").decode(errors="replace"),
+                    value=message.value() or b"",
+                    reason=header_value(headers, "dead-letter-reason") or "",
+                    detail=header_value(headers, "dead-letter-detail") or "",
+                    execution_id=exec_id,
+                )
+            )
+    finally:
+        consumer.close()
+    return [
+        DeadLetter(**{**letter.__dict__, "replayed": letter.execution_id in replayed})
+        for letter in letters
+    ]
+
+
+def _settings() -> Any:
+    from core.settings import CoreSettings
+
+    return CoreSettings()
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = _settings()
+    letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.topics.dead_letter)
+    shown = [letter for letter in letters if args.all or not letter.replayed]
+    if args.json:
+        print(
+            orjson.dumps(
+                [
+                    {**letter.__dict__, "value": letter.value.decode(errors="replace")}
+                    for letter in shown
+                ]
+            ).decode()
+        )
+        return 0
+    for letter in shown:
+        flag = " (replayed)" if letter.replayed else ""
+        print(
+            f"{letter.execution_id or '-':36}  task {letter.key:36}  {letter.reason:13}"
+            f"  {letter.detail[:80]}{flag}"
+        )
+    print(f"{len(shown)} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    settings = _settings()
+    letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.topics.dead_letter)
+    matches = [letter for letter in letters if letter.execution_id == args.execution_id]
+    if not matches:
+        print(
+            f"taskstream: no dead letter for execution {args.execution_id}; "
+            "see `taskstream dlq list`",
+            file=sys.stderr,
+        )
+        return 1
+    letter = matches[-1]
+    if letter.replayed:
+        print(f"taskstream: execution {args.execution_id} was already replayed", file=sys.stderr)
+        return 1
+    try:
+        order = decode_work_order(letter.value)
+    except EventDecodeError as exc:
+        print(
+            f"taskstream: this dead letter holds no work order ({exc}); it cannot be replayed",
+            file=sys.stderr,
+        )
+        return 1
+    attempt = order.attempt + 1
+    event = Event.create(
+        order.task_id,
+        RetryScheduled(
+            execution_id=execution_id(order.task_id, order.scheduled_for, attempt),
+            failed_execution_id=order.execution_id,
+            attempt=attempt,
+            scheduled_for=order.scheduled_for,
+            due_at=datetime.now(UTC),
+        ),
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+        }
+    )
+    producer.produce(
+        settings.topics.task_events,
+        key=order.task_id.encode(),
+        value=encode_event(event),
+        headers=event_headers(event),
+    )
+    producer.produce(
+        settings.topics.dead_letter,
+        key=order.task_id.encode(),
+        value=b"",
+        headers=[(_REPLAYED, event.id.encode()), ("execution-id", order.execution_id.encode())],
+    )
+    if producer.flush(30):
+        print("taskstream: Kafka did not confirm the replay; run it again", file=sys.stderr)
+        return 1
+    print(event.data.execution_id)  # type: ignore[attr-defined]
+    return 0
+
+
+def add_dlq_command(commands: Any) -> None:
+    dlq = commands.add_parser(
+        "dlq",
+        help="inspect and replay dead-lettered executions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    listing = sub.add_parser("list", help="list dead letters")
+    listing.add_argument("--all", action="store_true", help="include replayed ones")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=_list)
+    replay = sub.add_parser("replay", help="run a dead-lettered execution again")
+    replay.add_argument("execution_id")
+    replay.set_defaults(run=_replay)
