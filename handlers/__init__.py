@@ -1,6 +1,7 @@
 """The ``TaskHandler`` SDK and the built-in handlers."""
 
 from handlers.base import (
+    HandlerEnvironment,
     HandlerError,
     PermanentError,
     RetryableError,
@@ -12,6 +13,7 @@ from handlers.registry import ENTRY_POINT_GROUP, HandlerRegistry, UnknownHandler
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "HandlerEnvironment",
     "HandlerError",
     "HandlerRegistry",
     "PermanentError",

@@ -19,9 +19,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
+    "HandlerEnvironment",
     "HandlerError",
     "PermanentError",
     "RetryableError",
@@ -48,6 +50,26 @@ class RetryableError(HandlerError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HandlerEnvironment:
+    """What the executor running a handler tells it about itself; the same for every run.
+
+    The executor fills it from its settings. The defaults describe an executor with no
+    broker configured and the ``shell`` handler disabled, which is also what a test gets.
+    """
+
+    kafka_bootstrap_servers: str | None = None
+    """The executor's Kafka bootstrap servers (the ``kafka`` handler's default)."""
+    topic_prefix: str = "taskstream."
+    """The prefix of taskstream's own topics on that broker."""
+    executor_id: str = ""
+    """The executor's name, as in ``worker_id`` of its events."""
+    shell_enabled: bool = False
+    """Whether the ``shell`` handler may run commands (``TASKSTREAM_EXECUTOR_SHELL_ENABLED``)."""
+    work_dir: Path | None = None
+    """Where the ``shell`` handler runs commands; None: a fresh temporary directory per run."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskContext:
     """Everything a handler gets to know about the execution it runs."""
 
@@ -64,6 +86,8 @@ class TaskContext:
     logger: logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.LoggerAdapter(logging.getLogger("taskstream.handler"))
     )
+    environment: HandlerEnvironment = field(default_factory=HandlerEnvironment)
+    """The executor's side of the run: its broker, its name, what it allows."""
 
 
 @dataclass(frozen=True, kw_only=True)

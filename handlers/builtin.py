@@ -1,4 +1,8 @@
-"""Handlers that ship with taskstream: ``noop``, ``echo``, ``fail`` and ``sleep``."""
+"""The simplest built-in handlers: ``noop``, ``echo``, ``fail`` and ``sleep``.
+
+The others live in their own modules: :mod:`handlers.http`, :mod:`handlers.shell`,
+:mod:`handlers.kafka` and :mod:`handlers.python`.
+"""
 
 from __future__ import annotations
 
@@ -30,15 +34,28 @@ class EchoHandler(TaskHandler):
 
 
 class FailHandler(TaskHandler):
-    """Always fails; ``{"permanent": true}`` makes the failure permanent.
+    """Fails on purpose, for tests of retries and dead letters.
 
-    ``{"message": "..."}`` sets the error message.
+    ``{"message": "..."}`` sets the error message and ``{"permanent": true}`` makes the
+    failure permanent. ``{"until_attempt": n}`` fails only while ``ctx.attempt < n``
+    and succeeds from attempt ``n`` on, with ``{"attempt": n}`` as output.
     """
 
     name: ClassVar[str] = "fail"
 
     def run(self, ctx: TaskContext) -> TaskResult:
+        until = ctx.params.get("until_attempt")
+        if until is not None:
+            if isinstance(until, bool) or not isinstance(until, int) or until < 1:
+                raise PermanentError(
+                    f"fail handler: params.until_attempt must be a whole number of at least "
+                    f"1, not {until!r}"
+                )
+            if ctx.attempt >= until:
+                return TaskResult.success({"attempt": ctx.attempt})
         message = str(ctx.params.get("message", "failed on purpose by the 'fail' handler"))
+        if until is not None:
+            message = f"{message} (attempt {ctx.attempt}; succeeds from attempt {until})"
         if ctx.params.get("permanent"):
             raise PermanentError(message)
         raise RetryableError(message)
