@@ -1,4 +1,19 @@
-"""Running one work order's handler, with its deadline, and classifying the outcome."""
+"""Running one work order's handler, with its deadline and cancellation, into an Outcome.
+
+Sync handlers run on a thread of their own, async handlers on the runner's one asyncio
+loop thread. The caller waits for whichever comes first:
+
+- the handler ends: success -> ``SUCCEEDED``; ``PermanentError`` -> ``FAILED``, not
+  retryable; ``RetryableError`` -> ``FAILED`` with its ``delay``; ``TimeoutError`` (the
+  shell handler raises it after killing its process) -> ``TIMED_OUT``; any other
+  exception -> ``FAILED``, retryable;
+- the deadline (``order.timeout`` or the executor's default) -> ``TIMED_OUT``;
+- a cancellation -> ``CANCELLED`` with the request's reason.
+
+On a deadline or cancellation an async handler's task is cancelled; a sync handler gets
+``ctx.cancelled`` set and is no longer waited for. Its thread may linger: it is counted
+in ``taskstream_executor_lingering_threads`` until it returns.
+"""
 
 from __future__ import annotations
 
@@ -7,103 +22,333 @@ import inspect
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import orjson
 
-from handlers import HandlerRegistry, PermanentError, TaskContext, TaskResult, UnknownHandlerError
+import handlers.base as handler_base
+from executor.metrics import LINGERING_THREADS
+from executor.outcomes import Ending, Outcome
+from handlers import (
+    HandlerRegistry,
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+    UnknownHandlerError,
+)
 from schemas import WorkOrder
+from taskstream.infra.logs import fields
 
-__all__ = ["HandlerRunner", "Outcome"]
+__all__ = ["SHELL_HANDLER", "HandlerRunner", "RunControl", "handler_environment"]
 
+logger = logging.getLogger(__name__)
 _handler_logger = logging.getLogger("taskstream.handler")
 
+SHELL_HANDLER = "shell"
+"""The registered name of the handler that runs commands, off unless enabled."""
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a run ended: ``error_type`` is None on success."""
 
-    duration: float
-    output: Any = None
-    error_type: str | None = None
-    error_message: str = ""
-    retryable: bool = True
+class RunControl:
+    """One execution's signals: cancellation (seen by the handler) and wake-ups."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        """Given to the handler as ``ctx.cancelled``: set on cancellation and timeout."""
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._reason: str | None = None
 
     @property
-    def succeeded(self) -> bool:
-        return self.error_type is None
+    def reason(self) -> str | None:
+        """Why the execution was cancelled, or None."""
+        with self._lock:
+            return self._reason
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason or "cancelled"
+        self.cancelled.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def reset_wake(self) -> None:
+        """Forget earlier wake-ups; check the conditions after this, then :meth:`sleep`."""
+        self._wake.clear()
+
+    def sleep(self, timeout: float) -> None:
+        """Wait for a wake-up (handler ended, cancellation) or ``timeout`` seconds."""
+        self._wake.wait(timeout)
+
+
+def handler_environment(**values: Any) -> Any:
+    """A ``handlers.HandlerEnvironment`` of the ``values`` it has fields for, if it exists.
+
+    The handler SDK gains the class while the executor is written; without it (or a
+    ``TaskContext.environment`` field) this answers None and contexts carry none.
+    """
+    cls: Any = getattr(handler_base, "HandlerEnvironment", None)
+    context_fields = getattr(TaskContext, "__dataclass_fields__", {})
+    names = set(getattr(cls, "__dataclass_fields__", {}))
+    if cls is None or "environment" not in context_fields or not names:
+        return None
+    factory: Callable[..., Any] = cls
+    try:
+        return factory(**{k: v for k, v in values.items() if k in names})
+    except TypeError:
+        logger.warning("cannot build HandlerEnvironment; handlers get its defaults")
+        return None
 
 
 class HandlerRunner:
-    """Runs handlers: sync ones on a worker thread, async ones on an event loop."""
+    """Runs handlers: sync ones on their own thread, async ones on one event loop."""
 
-    def __init__(self, registry: HandlerRegistry, default_timeout: float) -> None:
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        default_timeout: float,
+        *,
+        shell_enabled: bool = False,
+        environment: Any = None,
+    ) -> None:
         self.registry = registry
         self.default_timeout = default_timeout
-        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="handler")
+        self.shell_enabled = shell_enabled
+        self._environment = environment
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="handlers-asyncio", daemon=True
+        )
+        self._loop_thread.start()
 
-    def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+    def close(self, timeout: float = 2.0) -> None:
+        """Cancel async handlers still running, stop the loop and close it."""
+        if self._loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(timeout), self._loop).result(
+                timeout + 1
+            )
+        except Exception:
+            logger.exception("async handlers did not stop cleanly")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout)
+        if not self._loop_thread.is_alive():
+            self._loop.close()
 
-    def run(self, order: WorkOrder) -> Outcome:
+    async def _shutdown(self, timeout: float) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    def handler_names(self) -> list[str]:
+        """The handlers this executor runs (``shell`` only when enabled)."""
+        names = self.registry.names()
+        return names if self.shell_enabled else [n for n in names if n != SHELL_HANDLER]
+
+    def timeout_of(self, order: WorkOrder) -> float:
+        return order.timeout.total_seconds() if order.timeout else self.default_timeout
+
+    def run(self, order: WorkOrder, control: RunControl) -> Outcome:
+        """Run ``order``'s handler until it ends, times out or is cancelled."""
         started = time.monotonic()
-        timeout = order.timeout.total_seconds() if order.timeout else self.default_timeout
+        timeout = self.timeout_of(order)
+        deadline = started + timeout
+        try:
+            handler = self._handler_class(order)()
+        except _Refused as exc:
+            return _failed(exc.error_type, str(exc), 0.0, retryable=False)
+        except Exception as exc:
+            return _failed(type(exc).__name__, str(exc) or repr(exc), 0.0)
+        if control.reason is not None:  # cancelled before it started
+            return Outcome(Ending.CANCELLED, 0.0, error_message=control.reason, retryable=False)
+        ctx = self._context(order, control, deadline)
+        if inspect.iscoroutinefunction(handler.run):
+            pending = asyncio.run_coroutine_threadsafe(_awaited(handler.run(ctx)), self._loop)
+            pending.add_done_callback(lambda _: control.wake())
+            thread_run: _ThreadRun | None = None
+        else:
+            thread_run = _ThreadRun(handler, ctx, control, self._loop, order)
+            pending = thread_run.future
+        while True:
+            control.reset_wake()
+            if pending.done() or control.reason is not None:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            control.sleep(remaining)
+        duration = time.monotonic() - started
+        reason = control.reason
+        if pending.done() and reason is None:
+            return _classify(pending, duration, timeout)
+        control.cancelled.set()
+        pending.cancel()
+        if thread_run is not None:
+            thread_run.abandon()
+        if reason is not None:  # even if the handler ended, politely, after the request
+            return Outcome(Ending.CANCELLED, duration, error_message=reason, retryable=False)
+        return Outcome(
+            Ending.TIMED_OUT,
+            duration,
+            error_type="TimeoutError",
+            error_message=f"handler ran past its timeout of {timeout:g}s",
+            timeout=timeout,
+        )
+
+    def _handler_class(self, order: WorkOrder) -> type[TaskHandler]:
         try:
             handler_class = self.registry.resolve(order.handler)
+            name = self.registry.canonical_name(order.handler)
         except UnknownHandlerError as exc:
-            return Outcome(
-                0.0, error_type="UnknownHandlerError", error_message=str(exc), retryable=False
+            raise _Refused("UnknownHandlerError", str(exc)) from exc
+        if name == SHELL_HANDLER and not self.shell_enabled:
+            raise _Refused(
+                "HandlerDisabledError",
+                f"the {SHELL_HANDLER!r} handler is disabled on this executor: set "
+                "TASKSTREAM_EXECUTOR_SHELL_ENABLED=true to let it run commands",
             )
-        cancelled = threading.Event()
-        ctx = TaskContext(
-            task_id=order.task_id,
-            task_name=order.task_name,
-            execution_id=order.execution_id,
-            attempt=order.attempt,
-            scheduled_for=order.scheduled_for,
-            params=dict(order.params),
-            deadline=started + timeout,
-            cancelled=cancelled,
-            logger=logging.LoggerAdapter(
+        return handler_class
+
+    def _context(self, order: WorkOrder, control: RunControl, deadline: float) -> TaskContext:
+        values: dict[str, Any] = {
+            "task_id": order.task_id,
+            "task_name": order.task_name,
+            "execution_id": order.execution_id,
+            "attempt": order.attempt,
+            "scheduled_for": order.scheduled_for,
+            "params": dict(order.params),
+            "deadline": deadline,
+            "cancelled": control.cancelled,
+            "logger": logging.LoggerAdapter(
                 _handler_logger,
-                {
-                    "taskstream_fields": {
-                        "task_id": order.task_id,
-                        "execution_id": order.execution_id,
-                    }
-                },
+                fields(
+                    task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt
+                ),
+            ),
+        }
+        if self._environment is not None:
+            values["environment"] = self._environment
+        return TaskContext(**values)
+
+
+class _Refused(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class _ThreadRun:
+    """A sync handler on its own daemon thread, which the caller may stop waiting for."""
+
+    def __init__(
+        self,
+        handler: TaskHandler,
+        ctx: TaskContext,
+        control: RunControl,
+        loop: asyncio.AbstractEventLoop,
+        order: WorkOrder,
+    ) -> None:
+        self.future: Future[Any] = Future()
+        self._run: Callable[[TaskContext], Any] = handler.run
+        self._ctx = ctx
+        self._control = control
+        self._loop = loop
+        self._order = order
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._finished = False
+        threading.Thread(
+            target=self._main, name=f"handler-{order.execution_id[:8]}", daemon=True
+        ).start()
+
+    def _main(self) -> None:
+        try:
+            try:
+                result = self._run(self._ctx)
+                if inspect.isawaitable(result):  # a sync ``run`` that returned an awaitable
+                    result = asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
+            except BaseException as exc:
+                self.future.set_exception(exc)
+            else:
+                self.future.set_result(result)
+        except InvalidStateError:
+            pass  # the caller cancelled the future: it stopped waiting
+        finally:
+            with self._lock:
+                self._finished = True
+                lingered = self._abandoned
+            if lingered:
+                LINGERING_THREADS.dec()
+                logger.info(
+                    "abandoned handler thread finished",
+                    extra=fields(
+                        task_id=self._order.task_id, execution_id=self._order.execution_id
+                    ),
+                )
+            self._control.wake()
+
+    def abandon(self) -> None:
+        """The caller stops waiting; count the thread as lingering while it runs."""
+        with self._lock:
+            if self._finished:
+                return
+            self._abandoned = True
+        LINGERING_THREADS.inc()
+        logger.warning(
+            "handler thread still running after its execution ended; it is left to finish",
+            extra=fields(
+                task_id=self._order.task_id,
+                execution_id=self._order.execution_id,
+                attempt=self._order.attempt,
             ),
         )
-        try:
-            handler = handler_class()
-            if inspect.iscoroutinefunction(handler.run):
-                result = asyncio.run(asyncio.wait_for(handler.run(ctx), timeout))
-            else:
-                result = self._threads.submit(handler.run, ctx).result(timeout)
-        except (TimeoutError, FutureTimeout):
-            cancelled.set()
-            return Outcome(
-                time.monotonic() - started,
-                error_type="TimeoutError",
-                error_message=f"handler ran past its timeout of {timeout:g}s",
-            )
-        except PermanentError as exc:
-            return Outcome(
-                time.monotonic() - started,
-                error_type=type(exc).__name__,
-                error_message=str(exc),
-                retryable=False,
-            )
-        except Exception as exc:
-            return Outcome(
-                time.monotonic() - started,
-                error_type=type(exc).__name__,
-                error_message=str(exc) or repr(exc),
-            )
-        return Outcome(time.monotonic() - started, output=_json_output(result))
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _failed(error_type: str, message: str, duration: float, *, retryable: bool = True) -> Outcome:
+    return Outcome(
+        Ending.FAILED, duration, error_type=error_type, error_message=message, retryable=retryable
+    )
+
+
+def _classify(pending: Future[Any], duration: float, timeout: float) -> Outcome:
+    if pending.cancelled():
+        return _failed("CancelledError", "the handler's run was cancelled", duration)
+    exc = pending.exception()
+    if exc is None:
+        return Outcome(Ending.SUCCEEDED, duration, output=_json_output(pending.result()))
+    message = str(exc) or repr(exc)
+    if isinstance(exc, TimeoutError):
+        return Outcome(
+            Ending.TIMED_OUT,
+            duration,
+            error_type=type(exc).__name__,
+            error_message=message,
+            timeout=timeout,
+        )
+    if isinstance(exc, PermanentError):
+        return _failed(type(exc).__name__, message, duration, retryable=False)
+    if isinstance(exc, RetryableError):
+        return Outcome(
+            Ending.FAILED,
+            duration,
+            error_type=type(exc).__name__,
+            error_message=message,
+            retry_after=exc.delay,
+        )
+    return _failed(type(exc).__name__, message, duration)
 
 
 def _json_output(result: Any) -> Any:

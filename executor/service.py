@@ -1,65 +1,169 @@
-"""Bootstrap of the executor service."""
+"""Bootstrap of the executor service: settings in, running components out.
+
+::
+
+    QueueConsumer (one per queue) ──► Lanes (high, medium, low) ──► ExecutionPool slots
+          ▲  offsets committed after delivery                          │ Executions.process
+          └──────────── completions ◄──────────────────────────────────┘   (runner, outcomes,
+    CancelListener ──► CancelRegistry ──► running executions                Publisher)
+    HeartbeatSender ──► workers topic
+
+Nothing connects to Kafka at import; :func:`bootstrap` wires and starts everything and
+returns an :class:`ExecutorService` (tests call it with their own settings and registry).
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
-from executor.runner import HandlerRunner
+from executor.cancellations import CancelListener, CancelRegistry
+from executor.consumer import QueueConsumer
+from executor.execution import Executions, Received
+from executor.heartbeat import HeartbeatSender
+from executor.lanes import Lanes
+from executor.pool import ExecutionPool
+from executor.publisher import Publisher
+from executor.runner import HandlerRunner, handler_environment
 from executor.settings import ExecutorSettings
-from executor.worker import Worker
 from handlers import HandlerRegistry
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
 from taskstream.infra.ops_http import OpsServer
 
-__all__ = ["bootstrap", "run"]
+__all__ = ["ExecutorService", "bootstrap", "run"]
 
 logger = logging.getLogger(__name__)
 
 
-def bootstrap(
-    settings: ExecutorSettings, registry: HandlerRegistry | None = None
-) -> tuple[Worker, OpsServer]:
-    ensure_topics(settings, standard_topics(settings, settings.executor_queues))
-    registry = registry or HandlerRegistry.from_entry_points()
-    runner = HandlerRunner(registry, settings.executor_default_timeout.total_seconds())
-    worker = Worker(settings, runner)
+class ExecutorService:
+    """A running executor: consumers, pool, cancellations, heartbeats and ``/health``."""
 
-    def health() -> tuple[bool, dict[str, Any]]:
-        return worker.alive, {
+    def __init__(self, settings: ExecutorSettings, registry: HandlerRegistry) -> None:
+        self.settings = settings
+        self.started_at = datetime.now(UTC)
+        self.publisher = Publisher(settings)
+        self.runner = HandlerRunner(
+            registry,
+            settings.executor_default_timeout.total_seconds(),
+            shell_enabled=settings.executor_shell_enabled,
+            environment=handler_environment(
+                kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+                topic_prefix=settings.topic_prefix,
+                executor_id=settings.executor_id,
+                shell_enabled=settings.executor_shell_enabled,
+            ),
+        )
+        self.cancellations = CancelRegistry()
+        self.lanes: Lanes[Received] = Lanes()
+        self.executions = Executions(
+            settings.topics, settings.executor_id, self.runner, self.publisher, self.cancellations
+        )
+        self.pool = ExecutionPool(
+            self.lanes, settings.executor_concurrency, self.executions.process
+        )
+        self.consumers = [
+            QueueConsumer(settings, queue, self.lanes, self.publisher)
+            for queue in settings.executor_queues
+        ]
+        self.cancel_listener = CancelListener(settings, self.cancellations, settings.executor_id)
+        self.heartbeat = HeartbeatSender(
+            self.publisher,
+            settings.topics.workers,
+            settings.executor_heartbeat_interval.total_seconds(),
+            lambda: {"in_flight": self.pool.busy},
+            executor_id=settings.executor_id,
+            queues=settings.executor_queues,
+            handlers=self.runner.handler_names(),
+            capacity=settings.executor_concurrency,
+        )
+        self.ops = OpsServer(settings.executor_host, settings.executor_port, self.health)
+        self._stopped = False
+
+    def start(self) -> None:
+        self.ops.start()  # first: /health answers 503 until the consumers run
+        self.cancel_listener.start()
+        self.pool.start()
+        for consumer in self.consumers:
+            consumer.start()
+        self.heartbeat.start()
+
+    @property
+    def alive(self) -> bool:
+        return all(c.alive for c in self.consumers) and self.cancel_listener.alive
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        statuses = [c.status() for c in self.consumers]
+        commits = [s["last_commit"] for s in statuses if s["last_commit"]]
+        return self.alive, {
             "service": "executor",
-            "executor_id": settings.executor_id,
-            "queues": settings.executor_queues,
-            "handlers": registry.names(),
-            "error": repr(worker.error) if worker.error else None,
+            "executor_id": self.settings.executor_id,
+            "queues": self.settings.executor_queues,
+            "handlers": self.runner.handler_names(),
+            "capacity": self.settings.executor_concurrency,
+            "in_flight": self.pool.busy,
+            "waiting": self.lanes.waiting(),
+            "paused_partitions": sum(s.get("paused_partitions", 0) for s in statuses),
+            "last_commit": max(commits) if commits else None,
+            "last_heartbeat": (
+                self.heartbeat.last_sent.isoformat() if self.heartbeat.last_sent else None
+            ),
+            "consumers": statuses,
         }
 
-    ops = OpsServer(settings.executor_host, settings.executor_port, health)
-    worker.start()
-    ops.start()
-    return worker, ops
+    def stop(self) -> None:
+        """Finish or drop running work, commit, say goodbye (tombstone), close."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.executor_shutdown_grace.total_seconds()
+        for consumer in self.consumers:
+            consumer.request_stop()
+        for consumer in self.consumers:
+            consumer.join(grace + 15)
+        self.pool.stop(timeout=1.0)
+        self.cancel_listener.stop()
+        self.heartbeat.stop()
+        self.publisher.close()
+        self.runner.close()
+        self.ops.stop()
+        logger.info("executor %s stopped", self.settings.executor_id)
+
+
+def bootstrap(
+    settings: ExecutorSettings, registry: HandlerRegistry | None = None
+) -> ExecutorService:
+    """Create the executor's topics if missing, then build and start an executor."""
+    ensure_topics(settings, standard_topics(settings, settings.executor_queues))
+    service = ExecutorService(settings, registry or HandlerRegistry.from_entry_points())
+    try:
+        service.start()
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 def run(settings: ExecutorSettings) -> None:
     """Run an executor until SIGINT or SIGTERM."""
     configure_logging("executor", settings.log_level, settings.log_format)
-    worker, ops = bootstrap(settings)
+    service = bootstrap(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     logger.info(
-        "executor %s serving %s; health on http://%s:%d/health",
+        "executor %s serving %s with %d slots; health on http://%s:%d/health",
         settings.executor_id,
         settings.executor_queues,
+        settings.executor_concurrency,
         settings.executor_host,
-        ops.port,
+        service.ops.port,
     )
     while not stop.wait(0.5):
-        if not worker.alive:
-            logger.error("executor loop died; exiting")
+        if not service.alive:
+            logger.error("an executor component died; exiting")
             break
-    worker.stop()
-    ops.stop()
+    service.stop()

@@ -6,7 +6,7 @@ import os
 import socket
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas import Duration
 from taskstream.infra.settings import CommonSettings
@@ -16,7 +16,7 @@ __all__ = ["ExecutorSettings"]
 
 class ExecutorSettings(CommonSettings):
     executor_queues: list[str] = Field(
-        default=["default"], description="queues this executor serves"
+        default=["default"], min_length=1, description="queues this executor serves"
     )
     executor_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
@@ -29,6 +29,49 @@ class ExecutorSettings(CommonSettings):
     executor_default_timeout: Duration = Field(
         default=timedelta(minutes=5), description="timeout of tasks that set none"
     )
+    executor_concurrency: int = Field(
+        default=8, ge=1, le=1024, description="executions that run at the same time"
+    )
+    executor_max_buffered: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "work orders a queue's consumer holds (received, not finished) before it pauses "
+            "its partitions; resumed below half. Default: 4 x executor_concurrency"
+        ),
+    )
+    executor_heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how often the executor announces itself on the workers topic",
+    )
+    executor_shell_enabled: bool = Field(
+        default=False,
+        description="allow the 'shell' handler to run commands; off: its work orders fail",
+    )
+    executor_session_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="a dead executor's partitions move to the others after this",
+    )
+    executor_shutdown_grace: Duration = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "on stop or revoke, how long running executions may finish before they are "
+            "dropped (the partition's next owner runs them again)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _positive_durations(self) -> ExecutorSettings:
+        for name in ("executor_default_timeout", "executor_heartbeat_interval"):
+            value: timedelta = getattr(self, name)
+            if value.total_seconds() <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        return self
+
+    @property
+    def max_buffered(self) -> int:
+        """The effective buffer limit of one queue's consumer."""
+        return self.executor_max_buffered or 4 * self.executor_concurrency
 
     def group_id(self, queue: str) -> str:
         return f"{self.topic_prefix}executor-{queue}"

@@ -136,7 +136,7 @@ def test_failures_are_recorded_with_the_error(stack: Stack) -> None:
             "params": {"message": "disk full", "permanent": True},
         },
     )
-    [failed, *_] = _finished(stack, task["id"], "failed")
+    [failed, *_] = _finished(stack, task["id"], "dead_lettered")  # permanent: no retry
     assert failed["error_type"] == "PermanentError"
     assert failed["error_message"] == "disk full"
     assert failed["retryable"] is False

@@ -73,6 +73,7 @@ def test_the_last_attempt_is_dead_lettered() -> None:
     outcome = Outcome(Ending.FAILED, 0.1, error_type="RetryableError", error_message="busy")
     records = records_for(_order(attempt=3), outcome, "w", NOW)
     failed, dead = records.events
+    assert isinstance(failed.data, ExecutionFailed)
     assert isinstance(dead.data, ExecutionDeadLettered) and dead.data.reason == "max_attempts"
     assert records.dead_letter is not None
     value, headers = records.dead_letter

@@ -1,0 +1,227 @@
+"""Cancellation: ``CancelRequested`` events reach the executions they name.
+
+:class:`CancelRegistry` (no I/O) knows the running executions and signals the ones a
+request names: one ``execution_id``, or every running execution of the task when
+``execution_id`` is null. It also remembers recent requests for a few minutes, so a
+work order that arrives after its cancel (it waited in a backlog) is cancelled before
+it starts; a task-wide request covers orders whose slot is not later than the request.
+
+:class:`CancelListener` feeds it: a consumer with no group that assigns every partition
+of ``task-events`` at its end when the executor starts, and reads only records whose
+``event-type`` header is ``CancelRequested`` (the body of anything else is never parsed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from schemas import CancelRequested, EventDecodeError, WorkOrder, decode_event
+from schemas.codec import HEADER_EVENT_TYPE, header_value
+from taskstream.infra.kafka import consumer_config
+from taskstream.infra.logs import fields
+from taskstream.infra.settings import CommonSettings
+
+__all__ = ["CancelListener", "CancelRegistry", "Cancellable"]
+
+logger = logging.getLogger(__name__)
+
+REMEMBER_SECONDS = 300.0
+"""How long a request is kept for work orders that have not arrived yet."""
+REMEMBER_MAX = 10_000
+"""At most this many remembered requests of each kind (oldest forgotten first)."""
+
+
+class Cancellable(Protocol):
+    """A running execution, as the registry sees it."""
+
+    def cancel(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskWide:
+    requested_at: datetime
+    reason: str
+    expires: float
+
+
+class CancelRegistry:
+    """Running executions by id and task, and recent requests. Thread-safe."""
+
+    def __init__(self, remember: float = REMEMBER_SECONDS, limit: int = REMEMBER_MAX) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[str, Cancellable]] = {}
+        self._by_task: dict[str, set[str]] = {}
+        self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._recent_tasks: OrderedDict[str, _TaskWide] = OrderedDict()
+        self._remember = remember
+        self._limit = limit
+
+    def register(self, execution_id: str, task_id: str, run: Cancellable) -> None:
+        with self._lock:
+            self._running[execution_id] = (task_id, run)
+            self._by_task.setdefault(task_id, set()).add(execution_id)
+
+    def unregister(self, execution_id: str) -> None:
+        with self._lock:
+            entry = self._running.pop(execution_id, None)
+            if entry is None:
+                return
+            ids = self._by_task.get(entry[0])
+            if ids is not None:
+                ids.discard(execution_id)
+                if not ids:
+                    del self._by_task[entry[0]]
+
+    def request(
+        self,
+        task_id: str,
+        execution_id: str | None,
+        reason: str,
+        requested_at: datetime,
+        now: float | None = None,
+    ) -> int:
+        """Signal the executions a request names and remember it; the number signalled."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._expire(now)
+            if execution_id is not None:
+                targets = [execution_id] if execution_id in self._running else []
+                self._recent[execution_id] = (reason, now + self._remember)
+                self._recent.move_to_end(execution_id)
+            else:
+                targets = sorted(self._by_task.get(task_id, ()))
+                self._recent_tasks[task_id] = _TaskWide(requested_at, reason, now + self._remember)
+                self._recent_tasks.move_to_end(task_id)
+            self._trim()
+            runs = [self._running[target][1] for target in targets]
+        for run in runs:
+            run.cancel(reason)
+        return len(runs)
+
+    def pending_reason(self, order: WorkOrder, now: float | None = None) -> str | None:
+        """The reason of a remembered request covering ``order``, if there is one."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._expire(now)
+            exact = self._recent.get(order.execution_id)
+            if exact is not None:
+                return exact[0]
+            wide = self._recent_tasks.get(order.task_id)
+            if wide is not None and order.scheduled_for <= wide.requested_at:
+                return wide.reason
+            return None
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _expire(self, now: float) -> None:
+        while self._recent and next(iter(self._recent.values()))[1] <= now:
+            self._recent.popitem(last=False)
+        while self._recent_tasks and next(iter(self._recent_tasks.values())).expires <= now:
+            self._recent_tasks.popitem(last=False)
+
+    def _trim(self) -> None:
+        while len(self._recent) > self._limit:
+            self._recent.popitem(last=False)
+        while len(self._recent_tasks) > self._limit:
+            self._recent_tasks.popitem(last=False)
+
+
+class CancelListener:
+    """Reads ``CancelRequested`` from ``task-events`` (from its end now) into a registry."""
+
+    def __init__(self, settings: CommonSettings, registry: CancelRegistry, name: str) -> None:
+        self._topic = settings.topics.task_events
+        self._registry = registry
+        self._consumer = Consumer(
+            consumer_config(
+                settings,
+                f"{settings.topic_prefix}executor-cancellations-{name}",
+                **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 100},
+            )
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cancellations", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Assign every partition at its current end, then read in the background."""
+        deadline = time.monotonic() + timeout
+        metadata = self._consumer.list_topics(self._topic, timeout=timeout)
+        partitions = sorted(metadata.topics[self._topic].partitions)
+        assignment = [
+            TopicPartition(self._topic, partition, self._end_of(partition, deadline))
+            for partition in partitions
+        ]
+        self._consumer.assign(assignment)
+        self._thread.start()
+
+    def _end_of(self, partition: int, deadline: float) -> int:
+        """The partition's end now (retried while a new topic's leader is being elected)."""
+        while True:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, partition),
+                    timeout=max(deadline - time.monotonic(), 1.0),
+                )
+                return int(high)
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.debug("end of %s[%d] not known yet: %s", self._topic, partition, exc)
+                time.sleep(0.2)  # a leader election takes a moment
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._consumer.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                messages = self._consumer.consume(num_messages=500, timeout=0.2)
+            except Exception:
+                logger.exception("cancellation consumer failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        logger.warning("cancellation consumer: %s", error.str())
+                    continue
+                if header_value(message.headers(), HEADER_EVENT_TYPE) != CancelRequested.TYPE:
+                    continue
+                self._apply(message.value())
+
+    def _apply(self, raw: bytes | None) -> None:
+        try:
+            event = decode_event(raw)
+        except EventDecodeError as exc:
+            logger.warning("unreadable CancelRequested skipped: %s", exc)
+            return
+        data = event.data
+        if not isinstance(data, CancelRequested):
+            return
+        signalled = self._registry.request(
+            event.task_id, data.execution_id, data.reason, event.occurred_at
+        )
+        logger.info(
+            "cancel requested (%s): %d running execution(s) signalled",
+            data.reason,
+            signalled,
+            extra=fields(task_id=event.task_id, execution_id=data.execution_id, action="cancel"),
+        )

@@ -1,0 +1,380 @@
+"""One queue's consumer: its three priority topics in, received work orders to the lanes.
+
+The consumer joins the queue's group (``<prefix>executor-<queue>``, cooperative-sticky,
+read_committed, no auto-commit, no automatic offset store) and owns, on its thread:
+
+- **receiving**: each record is tracked (:mod:`executor.offsets`), decoded and put in its
+  lane; an undecodable record goes to the dead-letter topic (reason ``undecodable``) and
+  counts as done once that record is on the broker;
+- **completions**: slots report finished orders through a queue; the consumer marks them
+  in the tracker (a completion from an earlier assignment of the partition is ignored);
+- **back-pressure**: pauses and resumes whole lanes (:mod:`executor.backpressure`), so a
+  backlog in one lane never stops the others from being fetched;
+- **commits**: every second, the lowest unfinished offset of each partition; also on
+  revoke and stop;
+- **revoke**: waiting orders of the revoked partitions leave the lanes (the next owner runs
+  them), running ones get ``TASKSTREAM_EXECUTOR_SHUTDOWN_GRACE`` to finish, then what is
+  done is committed. A running order that outlives the grace is dropped: its records are
+  still produced when it ends, and the next owner's rerun has the same execution id.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as queue_module
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from executor.backpressure import paused_lanes
+from executor.execution import Received
+from executor.lanes import PRIORITY_ORDER, Lanes
+from executor.metrics import CONSUMER_LAG, DEAD_LETTERS, PAUSED_PARTITIONS
+from executor.offsets import OffsetTracker, TopicPartitionKey
+from executor.publisher import Publisher
+from executor.settings import ExecutorSettings
+from schemas import EventDecodeError, Priority, decode_work_order
+from taskstream.infra.kafka import consumer_config
+from taskstream.infra.logs import fields
+
+__all__ = ["QueueConsumer"]
+
+logger = logging.getLogger(__name__)
+
+COMMIT_INTERVAL = 1.0
+LAG_INTERVAL = 5.0
+_POLL_TIMEOUT = 0.1
+_PAUSED_POLL_TIMEOUT = 0.01
+
+
+class QueueConsumer:
+    """Consumes one queue's execution topics into the shared lanes."""
+
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        queue: str,
+        lanes: Lanes[Received],
+        publisher: Publisher,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self._settings = settings
+        self._lanes = lanes
+        self._publisher = publisher
+        self._clock = clock
+        self._limit = settings.max_buffered
+        self._grace = settings.executor_shutdown_grace.total_seconds()
+        self._lane_of = {settings.topics.execution(queue, p.value): p for p in PRIORITY_ORDER}
+        session_ms = int(settings.executor_session_timeout.total_seconds() * 1000)
+        self._consumer = Consumer(
+            consumer_config(
+                settings,
+                settings.group_id(queue),
+                **{
+                    "client.id": f"{settings.executor_id}-{queue}",
+                    "enable.auto.offset.store": False,
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": session_ms,
+                    "heartbeat.interval.ms": max(session_ms // 5, 100),
+                    "fetch.wait.max.ms": 20,
+                    "queued.max.messages.kbytes": 8192,
+                },
+            )
+        )
+        self._tracker = OffsetTracker()
+        self._completions: queue_module.SimpleQueue[tuple[TopicPartitionKey, int, int]] = (
+            queue_module.SimpleQueue()
+        )
+        self._generations: dict[TopicPartitionKey, int] = {}
+        self._next_generation = 0
+        self._paused: set[Priority] = set()
+        self._stop = threading.Event()
+        self._closed_out = False
+        self._thread = threading.Thread(target=self._run, name=f"consumer-{queue}", daemon=True)
+        self._next_commit = 0.0
+        self._next_lag = 0.0
+        self.error: BaseException | None = None
+        self.last_commit: datetime | None = None
+        self._status: dict[str, Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._consumer.subscribe(
+            list(self._lane_of),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        elif self._thread.ident is None:  # never started
+            self._consumer.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        """For ``/health``: assignment, buffer, pauses and the last commit."""
+        return {
+            **self._status,
+            "queue": self.queue,
+            "alive": self.alive,
+            "last_commit": self.last_commit.isoformat() if self.last_commit else None,
+            "error": repr(self.error) if self.error else None,
+        }
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            batch = max(1, min(100, self._limit))
+            while not self._stop.is_set():
+                # while paused, poll briefly: completions must resume a lane before it runs dry
+                timeout = _PAUSED_POLL_TIMEOUT if self._paused else _POLL_TIMEOUT
+                for message in self._consumer.consume(num_messages=batch, timeout=timeout):
+                    self._receive(message)
+                self._drain()
+                self._balance()
+                now = self._clock()
+                if now >= self._next_commit:
+                    self._commit()
+                    self._next_commit = now + COMMIT_INTERVAL
+                if now >= self._next_lag:
+                    self._measure_lag()
+                    self._next_lag = now + LAG_INTERVAL
+            self._shutdown()
+        except BaseException as exc:
+            self.error = exc
+            logger.exception("consumer of queue %s stopped", self.queue)
+
+    def _receive(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                logger.warning("consumer of queue %s: %s", self.queue, error.str())
+            return
+        topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset()
+        key = (topic, partition)
+        generation = self._generations.get(key)
+        if offset is None or generation is None or not self._tracker.received(key, offset):
+            return
+        try:
+            order = decode_work_order(message.value())
+        except EventDecodeError as exc:
+            self._dead_letter(message, key, offset, generation, str(exc))
+            return
+        self._lanes.put(
+            self._lane_of[topic],
+            Received(
+                queue=self.queue,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                generation=generation,
+                priority=self._lane_of[topic],
+                order=order,
+                done=self._finished,
+            ),
+        )
+
+    def _finished(self, item: Received) -> None:
+        """Called by the slot (any thread) once the order's records are on the broker."""
+        self._completions.put(((item.topic, item.partition), item.offset, item.generation))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                key, offset, generation = self._completions.get_nowait()
+            except queue_module.Empty:
+                return
+            if self._generations.get(key) == generation:
+                self._tracker.finished(key, offset)
+
+    def _dead_letter(
+        self, message: Message, key: TopicPartitionKey, offset: int, generation: int, detail: str
+    ) -> None:
+        DEAD_LETTERS.labels("undecodable").inc()
+        logger.error(
+            "dead-lettering an undecodable work order: %s",
+            detail,
+            extra=fields(topic=key[0], partition=key[1], offset=offset, action="dead-letter"),
+        )
+        future = self._publisher.send(
+            self._settings.topics.dead_letter,
+            message.key(),
+            message.value(),
+            [
+                ("dead-letter-reason", b"undecodable"),
+                ("dead-letter-detail", detail[:4000].encode()),
+                ("source-topic", key[0].encode()),
+                ("source-partition", str(key[1]).encode()),
+                ("source-offset", str(offset).encode()),
+            ],
+        )
+        future.add_done_callback(
+            lambda f: None if f.exception() else self._completions.put((key, offset, generation))
+        )
+
+    # -- back-pressure -----------------------------------------------------------------
+
+    def _buffered(self) -> dict[Priority, int]:
+        counts = dict.fromkeys(PRIORITY_ORDER, 0)
+        for key in self._generations:
+            counts[self._lane_of[key[0]]] += self._tracker.unfinished([key])
+        return counts
+
+    def _partitions_of(self, lanes: Iterable[Priority]) -> list[TopicPartition]:
+        wanted = set(lanes)
+        return [
+            TopicPartition(topic, partition)
+            for topic, partition in self._generations
+            if self._lane_of[topic] in wanted
+        ]
+
+    def _balance(self) -> None:
+        buffered = self._buffered()
+        wanted = paused_lanes(buffered, self._paused, self._limit)
+        pause, resume = wanted - self._paused, self._paused - wanted
+        if pause:
+            self._consumer.pause(self._partitions_of(pause))
+        if resume:
+            self._consumer.resume(self._partitions_of(resume))
+        if pause or resume:
+            logger.debug(
+                "queue %s: buffered %s; paused lanes %s",
+                self.queue,
+                {p.value: n for p, n in buffered.items()},
+                sorted(p.value for p in wanted),
+            )
+        self._paused = wanted
+        paused_count = len(self._partitions_of(wanted))
+        PAUSED_PARTITIONS.labels(self.queue).set(paused_count)
+        self._status = {
+            "assigned_partitions": len(self._generations),
+            "paused_partitions": paused_count,
+            "paused_lanes": sorted(p.value for p in wanted),
+            "buffered": {p.value: n for p, n in buffered.items()},
+        }
+
+    # -- offsets -----------------------------------------------------------------------
+
+    def _commit(self, partitions: Iterable[TopicPartitionKey] | None = None) -> None:
+        pending = self._tracker.pending_commits(partitions)
+        if not pending:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            logger.warning("commit of queue %s failed: %s", self.queue, exc)
+            return
+        self._tracker.committed(pending)
+        self.last_commit = datetime.now(UTC)
+
+    def _measure_lag(self) -> None:
+        lag = 0
+        for topic, partition in list(self._generations):
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            base = self._tracker.committable((topic, partition))
+            if base is None or high is None or high < 0:
+                continue
+            lag += max(high - base, 0)
+        CONSUMER_LAG.labels(self.queue).set(lag)
+
+    # -- group membership --------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        for key in keys:
+            self._next_generation += 1
+            self._generations[key] = self._next_generation
+        self._tracker.assign(keys)
+        consumer.incremental_assign(partitions)
+        paused = [tp for tp in partitions if self._lane_of[tp.topic] in self._paused]
+        if paused:
+            consumer.pause(paused)
+        logger.info("queue %s: assigned %s", self.queue, _names(keys))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        if not self._closed_out:
+            self._let_finish(keys)
+            self._commit(keys)
+        self._forget(keys)
+        logger.info("queue %s: revoked %s", self.queue, _names(keys))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._drop_waiting(keys)
+        self._forget(keys)
+        logger.warning("queue %s: lost %s (no commit)", self.queue, _names(keys))
+
+    def _drop_waiting(self, keys: set[TopicPartitionKey]) -> dict[TopicPartitionKey, set[int]]:
+        dropped: dict[TopicPartitionKey, set[int]] = {}
+        for item in self._lanes.remove(
+            lambda it: it.queue == self.queue and (it.topic, it.partition) in keys
+        ):
+            dropped.setdefault((item.topic, item.partition), set()).add(item.offset)
+        return dropped
+
+    def _let_finish(self, keys: set[TopicPartitionKey]) -> None:
+        """Drop waiting orders of ``keys``; give running ones the grace to finish."""
+        dropped = self._drop_waiting(keys)
+        deadline = self._clock() + self._grace
+        while True:
+            self._drain()
+            running = sum(
+                len(set(self._tracker.unfinished_offsets(k)) - dropped.get(k, set())) for k in keys
+            )
+            if running == 0:
+                break
+            if self._clock() >= deadline:
+                logger.warning(
+                    "queue %s: %d execution(s) still running after %.0fs; left to the next owner",
+                    self.queue,
+                    running,
+                    self._grace,
+                )
+                break
+            try:
+                key, offset, generation = self._completions.get(timeout=0.1)
+            except queue_module.Empty:
+                continue
+            if self._generations.get(key) == generation:
+                self._tracker.finished(key, offset)
+
+    def _forget(self, keys: Iterable[TopicPartitionKey]) -> None:
+        for key in keys:
+            self._generations.pop(key, None)
+        self._tracker.forget(keys)
+
+    def _shutdown(self) -> None:
+        keys = set(self._generations)
+        self._let_finish(keys)
+        self._commit(keys)
+        self._closed_out = True
+        self._consumer.close()
+        logger.info("consumer of queue %s closed", self.queue)
+
+
+def _names(keys: Iterable[TopicPartitionKey]) -> list[str]:
+    return sorted(f"{topic}[{partition}]" for topic, partition in keys)

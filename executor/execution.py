@@ -1,0 +1,200 @@
+"""One work order from start to finish: started event, run, outcome records, delivery.
+
+For each order a pool slot takes, :class:`Executions` appends ``ExecutionStarted``,
+runs the handler (:mod:`executor.runner`), turns the ending into records with
+:func:`executor.outcomes.records_for` (outcome event, ``RetryScheduled`` or
+``ExecutionDeadLettered`` plus the dead-letter record) and produces them. Once the
+broker has every one (a delivery callback; the slot is free meanwhile) it tells the
+order's consumer that the offset is done. An order whose cancellation arrived before it
+did ends ``ExecutionCancelled`` without running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from executor.cancellations import CancelRegistry
+from executor.metrics import (
+    DEAD_LETTERS,
+    DISPATCH_LATENCY,
+    DURATION,
+    EXECUTIONS,
+    IN_FLIGHT,
+    RETRIES_SCHEDULED,
+)
+from executor.outcomes import Ending, Outcome, records_for
+from executor.publisher import Publisher
+from executor.runner import HandlerRunner, RunControl
+from schemas import (
+    Event,
+    ExecutionDeadLettered,
+    ExecutionStarted,
+    Priority,
+    RetryScheduled,
+    WorkOrder,
+    encode_event,
+    event_headers,
+)
+from taskstream.infra.logs import fields
+from taskstream.infra.settings import Topics
+
+__all__ = ["Executions", "Received"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A work order read from a partition: waiting in a lane, or running."""
+
+    queue: str
+    topic: str
+    partition: int
+    offset: int
+    generation: int
+    """The consumer's assignment generation of the partition, to ignore stale completions."""
+    priority: Priority
+    order: WorkOrder
+    done: Callable[[Received], None] = field(repr=False, compare=False)
+    """Tells the consumer the record is finished (its records are on the broker)."""
+
+
+class Executions:
+    """Runs received work orders and publishes their outcomes."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        worker_id: str,
+        runner: HandlerRunner,
+        publisher: Publisher,
+        cancellations: CancelRegistry,
+    ) -> None:
+        self.topics = topics
+        self.worker_id = worker_id
+        self.runner = runner
+        self.publisher = publisher
+        self.cancellations = cancellations
+
+    def process(self, item: Received) -> None:
+        """Run one order and publish its outcome; mark it done once delivered."""
+        order = item.order
+        log = fields(task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt)
+        sent: list[Future[None]] = []
+        control = RunControl()
+        self.cancellations.register(order.execution_id, order.task_id, control)
+        try:
+            reason = self.cancellations.pending_reason(order)
+            if reason is not None:
+                logger.info("cancelled before it started: %s", reason, extra=log)
+                outcome = Outcome(Ending.CANCELLED, 0.0, error_message=reason, retryable=False)
+            else:
+                outcome = self._run(item, control, sent, log)
+        finally:
+            self.cancellations.unregister(order.execution_id)
+        records = records_for(order, outcome, self.worker_id, datetime.now(UTC))
+        sent.extend(self._send_event(event) for event in records.events)
+        if records.dead_letter is not None:
+            value, headers = records.dead_letter
+            headers = [
+                *headers,
+                ("source-topic", item.topic.encode()),
+                ("source-partition", str(item.partition).encode()),
+                ("source-offset", str(item.offset).encode()),
+            ]
+            sent.append(
+                self.publisher.send(self.topics.dead_letter, order.task_id.encode(), value, headers)
+            )
+        self._account(item, outcome, records.events, log)
+        _when_all_delivered(sent, lambda: item.done(item), log)
+
+    def _run(
+        self, item: Received, control: RunControl, sent: list[Future[None]], log: dict[str, object]
+    ) -> Outcome:
+        order = item.order
+        started_at = datetime.now(UTC)
+        DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
+            max((started_at - order.scheduled_for).total_seconds(), 0.0)
+        )
+        started = ExecutionStarted(
+            execution_id=order.execution_id,
+            attempt=order.attempt,
+            scheduled_for=order.scheduled_for,
+            worker_id=self.worker_id,
+            handler=order.handler,
+        )
+        sent.append(self._send_event(Event.create(order.task_id, started, occurred_at=started_at)))
+        logger.info("running %s", order.handler, extra=log)
+        IN_FLIGHT.inc()
+        try:
+            return self.runner.run(order, control)
+        finally:
+            IN_FLIGHT.dec()
+
+    def _send_event(self, event: Event) -> Future[None]:
+        return self.publisher.send(
+            self.topics.task_events,
+            event.task_id.encode(),
+            encode_event(event),
+            event_headers(event),
+        )
+
+    def _account(
+        self, item: Received, outcome: Outcome, events: list[Event], log: dict[str, object]
+    ) -> None:
+        order = item.order
+        EXECUTIONS.labels(outcome.ending.value, order.handler, item.queue).inc()
+        DURATION.labels(order.handler, item.queue).observe(outcome.duration)
+        for event in events:
+            if isinstance(event.data, RetryScheduled):
+                RETRIES_SCHEDULED.labels(item.queue).inc()
+                logger.info(
+                    "attempt %d failed; attempt %d due at %s",
+                    order.attempt,
+                    event.data.attempt,
+                    event.data.due_at.isoformat(),
+                    extra=log,
+                )
+            elif isinstance(event.data, ExecutionDeadLettered):
+                DEAD_LETTERS.labels(event.data.reason).inc()
+                logger.error("dead-lettered (%s)", event.data.reason, extra=log)
+        if outcome.ending is Ending.SUCCEEDED:
+            logger.info("succeeded in %.3fs", outcome.duration, extra=log)
+        else:
+            logger.warning(
+                "%s after %.3fs: %s: %s",
+                outcome.ending.value,
+                outcome.duration,
+                outcome.error_type,
+                outcome.error_message,
+                extra=log,
+            )
+
+
+def _when_all_delivered(
+    sent: list[Future[None]], then: Callable[[], None], log: dict[str, object]
+) -> None:
+    """Call ``then`` once every future succeeded; never if one failed (the order reruns)."""
+    lock = threading.Lock()
+    left = [len(sent)]
+
+    def one(future: Future[None]) -> None:
+        error = future.exception()
+        if error is not None:
+            logger.error(
+                "outcome record not delivered (%s); the order will run again", error, extra=log
+            )
+            return
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then()
+
+    for future in sent:
+        future.add_done_callback(one)

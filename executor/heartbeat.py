@@ -1,0 +1,161 @@
+"""Heartbeats: every few seconds an executor says who it is and how busy it is.
+
+Each heartbeat is a :class:`WorkerHeartbeat` (JSON) on the compacted ``workers`` topic,
+keyed by executor id, so the topic holds the latest heartbeat of every executor; a clean
+shutdown writes a tombstone (null value) and compaction forgets the executor. A reader
+treats an executor whose last ``sent_at`` is older than a few intervals as lost.
+
+CPU and memory come from the process itself (``resource`` and ``/proc/self/statm``):
+``cpu_percent`` is the CPU time used since the previous heartbeat over the wall time
+(100 = one core busy), ``memory_rss_bytes`` the resident set size now.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from executor.publisher import Publisher
+
+__all__ = ["HeartbeatSender", "ProcessStats", "WorkerHeartbeat"]
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerHeartbeat(BaseModel):
+    """One executor's state, as a value of the ``workers`` topic (key: ``executor_id``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str] = "WorkerHeartbeat"
+
+    executor_id: str
+    host: str
+    pid: int = Field(ge=0)
+    queues: list[str]
+    handlers: list[str]
+    """The handlers this executor runs (``shell`` only when enabled)."""
+    capacity: int = Field(ge=1, description="executions it runs at once")
+    in_flight: int = Field(ge=0, description="executions running when it was sent")
+    cpu_percent: float = Field(ge=0, description="CPU since the last heartbeat; 100 = one core")
+    memory_rss_bytes: int = Field(ge=0)
+    started_at: AwareDatetime
+    sent_at: AwareDatetime
+    version: int = 1
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> WorkerHeartbeat:
+        return cls.model_validate_json(raw)
+
+
+class ProcessStats:
+    """CPU use between two calls and the resident memory of this process."""
+
+    def __init__(self) -> None:
+        self._last_cpu = _cpu_seconds()
+        self._last_wall = time.monotonic()
+
+    def cpu_percent(self) -> float:
+        cpu, wall = _cpu_seconds(), time.monotonic()
+        elapsed = wall - self._last_wall
+        used = cpu - self._last_cpu
+        self._last_cpu, self._last_wall = cpu, wall
+        return round(max(used, 0.0) / elapsed * 100, 1) if elapsed > 0 else 0.0
+
+    @staticmethod
+    def memory_rss_bytes() -> int:
+        try:
+            with open("/proc/self/statm", "rb") as statm:
+                resident_pages = int(statm.read().split()[1])
+            return resident_pages * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):  # not Linux: the peak is the best we have
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class HeartbeatSender:
+    """Produces a heartbeat every ``interval`` seconds, and a tombstone at :meth:`stop`."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic: str,
+        interval: float,
+        snapshot: Callable[[], dict[str, object]],
+        *,
+        executor_id: str,
+        queues: list[str],
+        handlers: list[str],
+        capacity: int,
+    ) -> None:
+        self._publisher = publisher
+        self._topic = topic
+        self._interval = interval
+        self._snapshot = snapshot
+        self._static = {
+            "executor_id": executor_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(queues),
+            "handlers": list(handlers),
+            "capacity": capacity,
+            "started_at": datetime.now(UTC),
+        }
+        self._key = executor_id.encode()
+        self._stats = ProcessStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self.last_sent: datetime | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop beating and write the tombstone: this executor left cleanly."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        try:
+            self._publisher.send(self._topic, self._key, None).result(timeout)
+        except Exception as exc:
+            logger.warning("heartbeat tombstone not delivered: %s", exc)
+
+    def beat(self) -> WorkerHeartbeat:
+        """Build and produce one heartbeat now."""
+        heartbeat = WorkerHeartbeat.model_validate(
+            {
+                **self._static,
+                **self._snapshot(),
+                "cpu_percent": self._stats.cpu_percent(),
+                "memory_rss_bytes": self._stats.memory_rss_bytes(),
+                "sent_at": datetime.now(UTC),
+            }
+        )
+        self._publisher.send(self._topic, self._key, heartbeat.encode())
+        self.last_sent = heartbeat.sent_at
+        return heartbeat
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except Exception:
+                logger.exception("heartbeat failed")
+            if self._stop.wait(self._interval):
+                return

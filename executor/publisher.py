@@ -1,0 +1,91 @@
+"""Producing records and knowing when they are on the broker.
+
+One idempotent producer (``acks=all``, the Java client's ``murmur2_random`` partitioner,
+so a task's events land where every other writer puts them) shared by the executions.
+:meth:`Publisher.send` answers a future that completes when the broker has the record;
+a record the client gives up on (delivery timeout) is produced again until it is
+delivered or the publisher closes, because a work order's offset is only committed
+after its records are on the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.codec import Headers
+from taskstream.infra.kafka import producer_config
+from taskstream.infra.settings import CommonSettings
+
+__all__ = ["Publisher", "PublisherClosedError"]
+
+logger = logging.getLogger(__name__)
+
+
+class PublisherClosedError(RuntimeError):
+    """The publisher closed before the record reached the broker."""
+
+
+class Publisher:
+    """A shared producer with delivery futures and a thread serving its callbacks."""
+
+    def __init__(self, settings: CommonSettings, **overrides: Any) -> None:
+        self._producer = Producer(
+            producer_config(settings, partitioner="murmur2_random", **overrides)
+        )
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="publisher", daemon=True)
+        self._thread.start()
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> Future[None]:
+        """Produce one record; the future completes once the broker acknowledged it."""
+        future: Future[None] = Future()
+        self._produce(future, topic, key, value, headers)
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout``), then stop."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            logger.warning("%d record(s) not delivered at close", remaining)
+        self._closed.set()
+        self._thread.join(timeout)
+
+    def _produce(
+        self,
+        future: Future[None],
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+    ) -> None:
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if error is None:
+                future.set_result(None)
+            elif self._closed.is_set():
+                future.set_exception(PublisherClosedError(error.str()))
+            else:
+                logger.warning("delivery to %s failed (%s); producing again", topic, error.str())
+                self._produce(future, topic, key, value, headers)
+
+        while True:
+            if self._closed.is_set():
+                future.set_exception(PublisherClosedError("the publisher is closed"))
+                return
+            try:
+                self._producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=delivered
+                )
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.1)

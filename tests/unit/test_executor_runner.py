@@ -1,0 +1,228 @@
+"""How a run ends, and how that becomes an Outcome: results, errors, timeouts, cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from executor.metrics import LINGERING_THREADS
+from executor.outcomes import Ending
+from executor.runner import HandlerRunner, RunControl
+from handlers import (
+    HandlerRegistry,
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
+from schemas import Priority, WorkOrder, execution_id
+
+SLOT = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class Ok(TaskHandler):
+    name: ClassVar[str] = "ok"
+
+    def run(self, ctx: TaskContext) -> TaskResult:
+        return TaskResult.success({"attempt": ctx.attempt, "params": dict(ctx.params)})
+
+
+class Raises(TaskHandler):
+    name: ClassVar[str] = "raises"
+
+    def run(self, ctx: TaskContext) -> Any:
+        kind = ctx.params["kind"]
+        if kind == "permanent":
+            raise PermanentError("never")
+        if kind == "retryable":
+            raise RetryableError("later", delay=7.5)
+        if kind == "timeout":
+            raise TimeoutError("the command ran out of time")
+        raise ValueError("boom")
+
+
+class Stubborn(TaskHandler):
+    """A sync handler that ignores ctx.cancelled for a while."""
+
+    name: ClassVar[str] = "stubborn"
+    release = threading.Event()
+
+    def run(self, ctx: TaskContext) -> None:
+        self.release.wait(10)
+
+
+class Polite(TaskHandler):
+    name: ClassVar[str] = "polite"
+
+    def run(self, ctx: TaskContext) -> None:
+        ctx.cancelled.wait(10)
+
+
+class AsyncSleep(TaskHandler):
+    name: ClassVar[str] = "async-sleep"
+    cancelled = threading.Event()
+
+    async def run(self, ctx: TaskContext) -> dict[str, str]:
+        try:
+            await asyncio.sleep(float(ctx.params.get("seconds", 0)))
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return {"loop": threading.current_thread().name}
+
+
+class Shell(TaskHandler):
+    name: ClassVar[str] = "shell"
+
+    def run(self, ctx: TaskContext) -> None:
+        raise AssertionError("must not run while disabled")
+
+
+def _order(
+    handler: str, params: dict[str, Any] | None = None, timeout: float | None = None
+) -> WorkOrder:
+    return WorkOrder(
+        execution_id=execution_id("t", SLOT, 2),
+        task_id="t",
+        task_name="n",
+        handler=handler,
+        params=params or {},
+        attempt=2,
+        scheduled_for=SLOT,
+        priority=Priority.HIGH,
+        queue="default",
+        timeout=None if timeout is None else timedelta(seconds=timeout),
+    )
+
+
+@pytest.fixture
+def runner() -> Iterator[HandlerRunner]:
+    registry = HandlerRegistry()
+    for handler in (Ok, Raises, Stubborn, Polite, AsyncSleep, Shell):
+        registry.register(handler)
+    runner = HandlerRunner(registry, default_timeout=5.0)
+    yield runner
+    runner.close()
+
+
+def test_success_carries_the_output(runner: HandlerRunner) -> None:
+    outcome = runner.run(_order("ok", {"a": 1}), RunControl())
+    assert outcome.ending is Ending.SUCCEEDED
+    assert outcome.output == {"attempt": 2, "params": {"a": 1}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "ending", "error_type", "retryable", "retry_after"),
+    [
+        ("permanent", Ending.FAILED, "PermanentError", False, None),
+        ("retryable", Ending.FAILED, "RetryableError", True, 7.5),
+        ("other", Ending.FAILED, "ValueError", True, None),
+        ("timeout", Ending.TIMED_OUT, "TimeoutError", True, None),
+    ],
+)
+def test_exceptions_map_to_endings(
+    runner: HandlerRunner,
+    kind: str,
+    ending: Ending,
+    error_type: str,
+    retryable: bool,
+    retry_after: float | None,
+) -> None:
+    outcome = runner.run(_order("raises", {"kind": kind}, timeout=3), RunControl())
+    assert outcome.ending is ending
+    assert outcome.error_type == error_type
+    assert outcome.retryable is retryable
+    assert outcome.retry_after == retry_after
+    if ending is Ending.TIMED_OUT:
+        assert outcome.timeout == 3
+
+
+def test_a_sync_handler_past_its_timeout_is_left_lingering(runner: HandlerRunner) -> None:
+    Stubborn.release.clear()
+    before = LINGERING_THREADS._value.get()
+    started = time.monotonic()
+    outcome = runner.run(_order("stubborn", timeout=0.3), RunControl())
+    assert outcome.ending is Ending.TIMED_OUT and outcome.timeout == 0.3
+    assert time.monotonic() - started < 2, "the runner stops waiting at the deadline"
+    assert LINGERING_THREADS._value.get() == before + 1
+    Stubborn.release.set()
+    deadline = time.monotonic() + 5
+    while LINGERING_THREADS._value.get() != before and time.monotonic() < deadline:
+        time.sleep(0.01)  # the abandoned thread ends on its own
+    assert LINGERING_THREADS._value.get() == before
+
+
+def test_a_timeout_sets_ctx_cancelled_for_a_polite_sync_handler(runner: HandlerRunner) -> None:
+    control = RunControl()
+    outcome = runner.run(_order("polite", timeout=0.2), control)
+    assert outcome.ending is Ending.TIMED_OUT
+    assert control.cancelled.is_set()
+
+
+def test_an_async_handler_runs_on_the_loop_and_is_cancelled_on_timeout(
+    runner: HandlerRunner,
+) -> None:
+    ok = runner.run(_order("async-sleep", {"seconds": 0}), RunControl())
+    assert ok.ending is Ending.SUCCEEDED and ok.output == {"loop": "handlers-asyncio"}
+    AsyncSleep.cancelled.clear()
+    outcome = runner.run(_order("async-sleep", {"seconds": 30}, timeout=0.2), RunControl())
+    assert outcome.ending is Ending.TIMED_OUT
+    assert AsyncSleep.cancelled.wait(5), "the asyncio task was cancelled"
+
+
+def test_a_cancel_request_ends_the_run_with_its_reason(runner: HandlerRunner) -> None:
+    control = RunControl()
+    threading.Timer(0.2, control.cancel, args=("operator said stop",)).start()
+    started = time.monotonic()
+    outcome = runner.run(_order("polite", timeout=30), control)
+    assert outcome.ending is Ending.CANCELLED
+    assert outcome.error_message == "operator said stop"
+    assert time.monotonic() - started < 5
+    AsyncSleep.cancelled.clear()
+    control = RunControl()
+    threading.Timer(0.2, control.cancel, args=("async too",)).start()
+    outcome = runner.run(_order("async-sleep", {"seconds": 30}, timeout=30), control)
+    assert outcome.ending is Ending.CANCELLED and outcome.error_message == "async too"
+    assert AsyncSleep.cancelled.wait(5)
+
+
+def test_cancelled_before_start_does_not_run(runner: HandlerRunner) -> None:
+    control = RunControl()
+    control.cancel("early")
+    outcome = runner.run(_order("raises", {"kind": "other"}), control)
+    assert outcome.ending is Ending.CANCELLED and outcome.error_message == "early"
+
+
+def test_the_shell_handler_is_refused_unless_enabled(runner: HandlerRunner) -> None:
+    outcome = runner.run(_order("shell"), RunControl())
+    assert outcome.ending is Ending.FAILED and outcome.retryable is False
+    assert outcome.error_type == "HandlerDisabledError"
+    assert "TASKSTREAM_EXECUTOR_SHELL_ENABLED" in outcome.error_message
+    assert "shell" not in runner.handler_names()
+    runner.shell_enabled = True
+    assert "shell" in runner.handler_names()
+
+
+def test_an_unknown_handler_fails_permanently(runner: HandlerRunner) -> None:
+    outcome = runner.run(_order("com.example.Nope"), RunControl())
+    assert outcome.ending is Ending.FAILED and outcome.retryable is False
+    assert outcome.error_type == "UnknownHandlerError"
+
+
+def test_output_that_is_not_json_becomes_its_repr(runner: HandlerRunner) -> None:
+    class Weird(TaskHandler):
+        name: ClassVar[str] = "weird"
+
+        def run(self, ctx: TaskContext) -> object:
+            return {1, 2}
+
+    runner.registry.register(Weird)
+    outcome = runner.run(_order("weird"), RunControl())
+    assert outcome.ending is Ending.SUCCEEDED and outcome.output == "{1, 2}"
