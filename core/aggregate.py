@@ -5,6 +5,10 @@ The store's projection and the scheduler both fold ``task-events`` through
 is deterministic and idempotent: a change whose ``expected_version`` is not the task's
 version is *rejected* (a no-op for every consumer, since they all read the log in the
 same order), and replaying an event that is already applied changes nothing.
+
+:func:`folds` says which events :func:`apply` reads a task for; for any other event it
+returns None whatever the state, so a consumer that keeps tasks in another form (the
+scheduler's :class:`core.shard.Shard`) need not build a :class:`TaskState` for them.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from schemas import (
 )
 from schemas import execution_id as make_execution_id
 
-__all__ = ["PendingRunState", "Rejected", "TaskState", "TaskStatus", "apply", "pending_run"]
+__all__ = [
+    "PendingRunState",
+    "Rejected",
+    "TaskState",
+    "TaskStatus",
+    "apply",
+    "folds",
+    "pending_run",
+]
 
 
 class TaskStatus(StrEnum):
@@ -80,8 +92,26 @@ def _after_slot(state: TaskState, slot: datetime) -> TaskState:
     return state
 
 
+_CHANGES = TaskUpdated | TaskPaused | TaskResumed | TaskDeleted
+
+
+def folds(event: Event) -> bool:
+    """Whether :func:`apply` may change a task for ``event``.
+
+    When False, :func:`apply` returns None for any state: the event does not concern
+    task state (executions starting or ending, retries, run-now, cancellations, and runs
+    that did not come from the schedule).
+    """
+    data = event.data
+    if isinstance(data, ExecutionScheduled):
+        return data.trigger is Trigger.SCHEDULE
+    return isinstance(data, TaskCreated | ExecutionSkipped | _CHANGES)
+
+
 def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | Rejected | None:
     """The task after ``event``; None if the event does not concern task state."""
+    if not folds(event):
+        return None
     data = event.data
     at = _utc(event.occurred_at)
     if isinstance(data, TaskCreated):
@@ -99,7 +129,7 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
             last_slot=None,
             last_change_event_id=event.id,
         )
-    if isinstance(data, TaskUpdated | TaskPaused | TaskResumed | TaskDeleted):
+    if isinstance(data, _CHANGES):
         if state is None:
             return Rejected("unknown_task")
         if state.last_change_event_id == event.id:

@@ -19,17 +19,47 @@ Per slot, in this order:
    ``allow`` fires, ``forbid`` skips (reason ``overlap``), ``replace`` asks the running
    execution to cancel and fires;
 5. otherwise the slot fires.
+
+Memory: one instance holds a million schedules in well under 1 GB (``docs/benchmarks.md``).
+A task is not kept as a :class:`TaskState` holding its pydantic ``TaskSpec`` (3 to 5 KB
+resident a task, and about ten objects for the garbage collector to walk) but as a compact
+``_Task`` (about 0.65 KB, one such object):
+
+- what many tasks share is stored once per shard: equal ``Schedule`` models are interned,
+  and so is the rest of the spec apart from ``name`` and ``params`` (handler, queue,
+  priority, timeout, retry, misfire and overlap policies), as a ``TaskSpec`` *template*;
+- ``name``, ``params`` and the id of the last change's event are one compact JSON
+  ``bytes``, decoded only when a slot fires or the whole state is needed (values JSON
+  cannot carry exactly are kept as they are);
+- times are float epochs where that gives back the same datetime (until about 2242), and a
+  heap entry is ``(due epoch, task or execution id, kind)``, sharing those objects. Equal
+  due times pop in the order of the id (the heap used to keep their arrival order).
+
+:meth:`Shard.state` rebuilds the :class:`TaskState` on demand, and so does
+:meth:`Shard.apply` before each event that :func:`core.aggregate.folds`, so the
+aggregate stays the one place that decides transitions.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
+import operator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from core.aggregate import PendingRunState, Rejected, TaskState, TaskStatus, apply, pending_run
-from core.schedules import Slot, SlotKind, iter_slots, jitter_offset, next_slot
+import orjson
+from pydantic import BaseModel
+
+from core.aggregate import (
+    PendingRunState,
+    TaskState,
+    TaskStatus,
+    apply,
+    folds,
+    pending_run,
+)
+from core.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from core.store import Snapshot
 from schemas import (
     CancelRequested,
@@ -41,7 +71,9 @@ from schemas import (
     ExecutionSucceeded,
     MisfirePolicy,
     OverlapPolicy,
+    Schedule,
     SkipReason,
+    TaskSpec,
     Trigger,
     WorkOrder,
     execution_id,
@@ -54,6 +86,25 @@ MAX_CATCH_UP_FIRES = 10_000
 """At most this many missed slots of one task fire at once under ``fire_all``."""
 _MAX_SLOTS_WALKED = 1_000_000
 TERMINAL = (ExecutionSucceeded, ExecutionFailed)
+
+_TASK = 0
+_RUN = 1
+"""The kinds of heap entries: a task's next slot, or a pending run (retry, run-now)."""
+
+_OWN_FIELDS = ("name", "params", "schedule")
+"""The spec fields a task keeps for itself; the others are shared through a template."""
+_POLICY_FIELDS = tuple(name for name in TaskSpec.model_fields if name not in _OWN_FIELDS)
+_policy_values = operator.itemgetter(*_POLICY_FIELDS)
+_TEMPLATE_SCHEDULE = Schedule(every=timedelta(seconds=1))
+"""A template's schedule is a placeholder: each task has its own (interned) one."""
+_MIN_SWEEP = 1024
+"""Interning tables are not swept for unused values before they hold this many."""
+
+Stamp = float | datetime
+"""A time: a float epoch if that gives back the same UTC datetime, else the datetime."""
+Details = bytes | tuple[str, dict[str, Any], str]
+"""``name``, ``params`` and the last change's event id: compact JSON, or as they are if
+JSON cannot carry them exactly."""
 
 
 @dataclass
@@ -71,13 +122,83 @@ class Plan:
         return bool(self.events)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Task:
-    state: TaskState
-    active: dict[str, datetime] = field(default_factory=dict)
-    """Unfinished executions: id -> scheduled for."""
-    next: Slot | None = None
-    generation: int = 0
+    """One task, compact: a :class:`TaskState` split into what scheduling reads and the rest."""
+
+    task_id: str
+    partition: int
+    status: TaskStatus
+    version: int
+    created_at: Stamp
+    updated_at: Stamp
+    anchor: Stamp
+    last_slot: Stamp | None
+    schedule: Schedule
+    """Interned: tasks with equal schedules share one object."""
+    policy: TaskSpec
+    """The spec without name, params and schedule (placeholders), shared like ``schedule``."""
+    details: Details
+    active: dict[str, datetime] | None = None
+    """Unfinished executions: id -> scheduled for (None rather than empty)."""
+    next: Stamp | None = None
+    """The next slot, computed when the timer is armed (None while the partition is not
+    ready, once the slot is planned, or when there is no further slot)."""
+    dst: bool = False
+    """The next slot is a ``SKIP_DST`` one."""
+    due: float | None = None
+    """When the armed timer fires (slot plus jitter); heap entries at another time, or
+    while this is None, are stale."""
+
+
+def _stamp(at: datetime) -> Stamp:
+    epoch = at.timestamp()
+    if at.tzinfo is UTC and datetime.fromtimestamp(epoch, UTC) == at:
+        return epoch
+    return at
+
+
+def _time(stamp: Stamp) -> datetime:
+    return stamp if isinstance(stamp, datetime) else datetime.fromtimestamp(stamp, UTC)
+
+
+def _time_or_none(stamp: Stamp | None) -> datetime | None:
+    return None if stamp is None else _time(stamp)
+
+
+def _pack(name: str, params: dict[str, Any], event_id: str) -> Details:
+    value = [name, params, event_id]
+    try:
+        packed = orjson.dumps(value)
+    except TypeError:  # not JSON (a set, a big int...): keep the objects
+        return (name, params, event_id)
+    if orjson.loads(packed) != value:  # a tuple, a non-string key, NaN...
+        return (name, params, event_id)
+    return bytes(memoryview(packed))  # orjson's bytes keep a 4 KiB buffer: copy to size
+
+
+def _unpack(details: Details) -> tuple[str, dict[str, Any], str]:
+    if isinstance(details, bytes):
+        name, params, event_id = orjson.loads(details)
+        return name, params, event_id
+    return details
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable value that is equal only for values that are the same on the wire.
+
+    Models become tuples of their fields (hashed and compared in C, unlike the models),
+    and datetimes keep their UTC offset (equal instants in other zones are not the same).
+    """
+    if isinstance(value, BaseModel):
+        return (type(value), *map(_frozen, value.__dict__.values()))
+    if isinstance(value, datetime):
+        return (value, value.utcoffset())
+    return value
+
+
+def _policy_key(spec: TaskSpec) -> tuple[Any, ...]:
+    return tuple(map(_frozen, _policy_values(spec.__dict__)))
 
 
 class Shard:
@@ -88,16 +209,23 @@ class Shard:
         self._tasks: dict[str, _Task] = {}
         self._runs: dict[str, PendingRunState] = {}
         self._ready: set[int] = set()
-        self._heap: list[tuple[float, int, str, int]] = []
-        self._sequence = itertools.count()
+        self._heap: list[tuple[float, str, int]] = []
+        """``(due epoch, id, kind)``: ties are broken by the id, then the kind."""
+        self._schedules: dict[tuple[Any, ...], Schedule] = {}
+        self._policies: dict[tuple[Any, ...], TaskSpec] = {}
+        self._sweep_at = _MIN_SWEEP
         if snapshot is not None:
             for state in snapshot.tasks:
-                self._tasks[state.task_id] = _Task(state)
+                self._tasks[state.task_id] = self._compact(state)
             for task_id, exec_id, scheduled_for in snapshot.active:
-                if task_id in self._tasks:
-                    self._tasks[task_id].active[exec_id] = scheduled_for
+                task = self._tasks.get(task_id)
+                if task is not None:
+                    if task.active is None:
+                        task.active = {}
+                    task.active[exec_id] = scheduled_for
             for run in snapshot.runs:
                 self._runs[run.execution_id] = run
+            self._maybe_sweep()
 
     # -- reading --------------------------------------------------------------------
 
@@ -109,8 +237,9 @@ class Shard:
         return len(self._tasks)
 
     def state(self, task_id: str) -> TaskState | None:
+        """The task as the aggregate sees it (rebuilt from the compact form)."""
         task = self._tasks.get(task_id)
-        return task.state if task else None
+        return self._state(task) if task else None
 
     def next_due(self) -> float | None:
         """The epoch time of the earliest timer (possibly stale), or None."""
@@ -124,56 +253,179 @@ class Shard:
             return
         self._ready.add(partition)
         for task in self._tasks.values():
-            if task.state.partition == partition:
+            if task.partition == partition:
                 self._arm(task)
         for run in self._runs.values():
             if run.partition == partition:
-                self._push(run.due_at, f"run:{run.execution_id}", 0)
+                self._push_run(run)
 
     def apply(self, event: Event, partition: int) -> None:
         """Fold one event of an owned partition (idempotent)."""
         data = event.data
         task = self._tasks.get(event.task_id)
-        outcome = apply(task.state if task else None, event, partition)
-        if outcome is not None and not isinstance(outcome, Rejected):
+        if folds(event):  # otherwise apply() would return None: no need to rebuild the state
             if task is None:
-                task = self._tasks[event.task_id] = _Task(outcome)
-                self._arm(task)
-            elif outcome != task.state:
-                task.state = outcome
-                self._arm(task)
+                outcome = apply(None, event, partition)
+                if isinstance(outcome, TaskState):
+                    task = self._tasks[outcome.task_id] = self._compact(outcome)
+                    self._arm(task)
+                    self._maybe_sweep()
+            else:
+                before = self._state(task)
+                outcome = apply(before, event, partition)
+                if isinstance(outcome, TaskState) and outcome != before:
+                    self._refresh(task, before, outcome)
+                    self._arm(task)
+                    self._maybe_sweep()
         if task is None:
             return
         if isinstance(data, ExecutionScheduled):
+            if task.active is None:
+                task.active = {}
             task.active[data.execution_id] = data.scheduled_for.astimezone(UTC)
             self._runs.pop(data.execution_id, None)
         elif isinstance(data, TERMINAL):
-            task.active.pop(data.execution_id, None)
+            if task.active is not None:
+                task.active.pop(data.execution_id, None)
+                if not task.active:
+                    task.active = None
         else:
             run = pending_run(event, partition)
             if run is not None and run.execution_id not in self._runs:
-                fired = run.execution_id in task.active
+                fired = task.active is not None and run.execution_id in task.active
                 if not fired:
                     self._runs[run.execution_id] = run
                     if partition in self._ready:
-                        self._push(run.due_at, f"run:{run.execution_id}", 0)
+                        self._push_run(run)
+
+    # -- the compact form ---------------------------------------------------------------
+
+    def _state(self, task: _Task) -> TaskState:
+        name, params, event_id = _unpack(task.details)
+        spec = task.policy.model_copy(
+            update={"name": name, "params": params, "schedule": task.schedule}
+        )
+        return TaskState(
+            task_id=task.task_id,
+            partition=task.partition,
+            spec=spec,
+            status=task.status,
+            version=task.version,
+            created_at=_time(task.created_at),
+            updated_at=_time(task.updated_at),
+            anchor=_time(task.anchor),
+            last_slot=_time_or_none(task.last_slot),
+            last_change_event_id=event_id,
+        )
+
+    def _compact(self, state: TaskState) -> _Task:
+        spec = state.spec
+        created, updated, anchor = self._times(state)
+        return _Task(
+            task_id=state.task_id,
+            partition=state.partition,
+            status=state.status,
+            version=state.version,
+            created_at=created,
+            updated_at=updated,
+            anchor=anchor,
+            last_slot=None if state.last_slot is None else _stamp(state.last_slot),
+            schedule=self._intern_schedule(spec.schedule),
+            policy=self._intern_policy(spec),
+            details=_pack(spec.name, spec.params, state.last_change_event_id),
+        )
+
+    def _refresh(self, task: _Task, before: TaskState, after: TaskState) -> None:
+        """Write the changes from ``before`` (built from ``task``) to ``after`` into it."""
+        task.status, task.version = after.status, after.version
+        if (after.created_at, after.updated_at, after.anchor) != (
+            before.created_at,
+            before.updated_at,
+            before.anchor,
+        ):
+            task.created_at, task.updated_at, task.anchor = self._times(after)
+        if after.last_slot != before.last_slot:
+            task.last_slot = None if after.last_slot is None else _stamp(after.last_slot)
+        spec = after.spec
+        if spec is not before.spec:
+            task.schedule = self._intern_schedule(spec.schedule)
+            task.policy = self._intern_policy(spec)
+        if spec is not before.spec or after.last_change_event_id != before.last_change_event_id:
+            task.details = _pack(spec.name, spec.params, after.last_change_event_id)
+
+    @staticmethod
+    def _times(state: TaskState) -> tuple[Stamp, Stamp, Stamp]:
+        """created, updated and anchor, sharing one object where they are the same time."""
+        created = _stamp(state.created_at)
+        updated = created if state.updated_at == state.created_at else _stamp(state.updated_at)
+        if state.anchor == state.created_at:
+            anchor = created
+        elif state.anchor == state.updated_at:
+            anchor = updated
+        else:
+            anchor = _stamp(state.anchor)
+        return created, updated, anchor
+
+    def _intern_schedule(self, schedule: Schedule) -> Schedule:
+        key = _frozen(schedule)
+        shared = self._schedules.get(key)
+        if shared is None:
+            shared = self._schedules[key] = schedule
+        return shared
+
+    def _intern_policy(self, spec: TaskSpec) -> TaskSpec:
+        try:
+            key = _policy_key(spec)
+            shared = self._policies.get(key)
+        except TypeError:  # an unhashable value: this task keeps its own template
+            return self._template(spec)
+        if shared is None:
+            shared = self._policies[key] = self._template(spec)
+        return shared
+
+    @staticmethod
+    def _template(spec: TaskSpec) -> TaskSpec:
+        return spec.model_copy(update={"name": "", "params": {}, "schedule": _TEMPLATE_SCHEDULE})
+
+    def _maybe_sweep(self) -> None:
+        """Forget interned values no task uses any more (after updates), now and then.
+
+        Called once the task being folded is stored; a sweep walks every task, and the
+        next one waits until the tables have doubled, so the cost stays O(1) a change.
+        """
+        if len(self._schedules) + len(self._policies) <= self._sweep_at:
+            return
+        schedules = {id(task.schedule) for task in self._tasks.values()}
+        policies = {id(task.policy) for task in self._tasks.values()}
+        self._schedules = {k: v for k, v in self._schedules.items() if id(v) in schedules}
+        self._policies = {k: v for k, v in self._policies.items() if id(v) in policies}
+        self._sweep_at = max(_MIN_SWEEP, 2 * (len(self._schedules) + len(self._policies)))
 
     # -- timers -----------------------------------------------------------------------
 
-    def _push(self, when: datetime, key: str, generation: int) -> None:
-        heapq.heappush(self._heap, (when.timestamp(), next(self._sequence), key, generation))
+    def _push_run(self, run: PendingRunState) -> None:
+        heapq.heappush(self._heap, (run.due_at.timestamp(), run.execution_id, _RUN))
 
     def _arm(self, task: _Task) -> None:
-        task.generation += 1
-        state = task.state
-        if state.status in (TaskStatus.DELETED, TaskStatus.COMPLETED):
+        task.due = None  # any entry already in the heap is stale from here on
+        if task.status in (TaskStatus.DELETED, TaskStatus.COMPLETED):
             task.next = None
             return
-        task.next = next_slot(state.spec.schedule, anchor=state.anchor, after=state.last_slot)
-        if task.next is None or state.partition not in self._ready:
+        if task.partition not in self._ready:
+            task.next = None  # mark_ready() arms it: no need to compute the slot twice
             return
-        delay = jitter_offset(state.task_id, task.next.at, state.spec.schedule.jitter)
-        self._push(task.next.at + delay, f"task:{state.task_id}", task.generation)
+        slot = next_slot(
+            task.schedule, anchor=_time(task.anchor), after=_time_or_none(task.last_slot)
+        )
+        if slot is None:
+            task.next = None
+            return
+        at = task.next = _stamp(slot.at)
+        task.dst = slot.kind is SlotKind.SKIP_DST
+        delay = jitter_offset(task.task_id, slot.at, task.schedule.jitter)
+        due = at if isinstance(at, float) and not delay else (slot.at + delay).timestamp()
+        task.due = due
+        heapq.heappush(self._heap, (due, task.task_id, _TASK))
 
     def rearm(self, plan: Plan) -> None:
         """A plan was not committed: arm its tasks and runs again."""
@@ -184,7 +436,7 @@ class Shard:
         for order in plan.orders:
             run = self._runs.get(order.execution_id)
             if run is not None:
-                self._push(run.due_at, f"run:{run.execution_id}", 0)
+                self._push_run(run)
 
     # -- planning ---------------------------------------------------------------------
 
@@ -192,17 +444,17 @@ class Shard:
         """Everything due at ``now``, as one plan of at most ``limit`` timers."""
         plan = Plan()
         epoch = now.timestamp()
-        while self._heap and self._heap[0][0] <= epoch and plan.slots < limit:
-            _, _, key, generation = heapq.heappop(self._heap)
-            kind, _, ident = key.partition(":")
-            if kind == "task":
+        heap = self._heap
+        while heap and heap[0][0] <= epoch and plan.slots < limit:
+            due, ident, kind = heapq.heappop(heap)
+            if kind == _TASK:
                 task = self._tasks.get(ident)
-                if task is None or task.generation != generation or task.next is None:
+                if task is None or task.due is None or task.due != due:
                     continue  # stale
-                if task.state.partition not in self._ready:
+                if task.partition not in self._ready:
                     continue
                 self._plan_task(task, now, plan)
-                task.next = None  # until the plan's events come back through apply()
+                task.next = task.due = None  # until the plan's events come back through apply()
             else:
                 run = self._runs.get(ident)
                 if run is None or run.partition not in self._ready:
@@ -212,105 +464,108 @@ class Shard:
         return plan
 
     def _plan_task(self, task: _Task, now: datetime, plan: Plan) -> None:
-        state = task.state
-        slot = task.next
-        assert slot is not None
-        spec = state.spec
-        plan.partitions[state.task_id] = state.partition
-        if slot.kind is SlotKind.SKIP_DST:
+        assert task.next is not None
+        slot = _time(task.next)
+        policy = task.policy
+        task_id = task.task_id
+        plan.partitions[task_id] = task.partition
+        if task.dst:
             self._skip(
                 plan,
-                state,
-                [slot.at],
+                task_id,
+                [slot],
                 SkipReason.DST,
                 "the local time repeated when the clock went back; it ran once",
             )
             return
-        late = now - (slot.at + jitter_offset(state.task_id, slot.at, spec.schedule.jitter))
-        if late > spec.misfire_grace:
+        late = now - (slot + jitter_offset(task_id, slot, task.schedule.jitter))
+        if late > policy.misfire_grace:
             self._plan_misfire(task, slot, now, plan)
             return
-        if state.status is TaskStatus.PAUSED:
-            self._skip(plan, state, [slot.at], SkipReason.PAUSED, "the task is paused")
+        if task.status is TaskStatus.PAUSED:
+            self._skip(plan, task_id, [slot], SkipReason.PAUSED, "the task is paused")
             return
         running = _unfinished(task, now)
         if running:
-            if spec.overlap is OverlapPolicy.FORBID:
+            if policy.overlap is OverlapPolicy.FORBID:
                 self._skip(
                     plan,
-                    state,
-                    [slot.at],
+                    task_id,
+                    [slot],
                     SkipReason.OVERLAP,
                     f"{len(running)} earlier execution(s) still running",
                 )
                 return
-            if spec.overlap is OverlapPolicy.REPLACE:
+            if policy.overlap is OverlapPolicy.REPLACE:
                 for exec_id in running:
                     self._event(
                         plan,
-                        state,
+                        task_id,
                         CancelRequested(
                             execution_id=exec_id, reason="replaced by a newer run (overlap=replace)"
                         ),
                     )
-        self._fire(
-            plan, state, slot.at, Trigger.SCHEDULE, 1, execution_id(state.task_id, slot.at, 1)
-        )
+        self._fire(plan, task, slot, Trigger.SCHEDULE, 1, execution_id(task_id, slot, 1))
 
-    def _plan_misfire(self, task: _Task, first: Slot, now: datetime, plan: Plan) -> None:
-        state = task.state
-        spec = state.spec
+    def _plan_misfire(self, task: _Task, first: datetime, now: datetime, plan: Plan) -> None:
+        policy = task.policy
+        task_id = task.task_id
         missed: list[datetime] = []
         for walked, slot in enumerate(
-            iter_slots(spec.schedule, anchor=state.anchor, after=state.last_slot, until=now)
+            iter_slots(
+                task.schedule,
+                anchor=_time(task.anchor),
+                after=_time_or_none(task.last_slot),
+                until=now,
+            )
         ):
             if walked >= _MAX_SLOTS_WALKED:
                 break
             if slot.kind is SlotKind.FIRE:
                 missed.append(slot.at)
         if not missed:
-            missed = [first.at]
-        if state.status is TaskStatus.PAUSED:
-            self._skip(plan, state, missed, SkipReason.PAUSED, "the task is paused")
+            missed = [first]
+        if task.status is TaskStatus.PAUSED:
+            self._skip(plan, task_id, missed, SkipReason.PAUSED, "the task is paused")
             return
-        if spec.misfire is MisfirePolicy.SKIP:
+        if policy.misfire is MisfirePolicy.SKIP:
             fire: list[datetime] = []
-        elif spec.misfire is MisfirePolicy.FIRE_ONCE:
+        elif policy.misfire is MisfirePolicy.FIRE_ONCE:
             fire = missed[-1:]
         else:
-            horizon = now - spec.catch_up_window
+            horizon = now - policy.catch_up_window
             fire = [at for at in missed if at >= horizon][-MAX_CATCH_UP_FIRES:]
         skipped = missed[: len(missed) - len(fire)]
         if skipped:
             self._skip(
                 plan,
-                state,
+                task_id,
                 skipped,
                 SkipReason.MISFIRE,
-                f"missed while no scheduler ran (misfire policy {spec.misfire.value})",
+                f"missed while no scheduler ran (misfire policy {policy.misfire.value})",
             )
         for at in fire:
-            self._fire(plan, state, at, Trigger.SCHEDULE, 1, execution_id(state.task_id, at, 1))
+            self._fire(plan, task, at, Trigger.SCHEDULE, 1, execution_id(task_id, at, 1))
 
     def _plan_run(self, run: PendingRunState, plan: Plan) -> None:
         task = self._tasks.get(run.task_id)
-        if task is None or task.state.status is TaskStatus.DELETED:
+        if task is None or task.status is TaskStatus.DELETED:
             self._runs.pop(run.execution_id, None)
             return
         plan.partitions[run.task_id] = run.partition
-        self._fire(plan, task.state, run.scheduled_for, run.trigger, run.attempt, run.execution_id)
+        self._fire(plan, task, run.scheduled_for, run.trigger, run.attempt, run.execution_id)
 
     # -- building events ----------------------------------------------------------------
 
-    def _event(self, plan: Plan, state: TaskState, data: EventData) -> None:
-        plan.events.append(Event.create(state.task_id, data))
+    def _event(self, plan: Plan, task_id: str, data: EventData) -> None:
+        plan.events.append(Event.create(task_id, data))
 
     def _skip(
-        self, plan: Plan, state: TaskState, slots: list[datetime], reason: SkipReason, detail: str
+        self, plan: Plan, task_id: str, slots: list[datetime], reason: SkipReason, detail: str
     ) -> None:
         self._event(
             plan,
-            state,
+            task_id,
             ExecutionSkipped(
                 scheduled_for=slots[0],
                 reason=reason,
@@ -323,38 +578,39 @@ class Shard:
     def _fire(
         self,
         plan: Plan,
-        state: TaskState,
+        task: _Task,
         slot: datetime,
         trigger: Trigger,
         attempt: int,
         exec_id: str,
     ) -> None:
-        spec = state.spec
+        policy = task.policy
+        name, params, _ = _unpack(task.details)
         plan.orders.append(
             WorkOrder(
                 execution_id=exec_id,
-                task_id=state.task_id,
-                task_name=spec.name,
-                handler=spec.handler,
-                params=spec.params,
+                task_id=task.task_id,
+                task_name=name,
+                handler=policy.handler,
+                params=params,
                 attempt=attempt,
                 scheduled_for=slot,
-                priority=spec.priority,
-                queue=spec.queue,
-                timeout=spec.timeout,
-                retry=spec.retry,
+                priority=policy.priority,
+                queue=policy.queue,
+                timeout=policy.timeout,
+                retry=policy.retry,
             )
         )
         self._event(
             plan,
-            state,
+            task.task_id,
             ExecutionScheduled(
                 execution_id=exec_id,
                 attempt=attempt,
                 scheduled_for=slot,
-                topic=self._topics.execution(spec.queue, spec.priority.value),
-                queue=spec.queue,
-                priority=spec.priority,
+                topic=self._topics.execution(policy.queue, policy.priority.value),
+                queue=policy.queue,
+                priority=policy.priority,
                 trigger=trigger,
             ),
         )
@@ -366,5 +622,7 @@ def _unfinished(task: _Task, now: datetime) -> list[str]:
     An execution whose end was never recorded (its executor died with it) stops
     counting after twice the task's timeout (one hour if it has none) plus a minute.
     """
-    limit = (task.state.spec.timeout or timedelta(hours=1)) * 2 + timedelta(minutes=1)
+    if not task.active:
+        return []
+    limit = (task.policy.timeout or timedelta(hours=1)) * 2 + timedelta(minutes=1)
     return sorted(exec_id for exec_id, slot in task.active.items() if now - slot < limit)
