@@ -23,6 +23,7 @@ from handlers import (
     TaskResult,
 )
 from schemas import Priority, WorkOrder, execution_id
+from tests.support import eventually
 
 SLOT = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -153,10 +154,12 @@ def test_a_sync_handler_past_its_timeout_is_left_lingering(runner: HandlerRunner
     assert time.monotonic() - started < 2, "the runner stops waiting at the deadline"
     assert LINGERING_THREADS._value.get() == before + 1
     Stubborn.release.set()
-    deadline = time.monotonic() + 5
-    while LINGERING_THREADS._value.get() != before and time.monotonic() < deadline:
-        time.sleep(0.01)  # the abandoned thread ends on its own
-    assert LINGERING_THREADS._value.get() == before
+    eventually(
+        lambda: LINGERING_THREADS._value.get() == before,
+        timeout=5,
+        interval=0.01,
+        what="the abandoned thread to end on its own",
+    )
 
 
 def test_a_timeout_sets_ctx_cancelled_for_a_polite_sync_handler(runner: HandlerRunner) -> None:
