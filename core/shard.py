@@ -28,6 +28,7 @@ resident a task, and about ten objects for the garbage collector to walk) but as
 - what many tasks share is stored once per shard: equal ``Schedule`` models are interned,
   and so is the rest of the spec apart from ``name`` and ``params`` (handler, queue,
   priority, timeout, retry, misfire and overlap policies), as a ``TaskSpec`` *template*;
+  a one-shot (``at``) schedule, unique to its task, is kept as compact JSON instead;
 - ``name``, ``params`` and the id of the last change's event are one compact JSON
   ``bytes``, decoded only when a slot fires or the whole state is needed (values JSON
   cannot carry exactly are kept as they are);
@@ -134,8 +135,9 @@ class _Task:
     updated_at: Stamp
     anchor: Stamp
     last_slot: Stamp | None
-    schedule: Schedule
-    """Interned: tasks with equal schedules share one object."""
+    schedule: Schedule | bytes
+    """Interned: tasks with equal schedules share one object. A one-shot (``at``) schedule
+    is as unique as its task, so it is kept as its compact JSON instead."""
     policy: TaskSpec
     """The spec without name, params and schedule (placeholders), shared like ``schedule``."""
     details: Details
@@ -195,6 +197,12 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, datetime):
         return (value, value.utcoffset())
     return value
+
+
+def _schedule(task: _Task) -> Schedule:
+    """The task's schedule (a one-shot's is decoded: a few microseconds, once or twice)."""
+    schedule = task.schedule
+    return Schedule.model_validate_json(schedule) if isinstance(schedule, bytes) else schedule
 
 
 def _policy_key(spec: TaskSpec) -> tuple[Any, ...]:
@@ -303,7 +311,7 @@ class Shard:
     def _state(self, task: _Task) -> TaskState:
         name, params, event_id = _unpack(task.details)
         spec = task.policy.model_copy(
-            update={"name": name, "params": params, "schedule": task.schedule}
+            update={"name": name, "params": params, "schedule": _schedule(task)}
         )
         return TaskState(
             task_id=task.task_id,
@@ -366,7 +374,11 @@ class Shard:
             anchor = _stamp(state.anchor)
         return created, updated, anchor
 
-    def _intern_schedule(self, schedule: Schedule) -> Schedule:
+    def _intern_schedule(self, schedule: Schedule) -> Schedule | bytes:
+        if schedule.at is not None:
+            packed = schedule.model_dump_json(exclude_defaults=True).encode()
+            if Schedule.model_validate_json(packed) == schedule:
+                return packed
         key = _frozen(schedule)
         shared = self._schedules.get(key)
         if shared is None:
@@ -414,15 +426,14 @@ class Shard:
         if task.partition not in self._ready:
             task.next = None  # mark_ready() arms it: no need to compute the slot twice
             return
-        slot = next_slot(
-            task.schedule, anchor=_time(task.anchor), after=_time_or_none(task.last_slot)
-        )
+        schedule = _schedule(task)
+        slot = next_slot(schedule, anchor=_time(task.anchor), after=_time_or_none(task.last_slot))
         if slot is None:
             task.next = None
             return
         at = task.next = _stamp(slot.at)
         task.dst = slot.kind is SlotKind.SKIP_DST
-        delay = jitter_offset(task.task_id, slot.at, task.schedule.jitter)
+        delay = jitter_offset(task.task_id, slot.at, schedule.jitter)
         due = at if isinstance(at, float) and not delay else (slot.at + delay).timestamp()
         task.due = due
         heapq.heappush(self._heap, (due, task.task_id, _TASK))
@@ -478,7 +489,7 @@ class Shard:
                 "the local time repeated when the clock went back; it ran once",
             )
             return
-        late = now - (slot + jitter_offset(task_id, slot, task.schedule.jitter))
+        late = now - (slot + jitter_offset(task_id, slot, _schedule(task).jitter))
         if late > policy.misfire_grace:
             self._plan_misfire(task, slot, now, plan)
             return
@@ -513,7 +524,7 @@ class Shard:
         missed: list[datetime] = []
         for walked, slot in enumerate(
             iter_slots(
-                task.schedule,
+                _schedule(task),
                 anchor=_time(task.anchor),
                 after=_time_or_none(task.last_slot),
                 until=now,
