@@ -196,6 +196,11 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         CHANGES.labels(kind).inc()
         return _task_body(row)
 
+    def versioned(task_id: str, given: int | None, if_match: str | None) -> tuple[TaskRow, int]:
+        """The live task and the version a change to it expects (409 if stale)."""
+        row = live_task(task_id)
+        return row, expected(row, given or _if_match(if_match))
+
     def expected(row: TaskRow, given: int | None) -> int:
         if given is not None and given != row.version:
             raise _Refusal(
@@ -251,8 +256,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     async def replace_task(
         task_id: str, body: ReplaceTaskRequest, if_match: str | None = Header(None)
     ) -> Response:
-        row = live_task(task_id)
-        version = expected(row, body.expected_version or _if_match(if_match))
+        _, version = versioned(task_id, body.expected_version, if_match)
         spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
         return await change(task_id, TaskUpdated(task=spec, expected_version=version), "update")
 
@@ -260,8 +264,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     async def patch_task(
         task_id: str, body: PatchTaskRequest, if_match: str | None = Header(None)
     ) -> Response:
-        row = live_task(task_id)
-        version = expected(row, body.expected_version or _if_match(if_match))
+        row, version = versioned(task_id, body.expected_version, if_match)
         current = TaskSpec.model_validate(row.spec)
         spec = check_spec(_validated(lambda: TaskSpec.model_validate(body.merged(current))))
         return await change(task_id, TaskUpdated(task=spec, expected_version=version), "update")
@@ -270,8 +273,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     async def set_status(
         task_id: str, body: StatusRequest, if_match: str | None = Header(None)
     ) -> Response:
-        row = live_task(task_id)
-        version = expected(row, body.expected_version or _if_match(if_match))
+        row, version = versioned(task_id, body.expected_version, if_match)
         if row.status == body.status:
             return _task_body(row)
         if body.status == "paused":
