@@ -1,4 +1,4 @@
-"""The REST API: create, change and read tasks; run now; cancel; health and metrics.
+"""The REST API: tasks (create, change, read, run now, cancel), execution logs, health, metrics.
 
 Every write validates, appends one event to ``task-events`` and waits (bounded) until
 the store shows it, so a GET right after a successful write sees the write. Changes are
@@ -19,11 +19,12 @@ from typing import Any
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 
 from core.aggregate import TaskStatus
+from core.execution_logs import LogProjection
 from core.projection import Projection
 from core.publisher import EventPublisher, PublishError
 from core.requests import CreateTaskRequest, PatchTaskRequest, ReplaceTaskRequest, StatusRequest
@@ -64,6 +65,7 @@ class CoreRuntime:
     publisher: EventPublisher
     projection: Projection
     scheduler: Scheduler
+    logs: LogProjection
     registry: HandlerRegistry
 
 
@@ -319,6 +321,29 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         CHANGES.labels("cancel").inc()
         return JSONResponse({"task_id": task_id, "execution_id": execution}, status_code=202)
 
+    # -- executions ---------------------------------------------------------------------
+
+    @app.get(
+        "/api/executions/{execution_id}/logs",
+        summary="What an execution's handler logged and printed",
+        response_model=None,
+    )
+    def execution_logs(
+        execution_id: str, output: str = Query("json", alias="format", pattern="^(json|text)$")
+    ) -> Response:
+        log = runtime.logs.store.get(execution_id)
+        if log is None:
+            raise _Refusal(
+                404,
+                "not_found",
+                f"no logs of execution {execution_id!r}: it has not run yet, it logged "
+                "nothing yet (lines arrive every few seconds), or they are older than "
+                f"the retention of {settings.execution_log_retention}",
+            )
+        if output == "text":
+            return PlainTextResponse(log.as_text())
+        return JSONResponse(log.as_dict())
+
     # -- operations ---------------------------------------------------------------------
 
     @app.get("/health", summary="Liveness of the API, the store projection and the scheduler")
@@ -330,6 +355,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             "scheduler": "ok"
             if runtime.scheduler.alive
             else f"failed: {runtime.scheduler.error!r}",
+            "execution_logs": "ok" if runtime.logs.alive else f"failed: {runtime.logs.error!r}",
         }
         healthy = all(value == "ok" for value in components.values())
         return JSONResponse(

@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from core.api import CoreRuntime, create_api
+from core.execution_logs import ExecutionLogStore, LogProjection
 from core.projection import Projection
 from core.publisher import EventPublisher
 from core.scheduler import Scheduler
@@ -37,18 +38,26 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
     projection.start()
     scheduler = Scheduler(settings, store)
     scheduler.start()
+    logs = LogProjection(
+        settings,
+        ExecutionLogStore(store.engine, settings.topics.execution_logs),
+        settings.instance_id,
+    )
+    logs.start()
     return CoreRuntime(
         settings=settings,
         store=store,
         publisher=publisher,
         projection=projection,
         scheduler=scheduler,
+        logs=logs,
         registry=registry or HandlerRegistry.from_entry_points(),
     )
 
 
 def shutdown(runtime: CoreRuntime) -> None:
     runtime.scheduler.stop()
+    runtime.logs.stop()
     runtime.projection.stop()
     runtime.publisher.close()
     runtime.store.engine.dispose()

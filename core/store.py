@@ -61,6 +61,7 @@ __all__ = [
     "TaskRow",
     "TaskStore",
     "as_utc",
+    "lock_offsets",
     "make_engine",
     "task_as_dict",
 ]
@@ -76,6 +77,10 @@ _FINAL_STATUS = {
 
 class Base(DeclarativeBase):
     pass
+
+
+TASK_EVENT_TABLES = frozenset({"tasks", "active_executions", "pending_runs", "projection_offsets"})
+"""The tables the task projection writes (``projection_offsets`` also holds other topics')."""
 
 
 class TaskRow(Base):
@@ -246,16 +251,7 @@ class TaskStore:
         if not records:
             return rejected
         with Session(self.engine) as session, session.begin():
-            _ensure_offset_rows(session, self.topic, {record.partition for record in records})
-            stored = {
-                row.partition: row
-                for row in session.scalars(
-                    select(ProjectionOffset)
-                    .where(ProjectionOffset.topic == self.topic)
-                    .order_by(ProjectionOffset.partition)  # one lock order: no deadlock
-                    .with_for_update()
-                )
-            }
+            stored = lock_offsets(session, self.topic, {record.partition for record in records})
             batch = _Batch(session)
             session.autoflush = False
             batch.prefetch({r.event.task_id for r in records if r.event is not None})
@@ -345,19 +341,41 @@ class TaskStore:
         return Snapshot(offsets, tasks, active, runs)
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
-        """Every row of every table, in a stable order: to compare two stores."""
+        """Every row of every table ``task-events`` projects to, in a stable order.
+
+        To compare two stores; execution logs (another topic) are not in it.
+        """
         tables: dict[str, list[dict[str, Any]]] = {}
         with Session(self.engine) as session:
             for mapper in Base.registry.mappers:
                 model = mapper.class_
                 table = Base.metadata.tables[model.__tablename__]
+                if table.name not in TASK_EVENT_TABLES:
+                    continue
                 keys = [column.key for column in table.primary_key.columns]
-                rows = session.scalars(select(model).order_by(*(getattr(model, k) for k in keys)))
+                query = select(model).order_by(*(getattr(model, k) for k in keys))
+                if model is ProjectionOffset:
+                    query = query.where(ProjectionOffset.topic == self.topic)
+                rows = session.scalars(query)
                 tables[table.name] = [
                     {column.key: _comparable(getattr(row, column.key)) for column in table.columns}
                     for row in rows
                 ]
         return tables
+
+
+def lock_offsets(session: Session, topic: str, partitions: set[int]) -> dict[int, ProjectionOffset]:
+    """The offset rows of ``topic``, locked for this transaction (missing ones made at 0)."""
+    _ensure_offset_rows(session, topic, partitions)
+    return {
+        row.partition: row
+        for row in session.scalars(
+            select(ProjectionOffset)
+            .where(ProjectionOffset.topic == topic)
+            .order_by(ProjectionOffset.partition)  # one lock order: no deadlock
+            .with_for_update()
+        )
+    }
 
 
 def _ensure_offset_rows(session: Session, topic: str, partitions: set[int]) -> None:

@@ -1,10 +1,11 @@
 """One work order from start to finish: started event, run, outcome records, delivery.
 
 For each order a pool slot takes, :class:`Executions` appends ``ExecutionStarted``,
-runs the handler (:mod:`executor.runner`), turns the ending into records with
-:func:`executor.outcomes.records_for` (outcome event, ``RetryScheduled`` or
-``ExecutionDeadLettered`` plus the dead-letter record) and produces them. Once the
-broker has every one (a delivery callback; the slot is free meanwhile) it tells the
+runs the handler (:mod:`executor.runner`) with what it logs and prints captured
+(:mod:`executor.capture`, shipped by :mod:`executor.log_shipping`), turns the ending
+into records with :func:`executor.outcomes.records_for` (outcome event,
+``RetryScheduled`` or ``ExecutionDeadLettered`` plus the dead-letter record) and
+produces them. Once the broker has every one (its log's last chunk too) it tells the
 order's consumer that the offset is done. An order whose cancellation arrived before it
 did ends ``ExecutionCancelled`` without running.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from executor.cancellations import CancelRegistry
+from executor.log_shipping import LogShipper
 from executor.metrics import (
     DEAD_LETTERS,
     DISPATCH_LATENCY,
@@ -74,8 +76,10 @@ class Executions:
         runner: HandlerRunner,
         publisher: Publisher,
         cancellations: CancelRegistry,
+        logs: LogShipper | None = None,
     ) -> None:
         self.topics = topics
+        self.logs = logs
         self.worker_id = worker_id
         self.runner = runner
         self.publisher = publisher
@@ -118,6 +122,7 @@ class Executions:
     ) -> Outcome:
         order = item.order
         started_at = datetime.now(UTC)
+        run = self.logs.open(order) if self.logs is not None else None
         DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
             max((started_at - order.scheduled_for).total_seconds(), 0.0)
         )
@@ -132,9 +137,11 @@ class Executions:
         logger.info("running %s", order.handler, extra=log)
         IN_FLIGHT.inc()
         try:
-            return self.runner.run(order, control)
+            return self.runner.run(order, control, run.log if run is not None else None)
         finally:
             IN_FLIGHT.dec()
+            if run is not None and self.logs is not None:
+                sent.append(self.logs.close(run))
 
     def _send_event(self, event: Event) -> Future[None]:
         return self.publisher.send(

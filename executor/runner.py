@@ -22,6 +22,7 @@ import inspect
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import orjson
 
 import handlers.base as handler_base
+from executor.capture import RunLog, capturing, current_run_log
 from executor.metrics import LINGERING_THREADS
 from executor.outcomes import Ending, Outcome
 from handlers import (
@@ -157,8 +159,11 @@ class HandlerRunner:
     def timeout_of(self, order: WorkOrder) -> float:
         return order.timeout.total_seconds() if order.timeout else self.default_timeout
 
-    def run(self, order: WorkOrder, control: RunControl) -> Outcome:
-        """Run ``order``'s handler until it ends, times out or is cancelled."""
+    def run(self, order: WorkOrder, control: RunControl, run_log: RunLog | None = None) -> Outcome:
+        """Run ``order``'s handler until it ends, times out or is cancelled.
+
+        What the handler logs and prints while it runs goes to ``run_log`` (if given).
+        """
         started = time.monotonic()
         timeout = self.timeout_of(order)
         deadline = started + timeout
@@ -172,11 +177,13 @@ class HandlerRunner:
             return Outcome(Ending.CANCELLED, 0.0, error_message=control.reason, retryable=False)
         ctx = self._context(order, control, deadline)
         if inspect.iscoroutinefunction(handler.run):
-            pending = asyncio.run_coroutine_threadsafe(_awaited(handler.run(ctx)), self._loop)
+            pending = asyncio.run_coroutine_threadsafe(
+                _captured(run_log, handler.run(ctx)), self._loop
+            )
             pending.add_done_callback(lambda _: control.wake())
             thread_run: _ThreadRun | None = None
         else:
-            thread_run = _ThreadRun(handler, ctx, control, self._loop, order)
+            thread_run = _ThreadRun(handler, ctx, control, self._loop, order, run_log)
             pending = thread_run.future
         while True:
             control.reset_wake()
@@ -256,8 +263,10 @@ class _ThreadRun:
         control: RunControl,
         loop: asyncio.AbstractEventLoop,
         order: WorkOrder,
+        run_log: RunLog | None,
     ) -> None:
         self.future: Future[Any] = Future()
+        self._run_log = run_log
         self._run: Callable[[TaskContext], Any] = handler.run
         self._ctx = ctx
         self._control = control
@@ -273,9 +282,16 @@ class _ThreadRun:
     def _main(self) -> None:
         try:
             try:
-                result = self._run(self._ctx)
+                with capturing(self._run_log):
+                    try:
+                        result = self._run(self._ctx)
+                    except BaseException as exc:
+                        _keep_traceback(exc)
+                        raise
                 if inspect.isawaitable(result):  # a sync ``run`` that returned an awaitable
-                    result = asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
+                    result = asyncio.run_coroutine_threadsafe(
+                        _captured(self._run_log, result), self._loop
+                    ).result()
             except BaseException as exc:
                 self.future.set_exception(exc)
             else:
@@ -313,8 +329,23 @@ class _ThreadRun:
         )
 
 
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+async def _captured(run_log: RunLog | None, awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` in a task whose prints and logs go to ``run_log``."""
+    with capturing(run_log):
+        try:
+            return await awaitable
+        except BaseException as exc:
+            _keep_traceback(exc)
+            raise
+
+
+def _keep_traceback(exc: BaseException) -> None:
+    """Add the traceback of what the handler raised to its run's log."""
+    run_log = current_run_log()
+    if run_log is None or isinstance(exc, asyncio.CancelledError):
+        return
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    run_log.add("log", text, level="ERROR", logger="taskstream.executor")
 
 
 def _failed(error_type: str, message: str, duration: float, *, retryable: bool = True) -> Outcome:

@@ -7,6 +7,7 @@
           └──────────── completions ◄──────────────────────────────────┘   (runner, outcomes,
     CancelListener ──► CancelRegistry ──► running executions                Publisher)
     HeartbeatSender ──► workers topic
+    LogShipper ──► execution-logs topic (what handlers log and print, per run)
 
 Nothing connects to Kafka at import; :func:`bootstrap` wires and starts everything and
 returns an :class:`ExecutorService` (tests call it with their own settings and registry).
@@ -20,11 +21,13 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from executor import capture
 from executor.cancellations import CancelListener, CancelRegistry
 from executor.consumer import QueueConsumer
 from executor.execution import Executions, Received
 from executor.heartbeat import HeartbeatSender
 from executor.lanes import Lanes
+from executor.log_shipping import LogShipper
 from executor.pool import ExecutionPool
 from executor.publisher import Publisher
 from executor.runner import HandlerRunner, handler_environment
@@ -59,8 +62,20 @@ class ExecutorService:
         )
         self.cancellations = CancelRegistry()
         self.lanes: Lanes[Received] = Lanes()
+        self.logs = LogShipper(
+            self.publisher,
+            settings.topics.execution_logs,
+            settings.executor_id,
+            max_bytes=settings.executor_log_max_bytes,
+            interval=settings.executor_log_flush_interval.total_seconds(),
+        )
         self.executions = Executions(
-            settings.topics, settings.executor_id, self.runner, self.publisher, self.cancellations
+            settings.topics,
+            settings.executor_id,
+            self.runner,
+            self.publisher,
+            self.cancellations,
+            self.logs,
         )
         self.pool = ExecutionPool(
             self.lanes, settings.executor_concurrency, self.executions.process
@@ -82,9 +97,13 @@ class ExecutorService:
         )
         self.ops = OpsServer(settings.executor_host, settings.executor_port, self.health)
         self._stopped = False
+        self._captured = False
 
     def start(self) -> None:
         self.ops.start()  # first: /health answers 503 until the consumers run
+        capture.install()
+        self._captured = True
+        self.logs.start()
         self.cancel_listener.start()
         self.pool.start()
         for consumer in self.consumers:
@@ -127,8 +146,11 @@ class ExecutorService:
         self.pool.stop(timeout=1.0)
         self.cancel_listener.stop()
         self.heartbeat.stop()
+        self.logs.stop()
         self.publisher.close()
         self.runner.close()
+        if self._captured:
+            capture.uninstall()
         self.ops.stop()
         logger.info("executor %s stopped", self.settings.executor_id)
 

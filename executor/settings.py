@@ -60,9 +60,27 @@ class ExecutorSettings(CommonSettings):
         ),
     )
 
+    executor_log_max_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description=(
+            "what a run keeps of its handler's logs and prints: this much of the head, a "
+            "quarter of it of the tail; the middle is dropped and counted"
+        ),
+    )
+    executor_log_flush_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="how often a running handler's new log lines are shipped",
+    )
+
     @model_validator(mode="after")
     def _positive_durations(self) -> ExecutorSettings:
-        for name in ("executor_default_timeout", "executor_heartbeat_interval"):
+        for name in (
+            "executor_default_timeout",
+            "executor_heartbeat_interval",
+            "executor_log_flush_interval",
+        ):
             value: timedelta = getattr(self, name)
             if value.total_seconds() <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")

@@ -68,6 +68,7 @@ class SleepHandler(TaskHandler):
 
     def run(self, ctx: TaskContext) -> TaskResult:
         seconds = float(ctx.params.get("seconds", 1.0))
+        ctx.logger.info("sleeping %gs", seconds)
         started = time.monotonic()
         if ctx.cancelled.wait(seconds):
             raise RetryableError("sleep was cancelled")

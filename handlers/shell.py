@@ -23,6 +23,9 @@ own process group. That group is killed with SIGKILL when the wall time runs out
 ``ctx.cancelled`` is set (checked every 50 ms), and when the command exits, so nothing it
 started outlives it.
 
+The captured output is also printed (stdout to stdout, stderr to stderr), so an executor
+keeps it in the execution's log, whatever the ending.
+
 Exit 0 gives ``{"exit_code": 0, "stdout": "...", "stderr": "..."}``. Otherwise:
 
 - a non-zero exit or a signal: :class:`~handlers.base.RetryableError`
@@ -39,6 +42,7 @@ import resource
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -111,6 +115,7 @@ class ShellHandler(TaskHandler):
                 cwd,
             )
             finished = _run(command, cwd, wall, ctx)
+        _echo(finished)
         return _result(command, finished, wall, ctx)
 
 
@@ -317,6 +322,13 @@ def _reap(process: subprocess.Popen[bytes]) -> resource.struct_rusage:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return usage
+
+
+def _echo(finished: _Finished) -> None:
+    """Print the command's captured output: the executor keeps it as the run's log."""
+    for text, stream in ((finished.stdout, sys.stdout), (finished.stderr, sys.stderr)):
+        if text:
+            stream.write(text if text.endswith("\n") else text + "\n")
 
 
 def _result(command: _Command, finished: _Finished, wall: float, ctx: TaskContext) -> TaskResult:

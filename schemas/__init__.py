@@ -37,6 +37,7 @@ from schemas.events import (
     TaskUpdated,
     Trigger,
 )
+from schemas.execution_log import ExecutionLogChunk, LogLine, LogStream
 from schemas.ids import execution_id
 from schemas.task import (
     DEFAULT_QUEUE,
@@ -63,11 +64,14 @@ __all__ = [
     "ExecutionCancelled",
     "ExecutionDeadLettered",
     "ExecutionFailed",
+    "ExecutionLogChunk",
     "ExecutionScheduled",
     "ExecutionSkipped",
     "ExecutionStarted",
     "ExecutionSucceeded",
     "ExecutionTimedOut",
+    "LogLine",
+    "LogStream",
     "MisfirePolicy",
     "OverlapPolicy",
     "Priority",

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import EVENT_TYPES, EventData
+from schemas.execution_log import ExecutionLogChunk
 from schemas.task import TaskSpec
 from schemas.work_order import WorkOrder
 
@@ -67,6 +68,9 @@ def build_schemas() -> dict[str, dict[str, Any]]:
     documents["task.json"] = _document_schema(TaskSpec, "task.json")
     documents[f"work-order.v{WorkOrder.VERSION}.json"] = _document_schema(
         WorkOrder, f"work-order.v{WorkOrder.VERSION}.json"
+    )
+    documents[f"execution-log-chunk.v{ExecutionLogChunk.VERSION}.json"] = _document_schema(
+        ExecutionLogChunk, f"execution-log-chunk.v{ExecutionLogChunk.VERSION}.json"
     )
     return documents
 

@@ -10,6 +10,7 @@
   taskstream tasks pause "$id"; taskstream tasks resume "$id"
   taskstream tasks run "$id"        run now; prints the execution id
   taskstream tasks cancel "$id"     cancel its unfinished executions
+  taskstream tasks logs EXECUTION_ID   what the run logged and printed (--json: the API's)
   taskstream tasks delete "$id" --yes
 
 SCHEDULE is one of:
@@ -293,21 +294,29 @@ class Api:
         params: Mapping[str, str | int] | None = None,
     ) -> Any:
         """Send one request; return its JSON answer (None when it has no body)."""
+        return _json_or_none(self._checked(method, path, body, params))
+
+    def text(self, path: str, params: Mapping[str, str | int] | None = None) -> str:
+        """GET a plain-text resource."""
+        return self._checked("GET", path, None, params).text
+
+    def _checked(
+        self, method: str, path: str, body: Any, params: Mapping[str, str | int] | None
+    ) -> httpx.Response:
         started = time.monotonic()
         response = self._send(method, path, body, params)
         if self._verbose:
             elapsed = (time.monotonic() - started) * 1000
             _note(f"{method} {self.url}{path} -> {response.status_code} ({elapsed:.0f} ms)")
-        document = _json_or_none(response)
         if response.is_error:
             raise api_error(
                 response.status_code,
-                document,
+                _json_or_none(response),
                 reason=response.reason_phrase,
                 request=f"{method} {path}",
                 has_token=self._has_token,
             )
-        return document
+        return response
 
     def _send(
         self, method: str, path: str, body: Any, params: Mapping[str, str | int] | None
@@ -532,6 +541,15 @@ def _cancel(api: Api, args: argparse.Namespace) -> int:
     return _print_execution(answer, f"cancel of task {args.id}'s unfinished executions requested")
 
 
+def _logs(api: Api, args: argparse.Namespace) -> int:
+    path = f"/api/executions/{quote(args.execution_id, safe='')}/logs"
+    if args.json:
+        _print_json(api.call("GET", path))
+    else:
+        print(api.text(path, {"format": "text"}), end="")
+    return 0
+
+
 def _print_execution(answer: Any, otherwise: str) -> int:
     execution = answer.get("execution_id") if isinstance(answer, dict) else None
     if execution:
@@ -663,6 +681,9 @@ def _task_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     cancel = _subcommand(commands, "cancel", "cancel the task's unfinished executions", _cancel)
     cancel.add_argument("id", metavar="ID")
     cancel.add_argument("--execution", metavar="EXECUTION_ID", help="cancel only this one")
+    logs = _subcommand(commands, "logs", "what an execution's handler logged and printed", _logs)
+    logs.add_argument("execution_id", metavar="EXECUTION_ID")
+    logs.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
 def add_tasks_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

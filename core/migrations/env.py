@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import core.execution_logs  # noqa: F401  (its table is in Base.metadata once imported)
 from core.store import Base
 
 config = context.config

@@ -83,6 +83,11 @@ def standard_topics(settings: CommonSettings, queues: list[str]) -> list[TopicSp
         TopicSpec(topics.dead_letter, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(topics.workers, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.alerts, 1, {"retention.ms": _DAYS_7}),
+        TopicSpec(
+            topics.execution_logs,
+            settings.execution_partitions,
+            {"retention.ms": str(int(settings.execution_log_retention.total_seconds() * 1000))},
+        ),
     ]
     for queue in queues:
         for priority in ("high", "medium", "low"):

@@ -11,10 +11,13 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import Duration
 
 __all__ = ["ENV_PREFIX", "EXTRA_VARIABLES", "CommonSettings", "Topics", "unknown_variables"]
 
@@ -57,6 +60,7 @@ class Topics:
         self.dead_letter = f"{prefix}dead-letter"
         self.workers = f"{prefix}workers"
         self.alerts = f"{prefix}alerts"
+        self.execution_logs = f"{prefix}execution-logs"
 
     def execution(self, queue: str, priority: str) -> str:
         """The work-order topic of one queue's priority lane."""
@@ -85,11 +89,22 @@ class CommonSettings(BaseSettings):
     kafka_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
         default="lz4", description="compression of produced batches"
     )
+    execution_log_retention: Duration = Field(
+        default=timedelta(days=7),
+        description="how long per-execution logs are kept (the topic and the core's table)",
+    )
     replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="'json' lines for machines, 'text' for people"
     )
+
+    @field_validator("execution_log_retention")
+    @classmethod
+    def _positive_retention(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 60:
+            raise ValueError(f"must be at least a minute, got {value}")
+        return value
 
     @property
     def topics(self) -> Topics:

@@ -268,3 +268,12 @@ def test_two_appliers_on_one_postgres_database_apply_each_record_once(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_models(store: TaskStore) -> None:
+    """A model changed without a migration fails here (``python -m core.migrate revision``)."""
+    from alembic import command
+
+    from core.migrate import alembic_config
+
+    command.check(alembic_config(store.engine))  # raises if autogenerate finds a difference
