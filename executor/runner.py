@@ -29,11 +29,11 @@ from typing import Any
 
 import orjson
 
-import handlers.base as handler_base
 from executor.capture import RunLog, capturing, current_run_log
 from executor.metrics import LINGERING_THREADS
 from executor.outcomes import Ending, Outcome
 from handlers import (
+    HandlerEnvironment,
     HandlerRegistry,
     PermanentError,
     RetryableError,
@@ -45,7 +45,7 @@ from handlers import (
 from schemas import WorkOrder
 from taskstream.infra.logs import fields
 
-__all__ = ["SHELL_HANDLER", "HandlerRunner", "RunControl", "handler_environment"]
+__all__ = ["SHELL_HANDLER", "HandlerRunner", "RunControl"]
 
 logger = logging.getLogger(__name__)
 _handler_logger = logging.getLogger("taskstream.handler")
@@ -89,25 +89,6 @@ class RunControl:
         self._wake.wait(timeout)
 
 
-def handler_environment(**values: Any) -> Any:
-    """A ``handlers.HandlerEnvironment`` of the ``values`` it has fields for, if it exists.
-
-    The handler SDK gains the class while the executor is written; without it (or a
-    ``TaskContext.environment`` field) this answers None and contexts carry none.
-    """
-    cls: Any = getattr(handler_base, "HandlerEnvironment", None)
-    context_fields = getattr(TaskContext, "__dataclass_fields__", {})
-    names = set(getattr(cls, "__dataclass_fields__", {}))
-    if cls is None or "environment" not in context_fields or not names:
-        return None
-    factory: Callable[..., Any] = cls
-    try:
-        return factory(**{k: v for k, v in values.items() if k in names})
-    except TypeError:
-        logger.warning("cannot build HandlerEnvironment; handlers get its defaults")
-        return None
-
-
 class HandlerRunner:
     """Runs handlers: sync ones on their own thread, async ones on one event loop."""
 
@@ -117,12 +98,12 @@ class HandlerRunner:
         default_timeout: float,
         *,
         shell_enabled: bool = False,
-        environment: Any = None,
+        environment: HandlerEnvironment | None = None,
     ) -> None:
         self.registry = registry
         self.default_timeout = default_timeout
         self.shell_enabled = shell_enabled
-        self._environment = environment
+        self._environment = environment or HandlerEnvironment(shell_enabled=shell_enabled)
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
             target=self._loop.run_forever, name="handlers-asyncio", daemon=True
@@ -226,25 +207,23 @@ class HandlerRunner:
         return handler_class
 
     def _context(self, order: WorkOrder, control: RunControl, deadline: float) -> TaskContext:
-        values: dict[str, Any] = {
-            "task_id": order.task_id,
-            "task_name": order.task_name,
-            "execution_id": order.execution_id,
-            "attempt": order.attempt,
-            "scheduled_for": order.scheduled_for,
-            "params": dict(order.params),
-            "deadline": deadline,
-            "cancelled": control.cancelled,
-            "logger": logging.LoggerAdapter(
+        return TaskContext(
+            task_id=order.task_id,
+            task_name=order.task_name,
+            execution_id=order.execution_id,
+            attempt=order.attempt,
+            scheduled_for=order.scheduled_for,
+            params=dict(order.params),
+            deadline=deadline,
+            cancelled=control.cancelled,
+            logger=logging.LoggerAdapter(
                 _handler_logger,
                 fields(
                     task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt
                 ),
             ),
-        }
-        if self._environment is not None:
-            values["environment"] = self._environment
-        return TaskContext(**values)
+            environment=self._environment,
+        )
 
 
 class _Refused(Exception):

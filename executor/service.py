@@ -30,9 +30,9 @@ from executor.lanes import Lanes
 from executor.log_shipping import LogShipper
 from executor.pool import ExecutionPool
 from executor.publisher import Publisher
-from executor.runner import HandlerRunner, handler_environment
+from executor.runner import HandlerRunner
 from executor.settings import ExecutorSettings
-from handlers import HandlerRegistry
+from handlers import HandlerEnvironment, HandlerRegistry
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
 from taskstream.infra.ops_http import OpsServer
@@ -53,7 +53,7 @@ class ExecutorService:
             registry,
             settings.executor_default_timeout.total_seconds(),
             shell_enabled=settings.executor_shell_enabled,
-            environment=handler_environment(
+            environment=HandlerEnvironment(
                 kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
                 topic_prefix=settings.topic_prefix,
                 executor_id=settings.executor_id,
