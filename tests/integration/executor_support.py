@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from executor.service import ExecutorService, bootstrap
 from executor.settings import ExecutorSettings
-from handlers import HandlerRegistry
+from handlers import HandlerRegistry, TaskHandler
 from handlers.builtin import EchoHandler, FailHandler, NoopHandler, SleepHandler
 from schemas import (
     Event,
@@ -50,16 +50,20 @@ def executor_settings(bootstrap_servers: str, prefix: str, **overrides: Any) -> 
     return ExecutorSettings(**values)
 
 
-def builtin_registry() -> HandlerRegistry:
+def builtin_registry(*extra: type[TaskHandler]) -> HandlerRegistry:
+    """noop, echo, fail and sleep, and the ``extra`` handlers (e.g. ``ShellHandler``)."""
     registry = HandlerRegistry()
-    for handler in (NoopHandler, EchoHandler, FailHandler, SleepHandler):
+    handlers: list[type[TaskHandler]] = [NoopHandler, EchoHandler, FailHandler, SleepHandler]
+    for handler in (*handlers, *extra):
         registry.register(handler)
     return registry
 
 
 @contextmanager
-def running_executor(settings: ExecutorSettings) -> Iterator[ExecutorService]:
-    service = bootstrap(settings, builtin_registry())
+def running_executor(
+    settings: ExecutorSettings, registry: HandlerRegistry | None = None
+) -> Iterator[ExecutorService]:
+    service = bootstrap(settings, registry or builtin_registry())
     try:
         yield service
     finally:
