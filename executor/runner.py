@@ -35,6 +35,7 @@ from executor.outcomes import Ending, Outcome
 from handlers import (
     HandlerEnvironment,
     HandlerRegistry,
+    HandlerTimeoutError,
     PermanentError,
     RetryableError,
     TaskContext,
@@ -346,7 +347,7 @@ def _classify(pending: Future[Any], duration: float, timeout: float) -> Outcome:
             duration,
             error_type=type(exc).__name__,
             error_message=message,
-            timeout=timeout,
+            timeout=exc.limit if isinstance(exc, HandlerTimeoutError) else timeout,
         )
     if isinstance(exc, PermanentError):
         return _failed(type(exc).__name__, message, duration, retryable=False)

@@ -3,6 +3,7 @@
 from handlers.base import (
     HandlerEnvironment,
     HandlerError,
+    HandlerTimeoutError,
     PermanentError,
     RetryableError,
     TaskContext,
@@ -16,6 +17,7 @@ __all__ = [
     "HandlerEnvironment",
     "HandlerError",
     "HandlerRegistry",
+    "HandlerTimeoutError",
     "PermanentError",
     "RetryableError",
     "TaskContext",

@@ -9,6 +9,9 @@ Errors a handler may raise to steer retries::
     HandlerError
      ├── PermanentError   do not retry: the input can never succeed
      └── RetryableError   retry, optionally after ``delay`` seconds
+
+A ``TimeoutError`` ends the execution as timed out; :class:`HandlerTimeoutError` also
+says which limit ran out (e.g. a command's own wall time, shorter than the task's).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, ClassVar
 __all__ = [
     "HandlerEnvironment",
     "HandlerError",
+    "HandlerTimeoutError",
     "PermanentError",
     "RetryableError",
     "TaskContext",
@@ -47,6 +51,14 @@ class RetryableError(HandlerError):
     def __init__(self, message: str, *, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class HandlerTimeoutError(TimeoutError):
+    """The handler's own time limit ran out: reported as timed out, after ``limit`` seconds."""
+
+    def __init__(self, message: str, *, limit: float) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclass(frozen=True, kw_only=True)

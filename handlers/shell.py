@@ -31,7 +31,9 @@ Exit 0 gives ``{"exit_code": 0, "stdout": "...", "stderr": "..."}``. Otherwise:
 - a non-zero exit or a signal: :class:`~handlers.base.RetryableError`
   (:class:`~handlers.base.PermanentError` with ``permanent_on_failure``), whose message
   says when the CPU or memory limit was the cause;
-- wall time exceeded: ``TimeoutError`` (the executor reports a timeout);
+- wall time exceeded: ``TimeoutError`` (the executor reports a timeout), a
+  :class:`~handlers.base.HandlerTimeoutError` naming the limit when ``params.timeout``
+  was the shorter one;
 - cancelled: :class:`~handlers.base.RetryableError` (the executor reports the cancel).
 """
 
@@ -52,7 +54,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from handlers._params import Params, time_left
-from handlers.base import PermanentError, RetryableError, TaskContext, TaskHandler, TaskResult
+from handlers.base import (
+    HandlerTimeoutError,
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
 
 __all__ = ["BASE_PATH", "DISABLED_MESSAGE", "ShellHandler"]
 
@@ -333,14 +342,16 @@ def _echo(finished: _Finished) -> None:
 
 def _result(command: _Command, finished: _Finished, wall: float, ctx: TaskContext) -> TaskResult:
     if finished.killed_because == "timeout":
-        limit = (
-            "params.timeout"
-            if command.timeout is not None and command.timeout <= wall
-            else "the task's timeout"
-        )
-        raise TimeoutError(
-            f"command ran past its wall-time limit of {wall:.3g} s ({limit}); its process "
-            f"group was killed{_stderr_tail(finished)}"
+        tail = _stderr_tail(finished)
+        if command.timeout is not None and command.timeout <= wall:
+            raise HandlerTimeoutError(
+                f"command ran past its wall-time limit of {wall:.3g} s (params.timeout); its "
+                f"process group was killed{tail}",
+                limit=command.timeout,
+            )
+        raise TimeoutError(  # the task's own timeout: the executor reports that limit
+            f"command ran past its wall-time limit of {wall:.3g} s (the task's timeout); its "
+            f"process group was killed{tail}"
         )
     if finished.killed_because == "cancelled":
         raise RetryableError(

@@ -59,6 +59,7 @@ def test_public_surface_is_pinned() -> None:
         "HandlerEnvironment",
         "HandlerError",
         "HandlerRegistry",
+        "HandlerTimeoutError",
         "PermanentError",
         "RetryableError",
         "TaskContext",
