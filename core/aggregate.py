@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from core.schedules import next_slot
 from schemas import (
     Event,
     ExecutionScheduled,
@@ -33,6 +32,7 @@ from schemas import (
     Trigger,
 )
 from schemas import execution_id as make_execution_id
+from schemas.schedules import next_slot
 
 __all__ = [
     "PendingRunState",

@@ -60,7 +60,6 @@ from core.aggregate import (
     folds,
     pending_run,
 )
-from core.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from core.store import Snapshot
 from schemas import (
     CancelRequested,
@@ -79,6 +78,7 @@ from schemas import (
     WorkOrder,
     execution_id,
 )
+from schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from taskstream.infra.settings import Topics
 
 __all__ = ["MAX_CATCH_UP_FIRES", "Plan", "Shard"]

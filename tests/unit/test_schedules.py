@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.schedules import Slot, SlotKind, iter_slots, jitter_offset, latest_fire_slot, next_slot
 from schemas import Schedule
+from schemas.schedules import Slot, SlotKind, iter_slots, jitter_offset, latest_fire_slot, next_slot
 
 ANCHOR = datetime(2026, 1, 1, 0, 0, 0, 300_000, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from cronsim import CronSim
 
-from schemas import Schedule, ScheduleKind
+from schemas.task import Schedule, ScheduleKind
 
 __all__ = ["Slot", "SlotKind", "iter_slots", "jitter_offset", "latest_fire_slot", "next_slot"]
 
