@@ -49,6 +49,7 @@ from schemas.task import (
     TaskSpec,
 )
 from schemas.work_order import WorkOrder
+from schemas.workers import WorkerHeartbeat
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -87,6 +88,7 @@ __all__ = [
     "Trigger",
     "UnknownEventTypeError",
     "WorkOrder",
+    "WorkerHeartbeat",
     "decode_event",
     "decode_work_order",
     "encode_event",

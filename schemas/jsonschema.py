@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from schemas.events import EVENT_TYPES, EventData
 from schemas.task import TaskSpec
 from schemas.work_order import WorkOrder
+from schemas.workers import WorkerHeartbeat
 
 __all__ = ["SCHEMA_DIR", "build_schemas", "render", "write_schemas"]
 
@@ -67,6 +68,9 @@ def build_schemas() -> dict[str, dict[str, Any]]:
     documents["task.json"] = _document_schema(TaskSpec, "task.json")
     documents[f"work-order.v{WorkOrder.VERSION}.json"] = _document_schema(
         WorkOrder, f"work-order.v{WorkOrder.VERSION}.json"
+    )
+    documents[f"worker-heartbeat.v{WorkerHeartbeat.VERSION}.json"] = _document_schema(
+        WorkerHeartbeat, f"worker-heartbeat.v{WorkerHeartbeat.VERSION}.json"
     )
     return documents
 
