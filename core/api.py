@@ -31,6 +31,7 @@ from core.scheduler import Scheduler
 from core.security import BodySizeLimit, TokenAuth, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskRow, TaskStore, task_as_dict
+from core.workers import WorkerDirectory
 from handlers import HandlerRegistry, UnknownHandlerError
 from schemas import (
     CancelRequested,
@@ -64,6 +65,7 @@ class CoreRuntime:
     publisher: EventPublisher
     projection: Projection
     scheduler: Scheduler
+    workers: WorkerDirectory
     registry: HandlerRegistry
 
 
@@ -321,7 +323,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     # -- operations ---------------------------------------------------------------------
 
-    @app.get("/health", summary="Liveness of the API, the store projection and the scheduler")
+    @app.get("/health", summary="Liveness of the API, projection, scheduler and directory")
     def health() -> Response:
         components = {
             "projection": "ok"
@@ -330,6 +332,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             "scheduler": "ok"
             if runtime.scheduler.alive
             else f"failed: {runtime.scheduler.error!r}",
+            "workers": "ok" if runtime.workers.alive else f"failed: {runtime.workers.error!r}",
         }
         healthy = all(value == "ok" for value in components.values())
         return JSONResponse(

@@ -13,6 +13,7 @@ from core.scheduler import Scheduler
 from core.security import check_exposure, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskStore, make_engine
+from core.workers import WorkerDirectory
 from handlers import HandlerRegistry
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -> CoreRuntime:
-    """Create the topics and the store, and start the projection and the scheduler."""
+    """Create the topics and the store; start the projection, scheduler and directory."""
     check_exposure(
         settings.api_host,
         load_tokens(settings.api_tokens, settings.api_tokens_file),
@@ -37,17 +38,21 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
     projection.start()
     scheduler = Scheduler(settings, store)
     scheduler.start()
+    workers = WorkerDirectory(settings)
+    workers.start()
     return CoreRuntime(
         settings=settings,
         store=store,
         publisher=publisher,
         projection=projection,
         scheduler=scheduler,
+        workers=workers,
         registry=registry or HandlerRegistry.from_entry_points(),
     )
 
 
 def shutdown(runtime: CoreRuntime) -> None:
+    runtime.workers.stop()
     runtime.scheduler.stop()
     runtime.projection.stop()
     runtime.publisher.close()
