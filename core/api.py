@@ -6,14 +6,20 @@ conditional on the task's version (the client's ``expected_version`` / ``If-Matc
 the version the API read): a stale one gets 409, and a change that loses a race to a
 concurrent one is rejected by every consumer of the log alike, and answered 409. A
 rejected request gets a JSON body naming each bad field.
+
+A create or change whose handler no live executor serves on the task's queue is answered
+per ``TASKSTREAM_UNSERVED_HANDLER``: written with a ``warnings`` list and a ``Warning``
+header (``warn``), refused with 422 ``handler_unserved`` (``reject``), or not checked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Header, Query, Request
@@ -32,6 +38,7 @@ from core.scheduler import Scheduler
 from core.security import BodySizeLimit, TokenAuth, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskRow, TaskStore, task_as_dict
+from core.workers import WorkerDirectory, loading_message, unserved_message, worker_as_dict
 from handlers import HandlerRegistry, UnknownHandlerError
 from schemas import (
     CancelRequested,
@@ -46,8 +53,11 @@ from schemas import (
     TaskUpdated,
     execution_id,
 )
+from taskstream.infra.logs import fields
 
 __all__ = ["CoreRuntime", "create_api"]
+
+logger = logging.getLogger(__name__)
 
 SUBMISSIONS = Counter("taskstream_task_submissions_total", "tasks accepted by the API")
 CHANGES = Counter("taskstream_task_changes_total", "task changes accepted by the API", ["kind"])
@@ -66,6 +76,7 @@ class CoreRuntime:
     projection: Projection
     scheduler: Scheduler
     logs: LogProjection
+    workers: WorkerDirectory
     registry: HandlerRegistry
 
 
@@ -100,13 +111,25 @@ def _invalid_field(field: str, message: str, kind: str) -> _Refusal:
     return _invalid([{"field": field, "message": message, "type": kind}])
 
 
-def _task_body(row: TaskRow, status: int = 200) -> JSONResponse:
+def _task_body(row: TaskRow, status: int = 200, warnings: Sequence[str] = ()) -> JSONResponse:
     document: dict[str, Any] = jsonable_encoder(task_as_dict(row))
-    return JSONResponse(
-        document,
-        status_code=status,
-        headers={"ETag": f'"{row.version}"', "Location": f"/api/tasks/{row.id}"},
+    return _warned(
+        JSONResponse(
+            document | _warnings_field(warnings),
+            status_code=status,
+            headers={"ETag": f'"{row.version}"', "Location": f"/api/tasks/{row.id}"},
+        ),
+        warnings,
     )
+
+
+def _warned(response: JSONResponse, warnings: Sequence[str]) -> JSONResponse:
+    """Add one ``Warning: 199 - "..."`` header per warning (RFC 7234 miscellaneous)."""
+    for warning in warnings:
+        quoted = warning.replace("\\", "\\\\").replace('"', '\\"')
+        text = quoted.encode("ascii", "backslashreplace").decode()
+        response.headers.append("Warning", f'199 - "{text}"')
+    return response
 
 
 def _if_match(value: str | None) -> int | None:
@@ -159,6 +182,30 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             )
         return spec if handler == spec.handler else spec.model_copy(update={"handler": handler})
 
+    def served(spec: TaskSpec, task_id: str, *, introduced: bool = True) -> list[str]:
+        """Warnings about ``spec``'s handler, or 422 if no live executor serves it.
+
+        Only a write that introduces the handler on the queue (a create, or a change of
+        either) is rejected; a change of other fields of such a task is warned about.
+        """
+        if settings.unserved_handler == "ignore":
+            return []
+        logged = fields(task_id=task_id, action="unserved_handler")
+        if not runtime.workers.ready:  # never reject on a partial view
+            message = loading_message(spec.handler, spec.queue)
+        else:
+            found = unserved_message(spec.handler, spec.queue, runtime.workers.live())
+            if found is None:
+                return []
+            message = found
+            if settings.unserved_handler == "reject" and introduced:
+                logger.info("refused: %s", message, extra=logged)
+                raise _Refusal(
+                    422, "handler_unserved", message, handler=spec.handler, queue=spec.queue
+                )
+        logger.warning("task %s: %s", task_id, message, extra=logged)
+        return [message]
+
     def live_task(task_id: str) -> TaskRow:
         row = runtime.store.get(task_id)
         if row is None or row.status == TaskStatus.DELETED.value:
@@ -180,12 +227,15 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         )
         return runtime.store.get(event.task_id) if seen else None
 
-    async def change(task_id: str, data: EventData, kind: str) -> Response:
+    async def change(
+        task_id: str, data: EventData, kind: str, warnings: Sequence[str] = ()
+    ) -> Response:
         event = Event.create(task_id, data)
         row = await publish(event)
         if row is None:
-            return JSONResponse(
-                {"id": task_id, "status": "accepted", "event_id": event.id}, status_code=202
+            accepted = {"id": task_id, "status": "accepted", "event_id": event.id}
+            return _warned(
+                JSONResponse(accepted | _warnings_field(warnings), status_code=202), warnings
             )
         if row.last_change_event_id != event.id:
             raise _Refusal(
@@ -196,7 +246,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
                 current_version=row.version,
             )
         CHANGES.labels(kind).inc()
-        return _task_body(row)
+        return _task_body(row, warnings=warnings)
 
     def versioned(task_id: str, given: int | None, if_match: str | None) -> tuple[TaskRow, int]:
         """The live task and the version a change to it expects (409 if stale)."""
@@ -219,16 +269,20 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.post("/api/tasks", status_code=201, summary="Create a task")
     async def create_task(body: CreateTaskRequest) -> Response:
         spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
-        event = Event.create(str(uuid.uuid4()), TaskCreated(task=spec))
+        task_id = str(uuid.uuid4())
+        warnings = served(spec, task_id)
+        event = Event.create(task_id, TaskCreated(task=spec))
         row = await publish(event)
         SUBMISSIONS.inc()
         if row is None:
-            return JSONResponse(
-                {"id": event.task_id, "status": "accepted"},
-                status_code=202,
-                headers={"Location": f"/api/tasks/{event.task_id}"},
+            accepted = {"id": task_id, "status": "accepted"} | _warnings_field(warnings)
+            return _warned(
+                JSONResponse(
+                    accepted, status_code=202, headers={"Location": f"/api/tasks/{task_id}"}
+                ),
+                warnings,
             )
-        return _task_body(row, 201)
+        return _task_body(row, 201, warnings)
 
     @app.get("/api/tasks/{task_id}", summary="Get a task")
     def get_task(task_id: str) -> Response:
@@ -258,9 +312,11 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     async def replace_task(
         task_id: str, body: ReplaceTaskRequest, if_match: str | None = Header(None)
     ) -> Response:
-        _, version = versioned(task_id, body.expected_version, if_match)
+        row, version = versioned(task_id, body.expected_version, if_match)
         spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
-        return await change(task_id, TaskUpdated(task=spec, expected_version=version), "update")
+        warnings = served(spec, task_id, introduced=_moves(row, spec))
+        updated = TaskUpdated(task=spec, expected_version=version)
+        return await change(task_id, updated, "update", warnings)
 
     @app.patch("/api/tasks/{task_id}", summary="Change some fields of a task")
     async def patch_task(
@@ -269,7 +325,9 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         row, version = versioned(task_id, body.expected_version, if_match)
         current = TaskSpec.model_validate(row.spec)
         spec = check_spec(_validated(lambda: TaskSpec.model_validate(body.merged(current))))
-        return await change(task_id, TaskUpdated(task=spec, expected_version=version), "update")
+        warnings = served(spec, task_id, introduced=_moves(row, spec))
+        updated = TaskUpdated(task=spec, expected_version=version)
+        return await change(task_id, updated, "update", warnings)
 
     @app.put("/api/tasks/{task_id}/status", summary="Pause or resume a task")
     async def set_status(
@@ -344,9 +402,23 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             return PlainTextResponse(log.as_text())
         return JSONResponse(log.as_dict())
 
+    # -- executors ----------------------------------------------------------------------
+
+    @app.get("/api/workers", summary="The executors known from their heartbeats")
+    def list_workers(
+        live: bool | None = Query(None, description="true: only live executors"),
+    ) -> Response:
+        now = datetime.now(UTC)
+        items = [
+            worker_as_dict(beat, now, runtime.workers.timeout) for beat in runtime.workers.known()
+        ]
+        if live is not None:
+            items = [item for item in items if item["live"] == live]
+        return JSONResponse({"items": items, "ready": runtime.workers.ready})
+
     # -- operations ---------------------------------------------------------------------
 
-    @app.get("/health", summary="Liveness of the API, the store projection and the scheduler")
+    @app.get("/health", summary="Liveness of the API, projection, scheduler and directory")
     def health() -> Response:
         components = {
             "projection": "ok"
@@ -356,6 +428,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             if runtime.scheduler.alive
             else f"failed: {runtime.scheduler.error!r}",
             "execution_logs": "ok" if runtime.logs.alive else f"failed: {runtime.logs.error!r}",
+            "workers": "ok" if runtime.workers.alive else f"failed: {runtime.workers.error!r}",
         }
         healthy = all(value == "ok" for value in components.values())
         return JSONResponse(
@@ -377,6 +450,15 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     app.add_middleware(TokenAuth, tokens=tokens)
     app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     return app
+
+
+def _warnings_field(warnings: Sequence[str]) -> dict[str, Any]:
+    return {"warnings": list(warnings)} if warnings else {}
+
+
+def _moves(row: TaskRow, spec: TaskSpec) -> bool:
+    """True if ``spec`` runs the task with another handler or on another queue."""
+    return (row.handler, row.queue) != (spec.handler, spec.queue)
 
 
 def _validated(build: Callable[[], TaskSpec]) -> TaskSpec:

@@ -14,6 +14,7 @@ from core.scheduler import Scheduler
 from core.security import check_exposure, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskStore, make_engine
+from core.workers import WorkerDirectory
 from handlers import HandlerRegistry
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -> CoreRuntime:
-    """Create the topics and the store, and start the projection and the scheduler."""
+    """Create the topics and the store; start the projection, scheduler and directory."""
     check_exposure(
         settings.api_host,
         load_tokens(settings.api_tokens, settings.api_tokens_file),
@@ -44,6 +45,8 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
         settings.instance_id,
     )
     logs.start()
+    workers = WorkerDirectory(settings)
+    workers.start()
     return CoreRuntime(
         settings=settings,
         store=store,
@@ -51,11 +54,13 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
         projection=projection,
         scheduler=scheduler,
         logs=logs,
+        workers=workers,
         registry=registry or HandlerRegistry.from_entry_points(),
     )
 
 
 def shutdown(runtime: CoreRuntime) -> None:
+    runtime.workers.stop()
     runtime.scheduler.stop()
     runtime.logs.stop()
     runtime.projection.stop()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from schemas import Duration
 from taskstream.infra.settings import CommonSettings
 
 __all__ = ["CoreSettings"]
@@ -56,6 +58,17 @@ class CoreSettings(CommonSettings):
         description="a dead instance's open fire transaction is aborted after this",
     )
     fire_batch_size: int = Field(default=1000, ge=1, description="fires per transaction")
+    core_worker_timeout: Duration = Field(
+        default=timedelta(seconds=20),
+        description="an executor whose last heartbeat is older than this is not live",
+    )
+    unserved_handler: Literal["warn", "reject", "ignore"] = Field(
+        default="warn",
+        description=(
+            "a task write whose handler no live executor serves on its queue: 'warn' "
+            "(written, with a warning), 'reject' (422) or 'ignore'"
+        ),
+    )
 
     @property
     def scheduler_group(self) -> str:
@@ -64,6 +77,13 @@ class CoreSettings(CommonSettings):
     @property
     def scheduler_transactional_id(self) -> str:
         return f"{self.topic_prefix}core-scheduler-{self.instance_id}"
+
+    @field_validator("core_worker_timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError(f"core_worker_timeout must be positive, got {value}")
+        return value
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """Heartbeats: every few seconds an executor says who it is and how busy it is.
 
-Each heartbeat is a :class:`WorkerHeartbeat` (JSON) on the compacted ``workers`` topic,
+Each heartbeat is a :class:`schemas.WorkerHeartbeat` (JSON) on the compacted ``workers`` topic,
 keyed by executor id, so the topic holds the latest heartbeat of every executor; a clean
 shutdown writes a tombstone (null value) and compaction forgets the executor. A reader
 treats an executor whose last ``sent_at`` is older than a few intervals as lost.
@@ -20,44 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ClassVar
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from executor.publisher import Publisher
+from schemas import WorkerHeartbeat
 
-__all__ = ["HeartbeatSender", "ProcessStats", "WorkerHeartbeat"]
+__all__ = ["HeartbeatSender", "ProcessStats"]
 
 logger = logging.getLogger(__name__)
-
-
-class WorkerHeartbeat(BaseModel):
-    """One executor's state, as a value of the ``workers`` topic (key: ``executor_id``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    TYPE: ClassVar[str] = "WorkerHeartbeat"
-
-    executor_id: str
-    host: str
-    pid: int = Field(ge=0)
-    queues: list[str]
-    handlers: list[str]
-    """The handlers this executor runs (``shell`` only when enabled)."""
-    capacity: int = Field(ge=1, description="executions it runs at once")
-    in_flight: int = Field(ge=0, description="executions running when it was sent")
-    cpu_percent: float = Field(ge=0, description="CPU since the last heartbeat; 100 = one core")
-    memory_rss_bytes: int = Field(ge=0)
-    started_at: AwareDatetime
-    sent_at: AwareDatetime
-    version: int = 1
-
-    def encode(self) -> bytes:
-        return self.model_dump_json().encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> WorkerHeartbeat:
-        return cls.model_validate_json(raw)
 
 
 class ProcessStats:

@@ -50,6 +50,7 @@ from schemas.task import (
     TaskSpec,
 )
 from schemas.work_order import WorkOrder
+from schemas.workers import WorkerHeartbeat
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -91,6 +92,7 @@ __all__ = [
     "Trigger",
     "UnknownEventTypeError",
     "WorkOrder",
+    "WorkerHeartbeat",
     "decode_event",
     "decode_work_order",
     "encode_event",

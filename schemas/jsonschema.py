@@ -17,6 +17,7 @@ from schemas.events import EVENT_TYPES, EventData
 from schemas.execution_log import ExecutionLogChunk
 from schemas.task import TaskSpec
 from schemas.work_order import WorkOrder
+from schemas.workers import WorkerHeartbeat
 
 __all__ = ["SCHEMA_DIR", "build_schemas", "render", "write_schemas"]
 
@@ -71,6 +72,9 @@ def build_schemas() -> dict[str, dict[str, Any]]:
     )
     documents[f"execution-log-chunk.v{ExecutionLogChunk.VERSION}.json"] = _document_schema(
         ExecutionLogChunk, f"execution-log-chunk.v{ExecutionLogChunk.VERSION}.json"
+    )
+    documents[f"worker-heartbeat.v{WorkerHeartbeat.VERSION}.json"] = _document_schema(
+        WorkerHeartbeat, f"worker-heartbeat.v{WorkerHeartbeat.VERSION}.json"
     )
     return documents
 

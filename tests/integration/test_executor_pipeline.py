@@ -9,10 +9,9 @@ from datetime import timedelta
 import pytest
 
 from executor.backpressure import lane_share
-from executor.heartbeat import WorkerHeartbeat
 from executor.outcomes import backoff_seconds
 from executor.settings import ExecutorSettings
-from schemas import CancelRequested, Priority, RetryPolicy
+from schemas import CancelRequested, Priority, RetryPolicy, WorkerHeartbeat
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from tests.integration.executor_support import (
     EventLog,

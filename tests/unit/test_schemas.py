@@ -14,6 +14,7 @@ from schemas import (
     Schedule,
     TaskCreated,
     TaskSpec,
+    WorkerHeartbeat,
     WorkOrder,
     decode_event,
     decode_work_order,
@@ -220,6 +221,7 @@ def test_public_surface_is_pinned() -> None:
         "Trigger",
         "UnknownEventTypeError",
         "WorkOrder",
+        "WorkerHeartbeat",
         "decode_event",
         "decode_work_order",
         "encode_event",
@@ -232,3 +234,10 @@ def test_public_surface_is_pinned() -> None:
     ]
     for name in schemas.__all__:
         assert hasattr(schemas, name), name
+
+
+def test_a_bad_worker_heartbeat_keeps_its_bytes() -> None:
+    raw = b'{"executor_id": "e1"}'
+    with pytest.raises(EventDecodeError, match="invalid worker heartbeat") as caught:
+        WorkerHeartbeat.decode(raw)
+    assert caught.value.raw == raw

@@ -1,0 +1,243 @@
+"""The executor directory: which executors are live, and what they serve.
+
+Every core instance reads the compacted ``workers`` topic from its beginning (it assigns
+every partition; no consumer group, nothing committed) and keeps the latest heartbeat of
+each executor; a tombstone (null value) removes the executor. An executor is live while
+its latest heartbeat's ``sent_at`` is younger than ``core_worker_timeout``. A record that
+cannot be decoded is logged with its position and skipped: it never stops the directory.
+
+:class:`WorkerTable` is the fold, without I/O; :class:`WorkerDirectory` runs it on a
+thread and says when it has read up to the end offsets it saw at start (:attr:`ready`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from core.settings import CoreSettings
+from schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.infra.kafka import consumer_config
+from taskstream.infra.logs import fields
+
+__all__ = [
+    "WorkerDirectory",
+    "WorkerTable",
+    "is_live",
+    "loading_message",
+    "serves",
+    "unserved_message",
+    "worker_as_dict",
+]
+
+logger = logging.getLogger(__name__)
+
+LIVE_EXECUTORS = Gauge(
+    "taskstream_core_live_executors", "executors whose latest heartbeat is recent enough"
+)
+POISON_HEARTBEATS = Counter(
+    "taskstream_core_workers_undecodable_total", "workers records the core could not decode"
+)
+
+
+def is_live(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> bool:
+    """True if ``heartbeat`` was sent less than ``timeout`` before ``now``."""
+    return now - heartbeat.sent_at < timeout
+
+
+def serves(heartbeat: WorkerHeartbeat, handler: str, queue: str) -> bool:
+    """True if the executor runs ``handler`` (a registered name) and consumes ``queue``."""
+    return handler in heartbeat.handlers and queue in heartbeat.queues
+
+
+def worker_as_dict(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> dict[str, Any]:
+    """A heartbeat as ``GET /api/workers`` shows it: its fields, ``live``, ``last_seen_seconds``."""
+    return {
+        **heartbeat.model_dump(mode="json"),
+        "live": is_live(heartbeat, now, timeout),
+        "last_seen_seconds": round((now - heartbeat.sent_at).total_seconds(), 3),
+    }
+
+
+_LISTED = 5  # live executors named in a message; the rest are counted
+
+
+def unserved_message(handler: str, queue: str, live: list[WorkerHeartbeat]) -> str | None:
+    """None if one of the ``live`` executors serves ``handler`` on ``queue``; else why not.
+
+    The message says how to start an executor that does, and which executors are live.
+    """
+    if any(serves(beat, handler, queue) for beat in live):
+        return None
+    command = f"TASKSTREAM_EXECUTOR_QUEUES='[\"{queue}\"]' taskstream executor"
+    if handler == "shell":
+        command = f"TASKSTREAM_EXECUTOR_SHELL_ENABLED=true {command}"
+    listed = [
+        f"{beat.executor_id} (queues {', '.join(beat.queues)}; "
+        f"handlers {', '.join(beat.handlers) or 'none'})"
+        for beat in live[:_LISTED]
+    ]
+    if len(live) > _LISTED:
+        listed.append(f"and {len(live) - _LISTED} more")
+    return (
+        f"no live executor serves handler {handler!r} on queue {queue!r}; start one with "
+        f"`{command}` where {handler!r} is installed "
+        f"(live executors: {', '.join(listed) or 'none'})"
+    )
+
+
+def loading_message(handler: str, queue: str) -> str:
+    return (
+        f"cannot tell yet whether a live executor serves handler {handler!r} on queue "
+        f"{queue!r}: the executor directory is still loading the workers topic"
+    )
+
+
+class WorkerTable:
+    """The latest heartbeat of every executor, folded from ``workers`` records."""
+
+    def __init__(self, timeout: timedelta) -> None:
+        self.timeout = timeout
+        self._latest: dict[str, WorkerHeartbeat] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Fold one record; raise ``EventDecodeError`` (and change nothing) if it is bad."""
+        if value is None:
+            if key is None:
+                raise EventDecodeError("a tombstone without a key names no executor", b"")
+            self._latest.pop(key.decode(errors="replace"), None)
+            return
+        heartbeat = WorkerHeartbeat.decode(value)
+        executor = key.decode(errors="replace") if key else heartbeat.executor_id
+        self._latest[executor] = heartbeat
+
+    def known(self) -> list[WorkerHeartbeat]:
+        """Every executor's latest heartbeat, live or not, by executor id."""
+        return [self._latest[name] for name in sorted(self._latest)]
+
+    def live(self, now: datetime) -> list[WorkerHeartbeat]:
+        return [beat for beat in self.known() if is_live(beat, now, self.timeout)]
+
+    def serving(self, handler: str, queue: str, now: datetime) -> list[WorkerHeartbeat]:
+        """The live executors that run ``handler`` on ``queue``."""
+        return [beat for beat in self.live(now) if serves(beat, handler, queue)]
+
+
+class WorkerDirectory:
+    """A thread that keeps a :class:`WorkerTable` up with the ``workers`` topic."""
+
+    def __init__(self, settings: CoreSettings) -> None:
+        self.topic = settings.topics.workers
+        self.timeout = settings.core_worker_timeout
+        self._table = WorkerTable(self.timeout)
+        self._lock = threading.Lock()
+        self._consumer = Consumer(
+            consumer_config(
+                settings,
+                f"{settings.topic_prefix}core-workers-{settings.instance_id}",
+                **{"enable.partition.eof": True},
+            )
+        )
+        self._targets: dict[int, int] = {}  # partition -> end offset seen at start, not reached
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="workers", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._consumer.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def ready(self) -> bool:
+        """True once every record that was on the topic at start has been read."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def known(self) -> list[WorkerHeartbeat]:
+        with self._lock:
+            return self._table.known()
+
+    def live(self, now: datetime | None = None) -> list[WorkerHeartbeat]:
+        with self._lock:
+            return self._table.live(now or datetime.now(UTC))
+
+    def serving(
+        self, handler: str, queue: str, now: datetime | None = None
+    ) -> list[WorkerHeartbeat]:
+        with self._lock:
+            return self._table.serving(handler, queue, now or datetime.now(UTC))
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._assign()
+            while not self._stop.is_set():
+                self._step()
+        except BaseException as exc:  # the service's health turns red; see alive
+            self.error = exc
+            logger.exception("executor directory stopped")
+
+    def _assign(self) -> None:
+        topic = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        if topic.error is not None:
+            raise KafkaException(topic.error)
+        for partition in sorted(topic.partitions):
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=30
+            )
+            if high > low:
+                self._targets[partition] = high
+        self._consumer.assign(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(topic.partitions)]
+        )
+        if not self._targets:
+            self._ready.set()
+
+    def _step(self) -> None:
+        messages = self._consumer.consume(num_messages=500, timeout=0.5)
+        with self._lock:
+            for message in messages:
+                partition, offset = message.partition() or 0, message.offset() or 0
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        self._reached(partition, offset)
+                    else:
+                        logger.warning("workers consumer: %s", error.str())
+                    continue
+                try:
+                    self._table.apply(message.key(), message.value())
+                except EventDecodeError as exc:
+                    POISON_HEARTBEATS.inc()
+                    logger.error(
+                        "skipping undecodable heartbeat: %s",
+                        exc,
+                        extra=fields(topic=self.topic, partition=partition, offset=offset),
+                    )
+                self._reached(partition, offset + 1)
+            LIVE_EXECUTORS.set(len(self._table.live(datetime.now(UTC))))
+
+    def _reached(self, partition: int, next_offset: int) -> None:
+        target = self._targets.get(partition)
+        if target is not None and next_offset >= target:
+            del self._targets[partition]
+            if not self._targets:
+                self._ready.set()
