@@ -461,6 +461,8 @@ def _add(api: Api, args: argparse.Namespace) -> int:
     if not task.get("id"):
         raise ApiError("the core API created the task but did not say its id")
     print(task["id"])
+    for warning in task.get("warnings") or ():
+        _note(f"warning: {warning}")
     if args.verbose:
         if task.get("status") == "accepted":
             _note("accepted: the task is on the log but not yet in the store")

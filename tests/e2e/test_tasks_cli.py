@@ -73,6 +73,16 @@ def test_add_prints_only_the_id_and_list_and_get_show_the_task(stack: Stack) -> 
     assert row.split()[1:5] == ["cli-interval", "every", "30s", "echo"]
 
 
+def test_add_warns_on_stderr_when_no_live_executor_serves_the_handler(stack: Stack) -> None:
+    # the stack's executor has the shell handler disabled, so it does not serve it
+    params = '{"command": ["true"]}'
+    result = _cli(stack, "add", "cli-shell", "1h", "--handler", "shell", "--params", params)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and "\n" not in result.stdout.strip()  # only the id
+    assert "taskstream: warning: no live executor serves handler 'shell'" in result.stderr
+    assert "TASKSTREAM_EXECUTOR_SHELL_ENABLED=true" in result.stderr
+
+
 def test_verbose_add_details_go_to_stderr(stack: Stack) -> None:
     result = _cli(stack, "add", "cli-verbose", "every 1h", "--handler", "echo", "-v")
     assert result.returncode == 0, result.stderr
