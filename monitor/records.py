@@ -20,7 +20,15 @@ from schemas import (
     ExecutionTimedOut,
 )
 
-__all__ = ["EXECUTION_EVENTS", "apply_event", "execution_id_of", "public_record", "push_history"]
+__all__ = [
+    "EXECUTION_EVENTS",
+    "TERMINAL_STATUSES",
+    "apply_event",
+    "execution_id_of",
+    "public_record",
+    "push_history",
+    "push_recent",
+]
 
 EXECUTION_EVENTS = (
     ExecutionScheduled,
@@ -41,6 +49,7 @@ _RANK = {
     "dead_lettered": 3,
 }
 _MAX_REMEMBERED_EVENTS = 16
+TERMINAL_STATUSES = frozenset(status for status, rank in _RANK.items() if rank >= 2)
 
 
 def execution_id_of(event: Event) -> str | None:
@@ -126,6 +135,21 @@ def push_history(history: list[str] | None, execution_id: str, size: int) -> lis
     if execution_id in history:
         return None
     return [execution_id, *history][:size]
+
+
+def push_recent(
+    recent: list[list[Any]] | None, ended_at: float, execution_id: str, size: int
+) -> list[list[Any]] | None:
+    """The recent list (``[ended_at, execution id]`` pairs, newest first) with one more.
+
+    None if ``execution_id`` is already there. ``ended_at`` is in epoch seconds.
+    """
+    recent = list(recent or [])
+    if any(entry[1] == execution_id for entry in recent):
+        return None
+    at = next((i for i, entry in enumerate(recent) if entry[0] < ended_at), len(recent))
+    recent.insert(at, [ended_at, execution_id])
+    return recent[:size]
 
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""The monitor's faust tables, and the queries the API and the metrics read them with.
+
+Every table is changelogged in Kafka (``<app id>-<table>-changelog``) and partitioned
+like ``task-events``; a key is only ever written by the events of one partition, so its
+changelog is that partition's and a restore cannot mix partitions:
+
+=============  =================================  =========================================
+table          key                                value
+=============  =================================  =========================================
+executions     execution id                       the record (:mod:`monitor.records`)
+history        task id                            its last N execution ids, newest first
+evicted        task id                            its last N evicted execution ids
+stats          task id                            counts, last status, durations
+totals         partition                          counts, scheduled/running now, buckets
+windows        ``partition:minute start``         one minute's counts and durations
+recent         partition                          last M finished ``[ended_at, id]``
+=============  =================================  =========================================
+
+How the projection keeps them bounded is in :mod:`monitor.projection`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import faust
+
+from monitor.records import public_record
+from monitor.stats import merge_totals
+from monitor.windows import parse_window_key, public_windows
+
+__all__ = ["MonitorTables"]
+
+
+@dataclass(frozen=True)
+class MonitorTables:
+    executions: Any
+    history: Any
+    evicted: Any
+    stats: Any
+    totals: Any
+    windows: Any
+    recent: Any
+
+    @classmethod
+    def create(cls, app: faust.App, partitions: int) -> MonitorTables:
+        def table(name: str) -> Any:
+            return app.Table(name, partitions=partitions)
+
+        return cls(
+            executions=table("executions"),
+            history=table("history"),
+            evicted=table("evicted"),
+            stats=table("stats"),
+            totals=table("totals"),
+            windows=table("windows"),
+            recent=table("recent"),
+        )
+
+    def task_executions(self, task_id: str) -> list[str]:
+        """The task's history: execution ids, newest first."""
+        return list(self.history.get(task_id) or [])
+
+    def public_executions(self, ids: list[str]) -> list[dict[str, Any]]:
+        records = (self.executions.get(execution_id) for execution_id in ids)
+        return [public_record(record) for record in records if record]
+
+    def merged_totals(self) -> dict[str, Any]:
+        return merge_totals(self.totals.values())
+
+    def window_series(self, now: datetime, minutes: int) -> list[dict[str, Any]]:
+        return public_windows(self._stored_windows(), now, minutes)
+
+    def _stored_windows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        for key, window in self.windows.items():
+            yield parse_window_key(key)[1], window
+
+    def recent_executions(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """Finished executions of all partitions, newest first, optionally of one status."""
+        entries = sorted(
+            (entry for recent in self.recent.values() for entry in recent),
+            key=lambda entry: entry[0],
+            reverse=True,
+        )
+        items = []
+        for _, execution_id in entries:
+            record = self.executions.get(execution_id)
+            if record is None or (status is not None and record["status"] != status):
+                continue
+            items.append(public_record(record))
+            if len(items) == limit:
+                break
+        return items
