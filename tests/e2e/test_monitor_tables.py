@@ -161,6 +161,28 @@ def check_agreement(shown: dict[str, Any], expected: Expected, task_ids: list[st
         assert all(item["status"] == status for item in items)
 
 
+def check_contract(stack: Stack) -> None:
+    """The shapes the dashboard relies on, and the 4xx answers."""
+    metrics = _get(stack, "/api/monitor/metrics?minutes=1440")
+    assert set(metrics) == {"generated_at", "totals", "windows", "lag"}
+    assert len(metrics["windows"]) == 1440
+    starts = [datetime.fromisoformat(w["start"]) for w in metrics["windows"]]
+    assert starts == sorted(starts) and starts[-1] <= datetime.fromisoformat(
+        metrics["generated_at"]
+    )
+    for path, status, error in [
+        ("/api/monitor/metrics?minutes=0", 400, "invalid_minutes"),
+        ("/api/monitor/metrics?minutes=1441", 400, "invalid_minutes"),
+        ("/api/monitor/executions?limit=501", 400, "invalid_limit"),
+        ("/api/monitor/executions?limit=many", 400, "invalid_limit"),
+        ("/api/monitor/executions?status=running", 400, "invalid_status"),
+        ("/api/monitor/tasks/no-such-task/stats", 404, "unknown_task"),
+    ]:
+        response = httpx.get(f"{stack.monitor}{path}", timeout=10)
+        assert response.status_code == status, path
+        assert response.json()["error"] == error and response.json()["message"], path
+
+
 def _events_read(stack: Stack) -> float:
     samples = _prometheus(_get(stack, "/metrics"))
     return sum(v for k, v in samples.items() if k.startswith("taskstream_monitor_events_total"))
@@ -200,6 +222,7 @@ def test_the_monitor_agrees_with_the_log_after_a_restart_and_a_redelivery(
 
         first = settled(stack, expected, tasks, "the monitor to catch up")
         check_agreement(first, expected, tasks)
+        check_contract(stack)
 
         _restart_monitor(stack, tmp_path)
         restored = settled(stack, expected, tasks, "the tables to be restored")
