@@ -4,21 +4,40 @@ from __future__ import annotations
 
 import logging
 
+import faust
 from faust.worker import Worker
 
 from monitor.app import create_app
 from monitor.settings import MonitorSettings
-from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.infra.kafka import TopicSpec, ensure_topics, standard_topics
 
-__all__ = ["run"]
+__all__ = ["changelog_topics", "run"]
 
 logger = logging.getLogger(__name__)
 
 
+def changelog_topics(app: faust.App) -> list[TopicSpec]:
+    """The changelog topics of the app's tables, compacted, partitioned like their tables.
+
+    They are created before faust starts: a changelog that faust creates itself while its
+    consumer already holds the cluster's metadata can look like it has 0 partitions until
+    the next metadata refresh (minutes), and every table write fails meanwhile
+    (``PartitionsMismatch``: the agent crashes and restarts in a loop).
+    """
+    return [
+        TopicSpec(
+            table.changelog_topic.get_topic_name(),
+            table.partitions,
+            {"cleanup.policy": "compact"},
+        )
+        for table in app.tables.values()
+    ]
+
+
 def run(settings: MonitorSettings) -> None:
     """Run the monitor until SIGINT or SIGTERM."""
-    ensure_topics(settings, standard_topics(settings, []))
     settings.monitor_data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    ensure_topics(settings, [*standard_topics(settings, []), *changelog_topics(app)])
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()
