@@ -12,6 +12,7 @@ generation, so a fenced zombie's commit fails. What is due is decided by
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -121,6 +122,9 @@ class Scheduler:
         owned = [tp.partition for tp in partitions]
         snapshot = self.store.snapshot(owned)
         self._shard = Shard(self.settings.topics, snapshot)
+        # The shard's timers live as long as the assignment: keep the cyclic collector
+        # from walking them again and again (a million tasks are millions of objects).
+        gc.freeze()
         for tp in partitions:
             tp.offset = snapshot.offsets.get(tp.partition, OFFSET_BEGINNING)
         consumer.assign(partitions)
