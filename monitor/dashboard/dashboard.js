@@ -227,16 +227,20 @@ function renderWorkers(data) {
   );
 }
 
+// An alert as the monitor's alert book serves it (rule_id, severity, status, subject_type,
+// subject, summary, started_at, sent_at, resolved_at); a task subject links to its history.
 function alertItem(alert) {
-  const name = alert.rule_id ?? alert.rule ?? alert.name ?? alert.id ?? "alert";
-  const message = alert.message ?? alert.summary ?? alert.description ?? "";
-  const at = alert.fired_at ?? alert.started_at ?? alert.occurred_at ?? alert.at ?? alert.resolved_at;
-  const severity = alert.severity ?? alert.level ?? "";
-  return el("li", { cls: `alert severity-${severity || "none"}`, data: { rule: name, state: alert.state ?? "" } }, [
+  const name = alert.rule_id ?? alert.key ?? "alert";
+  const at = alert.resolved_at ?? alert.sent_at ?? alert.started_at;
+  const subject = alert.subject_type === "task" && alert.subject
+    ? taskButton(alert.subject)
+    : el("span", { cls: "alert-subject", text: alert.subject ?? "" });
+  return el("li", { cls: `alert severity-${alert.severity || "none"}`, data: { rule: name, status: alert.status ?? "" } }, [
     el("span", { cls: "alert-name", text: name }),
-    el("span", { cls: "alert-severity", text: severity }),
-    el("span", { cls: "alert-message", text: message, title: message }),
+    el("span", { cls: "alert-severity", text: [alert.severity, alert.status].filter(Boolean).join(" · ") }),
+    el("span", { cls: "alert-message", text: alert.summary ?? "", title: alert.summary ?? "" }),
     el("span", { cls: "alert-time", text: at ? formatTime(at) : "" }),
+    subject,
   ]);
 }
 
