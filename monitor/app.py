@@ -14,6 +14,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from monitor.dashboard import install_dashboard
 from monitor.records import apply_event, execution_id_of, public_record, push_history
 from monitor.settings import MonitorSettings
 from schemas import Event, EventDecodeError, decode_event
@@ -118,4 +119,5 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
     async def prometheus(self: View, request: Request) -> Response:
         return self.bytes(generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    install_dashboard(app)
     return app

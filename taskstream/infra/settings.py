@@ -30,9 +30,10 @@ EXTRA_VARIABLES = frozenset(
         "TASKSTREAM_CACHE_DIR",
         "TASKSTREAM_API_URL",
         "TASKSTREAM_API_TOKEN",
+        "TASKSTREAM_TEST_ARTIFACTS",
     }
 )
-"""Variables read outside the settings classes (``taskstream dev``, the broker, the CLI)."""
+"""Variables read outside the settings classes (``taskstream dev``, the broker, the CLI, tests)."""
 
 
 def unknown_variables(
