@@ -31,6 +31,7 @@ EXTRA_VARIABLES = frozenset(
         "TASKSTREAM_API_URL",
         "TASKSTREAM_API_TOKEN",
         "TASKSTREAM_TEST_ARTIFACTS",
+        "TASKSTREAM_TEST_POSTGRES_URL",
     }
 )
 """Variables read outside the settings classes (``taskstream dev``, the broker, the CLI, tests)."""
