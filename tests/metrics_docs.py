@@ -60,3 +60,14 @@ def metric_of_series(series: str, documented: dict[str, DocumentedMetric]) -> st
         if base != series and base in documented and documented[base].type == "histogram":
             return base
     return None
+
+
+def is_created_series(family_name: str, documented: dict[str, DocumentedMetric]) -> bool:
+    """True for the ``<name>_created`` gauge the Python client adds to a counter or histogram."""
+    base = family_name.removesuffix("_created")
+    if base == family_name:
+        return False
+    counter, histogram = documented.get(f"{base}_total"), documented.get(base)
+    return (counter is not None and counter.type == "counter") or (
+        histogram is not None and histogram.type == "histogram"
+    )
