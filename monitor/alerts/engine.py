@@ -28,7 +28,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from monitor.alerts.conditions import Condition, executor_condition, task_condition
 from monitor.alerts.facts import TaskFacts
 from monitor.alerts.rules import ExecutorLostRule, Rule, TaskRule
-from schemas import AlertNotification, AlertSeverity, AlertStatus, AlertSubject, WorkerHeartbeat
+from schemas import (
+    AlertNotification,
+    AlertSeverity,
+    AlertStatus,
+    AlertSubject,
+    WorkerHeartbeat,
+    format_duration,
+)
 
 __all__ = [
     "AlertState",
@@ -121,7 +128,8 @@ def step(
             update={
                 "status": AlertStatus.RESOLVED,
                 "resolved_at": now,
-                "summary": f"resolved: {state.summary}",
+                "summary": f"resolved after {format_duration(now - state.started_at)}: "
+                f"{state.summary}",
             }
         )
         notify = state.notified and rule.notify_resolved
