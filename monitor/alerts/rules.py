@@ -203,9 +203,9 @@ def _field_errors(exc: ValidationError, kind: str, prefix: str = "") -> list[dic
             loc = loc[1:]  # the union's tag: not a field
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = f"unknown field for a {kind} rule"
+            message = f"unknown field for kind {kind!r}"
         elif error["type"] == "missing":
-            message = f"required for a {kind} rule"
+            message = f"required for kind {kind!r}"
         elif error["type"] == "string_pattern_mismatch" and loc == ["id"]:
             message = (
                 "an id is 1-63 lower-case letters, digits, '_', '.' or '-', starting with a "
