@@ -39,7 +39,7 @@ from schemas import (
     execution_id,
 )
 from taskstream.dev import start_service, wait_healthy
-from tests.e2e.alert_receivers import AlertsTopic, Mailbox, Webhook
+from tests.alert_receivers import AlertsTopic, Mailbox, Webhook
 from tests.e2e.stack import Stack, running_stack
 from tests.support import eventually
 

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas import AlertNotification
@@ -19,18 +20,35 @@ from taskstream.infra.processes import free_port
 
 
 class Mailbox:
-    """An SMTP server on a free port; :attr:`notices` are the alerts it received."""
+    """An SMTP server on a free port; :meth:`notices` are the alerts it received.
 
-    def __init__(self) -> None:
+    With ``credentials`` it requires AUTH (LOGIN or PLAIN) with that user and password.
+    """
+
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self._lock = threading.Lock()
         self._messages: list[email.message.EmailMessage] = []
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.logins: list[tuple[str, bool]] = []
+        self._credentials = credentials
+        auth: dict[str, Any] = {}
+        if credentials is not None:
+            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **auth)
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        given = (data.login.decode(), data.password.decode())
+        with self._lock:
+            self.logins.append((given[0], given == self._credentials))
+        return AuthResult(success=given == self._credentials, handled=False)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
-            self._messages.append(message)  # type: ignore[arg-type]
+            self._messages.append(message)
         return "250 Message accepted for delivery"
 
     def start(self) -> Mailbox:
