@@ -95,6 +95,7 @@ class AlertBook:
         self._active = active
         self._recent_size = recent_size
         self._parsed: dict[str, tuple[Any, Rule | None]] = {}
+        self._facts_parsed: dict[str, tuple[Any, TaskFacts]] = {}
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -119,14 +120,14 @@ class AlertBook:
 
     def rule_listing(self) -> list[dict[str, Any]]:
         api = self.api_rules()
-        listing = [
-            {**rule_as_dict(rule), "source": "file" if rule_id in self.file_rules else "api"}
+        return [
+            {
+                **rule_as_dict(rule),
+                "source": "file" if rule_id in self.file_rules else "api",
+                "shadows_api_rule": rule_id in self.file_rules and rule_id in api,
+            }
             for rule_id, rule in sorted(self.rules().items())
         ]
-        shadowed = sorted(set(api) & set(self.file_rules))
-        for rule_id in shadowed:
-            logger.warning("alert rule %s from the API is shadowed by the rules file", rule_id)
-        return listing
 
     def put_rule(self, rule: Rule) -> bool:
         """Create or replace an API rule; True if it was new. File rules are read-only."""
@@ -174,8 +175,8 @@ class AlertBook:
         executor_rules = [r for r in rules.values() if isinstance(r, ExecutorLostRule)]
         changes: list[Transition] = []
         if task_rules:
-            for raw in list(self._facts.values()):
-                facts = TaskFacts.model_validate(raw)
+            for task_id, raw in list(self._facts.items()):
+                facts = self._task_facts(task_id, raw)
                 changes += evaluate_task(task_rules, facts, self._states, now)
         if executor_rules:
             heartbeats = self.workers.all()
@@ -199,6 +200,15 @@ class AlertBook:
                 del self._states_table[key]
         self._set_active()
         return len(changes)
+
+    def _task_facts(self, task_id: str, raw: Any) -> TaskFacts:
+        """The parsed facts of a table value; parsed again only when the value changed."""
+        cached = self._facts_parsed.get(task_id)
+        if cached is not None and cached[0] is raw:  # the cache holds raw: its id is not reused
+            return cached[1]
+        facts = TaskFacts.model_validate(raw)
+        self._facts_parsed[task_id] = (raw, facts)
+        return facts
 
     def _apply(self, changes: list[Transition]) -> None:
         if not changes:
