@@ -25,7 +25,7 @@ from monitor.alerts.channels import EmailChannel, Sender, TopicChannel, WebhookC
 from monitor.alerts.rules import Channel, Rule, RuleError, field_error, parse_rules
 from monitor.settings import MonitorSettings
 
-__all__ = ["build_channels", "load_rules_file", "unconfigured"]
+__all__ = ["AlertConfigError", "build_channels", "load_rules_file", "unconfigured"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +52,18 @@ def load_rules_file(path: Path) -> list[Rule]:
     return parse_rules(rules, where)
 
 
+class AlertConfigError(ValueError):
+    """The alert channels' settings do not fit together (said with how to fix them)."""
+
+
 def build_channels(
     settings: MonitorSettings, publish: Callable[[bytes, bytes], Awaitable[None]]
 ) -> dict[Channel, Sender]:
-    """The channels the settings configure; ``publish`` writes to the alerts topic."""
+    """The channels the settings configure; ``publish`` writes to the alerts topic.
+
+    Raise :class:`AlertConfigError` for settings that cannot work (e-mail without
+    recipients, a user without a password, an unreadable password file).
+    """
     channels: dict[Channel, Sender] = {}
     if settings.monitor_alert_webhook_url:
         channels[Channel.WEBHOOK] = WebhookChannel(
@@ -64,8 +72,24 @@ def build_channels(
             attempts=settings.monitor_alert_webhook_attempts,
         )
     if settings.monitor_alert_smtp_host:
-        channels[Channel.EMAIL] = EmailChannel(
-            host=settings.monitor_alert_smtp_host,
+        channels[Channel.EMAIL] = _email(settings, settings.monitor_alert_smtp_host)
+    if settings.monitor_alert_topic_enabled:
+        channels[Channel.TOPIC] = TopicChannel(publish)
+    names = ", ".join(c.value for c in channels) or "none (alerts only in the API)"
+    logger.info("alert channels: %s", names)
+    return channels
+
+
+def _email(settings: MonitorSettings, host: str) -> EmailChannel:
+    try:
+        password = settings.smtp_password()
+    except OSError as exc:
+        raise AlertConfigError(
+            f"cannot read TASKSTREAM_MONITOR_ALERT_SMTP_PASSWORD_FILE: {exc.strerror}"
+        ) from None
+    try:
+        return EmailChannel(
+            host=host,
             port=settings.monitor_alert_smtp_port,
             sender=settings.monitor_alert_email_from,
             to=settings.monitor_alert_email_to,
@@ -73,15 +97,10 @@ def build_channels(
             attempts=settings.monitor_alert_smtp_attempts,
             starttls=settings.monitor_alert_smtp_starttls,
             username=settings.monitor_alert_smtp_username,
-            password=settings.smtp_password(),
+            password=password,
         )
-    if settings.monitor_alert_topic_enabled:
-        channels[Channel.TOPIC] = TopicChannel(publish)
-    logger.info(
-        "alert channels: %s",
-        ", ".join(c.value for c in channels) or "none (alerts only in the API)",
-    )
-    return channels
+    except ValueError as exc:
+        raise AlertConfigError(str(exc)) from None
 
 
 def unconfigured(rules: list[Rule], channels: dict[Channel, Sender]) -> list[str]:

@@ -176,3 +176,29 @@ def test_public_surface_is_pinned() -> None:
         "parse_rule",
         "parse_rules",
     ]
+
+
+def test_the_monitor_refuses_to_start_on_bad_alert_configuration(tmp_path: Path) -> None:
+    from monitor.alerts.config import AlertConfigError
+    from monitor.app import create_app
+    from monitor.service import run
+    from monitor.settings import MonitorSettings
+
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[[rules]]\nid = "x"\nkind = "failure_rate"\n')
+    settings = MonitorSettings(monitor_alert_rules_file=bad, kafka_bootstrap_servers="nowhere:1")
+    with pytest.raises(SystemExit, match=r"taskstream monitor: alert rules file .*threshold"):
+        run(settings)  # before any connection
+    with pytest.raises(AlertConfigError, match="TASKSTREAM_MONITOR_ALERT_EMAIL_TO"):
+        create_app(MonitorSettings(monitor_alert_smtp_host="127.0.0.1"))
+    with pytest.raises(AlertConfigError, match="without a password"):
+        create_app(
+            MonitorSettings(
+                monitor_alert_smtp_host="127.0.0.1",
+                monitor_alert_email_to=["a@b"],
+                monitor_alert_smtp_username="u",
+            )
+        )
+    good = tmp_path / "good.toml"
+    good.write_text('[[rules]]\nid = "x"\nkind = "dead_letter"\n')
+    create_app(MonitorSettings(monitor_alert_rules_file=good))  # builds, connects nothing
