@@ -14,6 +14,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from monitor.alerts import install_alerts
 from monitor.dashboard import install_dashboard
 from monitor.records import apply_event, execution_id_of, public_record, push_history
 from monitor.settings import MonitorSettings
@@ -110,6 +111,8 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         return self.json(
             {"task_id": task_id, "items": items, "page": page, "size": size, "total": len(ids)}
         )
+
+    install_alerts(app, settings, metrics)  # alerts and GET /api/workers: monitor/alerts/
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
