@@ -203,8 +203,12 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
                 raise _Refusal(
                     422, "handler_unserved", message, handler=spec.handler, queue=spec.queue
                 )
-        logger.warning("task %s: %s", task_id, message, extra=logged)
-        return [message]
+        return [message]  # logged once the write is on the log (see log_warnings)
+
+    def log_warnings(task_id: str, warnings: Sequence[str]) -> None:
+        logged = fields(task_id=task_id, action="unserved_handler")
+        for message in warnings:
+            logger.warning("task %s: %s", task_id, message, extra=logged)
 
     def live_task(task_id: str) -> TaskRow:
         row = runtime.store.get(task_id)
@@ -232,6 +236,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     ) -> Response:
         event = Event.create(task_id, data)
         row = await publish(event)
+        log_warnings(task_id, warnings)
         if row is None:
             accepted = {"id": task_id, "status": "accepted", "event_id": event.id}
             return _warned(
@@ -273,6 +278,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         warnings = served(spec, task_id)
         event = Event.create(task_id, TaskCreated(task=spec))
         row = await publish(event)
+        log_warnings(task_id, warnings)
         SUBMISSIONS.inc()
         if row is None:
             accepted = {"id": task_id, "status": "accepted"} | _warnings_field(warnings)

@@ -118,6 +118,9 @@ class Plan:
     """The partition of each task in the plan."""
     slots: int = 0
     """How many timers the plan handles (for batch sizing)."""
+    due: dict[str, datetime] = field(default_factory=dict)
+    """When each fired execution was due, by execution id: its slot, or a retry's ``due_at``
+    (the schedule lag is measured from this, not from ``scheduled_for``)."""
 
     def __bool__(self) -> bool:
         return bool(self.events)
@@ -564,7 +567,9 @@ class Shard:
             self._runs.pop(run.execution_id, None)
             return
         plan.partitions[run.task_id] = run.partition
-        self._fire(plan, task, run.scheduled_for, run.trigger, run.attempt, run.execution_id)
+        self._fire(
+            plan, task, run.scheduled_for, run.trigger, run.attempt, run.execution_id, run.due_at
+        )
 
     # -- building events ----------------------------------------------------------------
 
@@ -594,8 +599,10 @@ class Shard:
         trigger: Trigger,
         attempt: int,
         exec_id: str,
+        due: datetime | None = None,
     ) -> None:
         policy = task.policy
+        plan.due[exec_id] = slot if due is None else due
         name, params, _ = _unpack(task.details)
         plan.orders.append(
             WorkOrder(

@@ -8,7 +8,7 @@ the same fold the scheduler uses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,7 +195,8 @@ class Snapshot:
     """What the scheduler needs to take over partitions."""
 
     offsets: dict[int, int]
-    tasks: list[TaskState]
+    tasks: Iterable[TaskState]
+    """Read once: :meth:`TaskStore.snapshot` streams them from the database."""
     active: list[tuple[str, str, datetime]]
     """(task id, execution id, scheduled for) of unfinished executions."""
     runs: list[PendingRunState]
@@ -318,14 +319,6 @@ class TaskStore:
         wanted = list(partitions)
         offsets = {p: o for p, o in self.offsets().items() if p in wanted}
         with Session(self.engine, expire_on_commit=False) as session:
-            tasks = [
-                row.state()
-                for row in session.scalars(
-                    select(TaskRow).where(
-                        TaskRow.partition.in_(wanted), TaskRow.status != TaskStatus.DELETED.value
-                    )
-                )
-            ]
             active = [
                 (row.task_id, row.execution_id, as_utc(row.scheduled_for))
                 for row in session.scalars(
@@ -338,7 +331,21 @@ class TaskStore:
                     select(PendingRun).where(PendingRun.partition.in_(wanted))
                 )
             ]
-        return Snapshot(offsets, tasks, active, runs)
+        return Snapshot(offsets, self._stream_tasks(wanted), active, runs)
+
+    def _stream_tasks(self, partitions: list[int]) -> Iterator[TaskState]:
+        """The live tasks of ``partitions``, a batch of rows at a time (a million fit)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(TaskRow)
+                .where(
+                    TaskRow.partition.in_(partitions), TaskRow.status != TaskStatus.DELETED.value
+                )
+                .execution_options(yield_per=2000)
+            )
+            for row in rows:
+                yield row.state()
+                session.expunge(row)
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table ``task-events`` projects to, in a stable order.

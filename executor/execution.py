@@ -123,9 +123,10 @@ class Executions:
         order = item.order
         started_at = datetime.now(UTC)
         run = self.logs.open(order) if self.logs is not None else None
-        DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
-            max((started_at - order.scheduled_for).total_seconds(), 0.0)
-        )
+        if order.attempt == 1:  # a retry's order carries its slot, not when the retry was due
+            DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
+                max((started_at - order.scheduled_for).total_seconds(), 0.0)
+            )
         started = ExecutionStarted(
             execution_id=order.execution_id,
             attempt=order.attempt,

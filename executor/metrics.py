@@ -27,7 +27,7 @@ DURATION = Histogram(
 )
 DISPATCH_LATENCY = Histogram(
     "taskstream_dispatch_latency_seconds",
-    "handler start minus the work order's scheduled_for",
+    "handler start minus the slot's due time (scheduled_for), first attempts only",
     ["queue", "priority"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )

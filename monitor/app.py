@@ -2,7 +2,8 @@
 
 :func:`create_app` only wires the parts: the tables (:mod:`monitor.tables`), the agent
 that folds events into them (:mod:`monitor.projection`), the JSON API
-(:mod:`monitor.api`) and the Prometheus metrics (:mod:`monitor.metrics`). Tables are
+(:mod:`monitor.api`), the Prometheus metrics (:mod:`monitor.metrics`), the alerts
+(:mod:`monitor.alerts`) and the dashboard (:mod:`monitor.dashboard`). Tables are
 changelogged in Kafka and rebuilt on restart.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts import install_alerts
 from monitor.api import install_api
+from monitor.dashboard import install_dashboard
 from monitor.lag import ConsumerLag
 from monitor.metrics import event_counters, install_metrics
 from monitor.projection import install_projection
@@ -42,4 +45,6 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
     install_projection(app, settings, tables, lag, *event_counters(metrics))
     install_api(app, settings, tables, lag)
     install_metrics(app, metrics, tables, lag)
+    install_alerts(app, settings, metrics)  # alerts and GET /api/workers: monitor/alerts/
+    install_dashboard(app)
     return app

@@ -7,6 +7,8 @@ import logging
 import faust
 from faust.worker import Worker
 
+from monitor.alerts.config import AlertConfigError
+from monitor.alerts.rules import RuleError
 from monitor.app import create_app
 from monitor.settings import MonitorSettings
 from taskstream.infra.kafka import TopicSpec, ensure_topics, standard_topics
@@ -36,8 +38,11 @@ def changelog_topics(app: faust.App) -> list[TopicSpec]:
 
 def run(settings: MonitorSettings) -> None:
     """Run the monitor until SIGINT or SIGTERM."""
+    try:
+        app = create_app(settings)  # a bad rules file stops it before it connects
+    except (RuleError, AlertConfigError) as exc:
+        raise SystemExit(f"taskstream monitor: {exc}") from None
     settings.monitor_data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
     ensure_topics(settings, [*standard_topics(settings, []), *changelog_topics(app)])
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from schemas import Duration
 from taskstream.infra.settings import CommonSettings
@@ -45,6 +45,68 @@ class MonitorSettings(CommonSettings):
     monitor_data_dir: Path = Field(
         default=Path(".taskstream/monitor"), description="faust's data directory"
     )
+    monitor_worker_timeout: Duration = Field(
+        default=timedelta(seconds=20),
+        description="an executor whose last heartbeat is older than this is not live (lost)",
+    )
+    monitor_alert_rules_file: Path | None = Field(
+        default=None, description="a TOML (or JSON) file of alert rules, read at start-up"
+    )
+    monitor_alert_check_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how often time-based alert rules (long run, missed schedule, lost "
+        "executor, failure rate windows) are checked",
+    )
+    monitor_alert_recent_size: int = Field(
+        default=100, ge=1, le=10_000, description="notifications kept for GET /api/alerts"
+    )
+    monitor_alert_webhook_url: str | None = Field(
+        default=None, description="POST every notification here as JSON; none: no webhook"
+    )
+    monitor_alert_webhook_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="timeout of one webhook request"
+    )
+    monitor_alert_webhook_attempts: int = Field(
+        default=3, ge=1, le=20, description="tries per webhook notification (5xx, 429, errors)"
+    )
+    monitor_alert_smtp_host: str | None = Field(
+        default=None, description="SMTP server for e-mail notifications; none: no e-mail"
+    )
+    monitor_alert_smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port")
+    monitor_alert_smtp_starttls: bool = Field(
+        default=False, description="upgrade the SMTP connection with STARTTLS"
+    )
+    monitor_alert_smtp_username: str | None = Field(
+        default=None, description="SMTP AUTH user; none: no authentication"
+    )
+    monitor_alert_smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP AUTH password (never logged)"
+    )
+    monitor_alert_smtp_password_file: Path | None = Field(
+        default=None, description="a file holding the SMTP AUTH password (a mounted secret)"
+    )
+    monitor_alert_smtp_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="timeout of one SMTP conversation"
+    )
+    monitor_alert_smtp_attempts: int = Field(
+        default=3, ge=1, le=20, description="tries per e-mail notification"
+    )
+    monitor_alert_email_from: str = Field(
+        default="taskstream@localhost", description="sender of alert e-mails"
+    )
+    monitor_alert_email_to: list[str] = Field(
+        default_factory=list, description="recipients of alert e-mails (JSON list)"
+    )
+    monitor_alert_topic_enabled: bool = Field(
+        default=True, description="write every notification to the alerts topic"
+    )
+
+    @field_validator("monitor_worker_timeout", "monitor_alert_check_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 0.05:
+            raise ValueError(f"must be at least 50ms, got {value}")
+        return value
 
     @field_validator("monitor_window_retention")
     @classmethod
@@ -56,3 +118,11 @@ class MonitorSettings(CommonSettings):
     @property
     def app_id(self) -> str:
         return f"{self.topic_prefix}monitor"
+
+    def smtp_password(self) -> str | None:
+        """The SMTP password from the variable, else from the secret file, else None."""
+        if self.monitor_alert_smtp_password is not None:
+            return self.monitor_alert_smtp_password.get_secret_value()
+        if self.monitor_alert_smtp_password_file is not None:
+            return self.monitor_alert_smtp_password_file.read_text().strip()
+        return None

@@ -3,6 +3,7 @@
 This package imports nothing else of taskstream's, so any consumer can depend on it.
 """
 
+from schemas.alerts import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
 from schemas.codec import (
     decode_event,
     decode_work_order,
@@ -56,6 +57,10 @@ __all__ = [
     "DEFAULT_QUEUE",
     "EVENT_TYPES",
     "TERMINAL_EVENT_TYPES",
+    "AlertNotification",
+    "AlertSeverity",
+    "AlertStatus",
+    "AlertSubject",
     "CancelRequested",
     "Duration",
     "DurationError",

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.alerts import AlertNotification
 from schemas.events import EVENT_TYPES, EventData
 from schemas.execution_log import ExecutionLogChunk
 from schemas.task import TaskSpec
@@ -75,6 +76,9 @@ def build_schemas() -> dict[str, dict[str, Any]]:
     )
     documents[f"worker-heartbeat.v{WorkerHeartbeat.VERSION}.json"] = _document_schema(
         WorkerHeartbeat, f"worker-heartbeat.v{WorkerHeartbeat.VERSION}.json"
+    )
+    documents[f"alert-notification.v{AlertNotification.VERSION}.json"] = _document_schema(
+        AlertNotification, f"alert-notification.v{AlertNotification.VERSION}.json"
     )
     return documents
 

@@ -30,9 +30,11 @@ EXTRA_VARIABLES = frozenset(
         "TASKSTREAM_CACHE_DIR",
         "TASKSTREAM_API_URL",
         "TASKSTREAM_API_TOKEN",
+        "TASKSTREAM_TEST_ARTIFACTS",
+        "TASKSTREAM_TEST_POSTGRES_URL",
     }
 )
-"""Variables read outside the settings classes (``taskstream dev``, the broker, the CLI)."""
+"""Variables read outside the settings classes (``taskstream dev``, the broker, the CLI, tests)."""
 
 
 def unknown_variables(

@@ -110,8 +110,9 @@ def test_snapshot_reads_offsets_then_the_partitions_tasks(store: TaskStore) -> N
     store.apply([AppliedRecord(0, 0, _history("a")[0]), AppliedRecord(1, 0, created_b)])
     snapshot = store.snapshot([1])
     assert snapshot.offsets == {1: 1}
-    assert [task.task_id for task in snapshot.tasks] == ["b"]
-    assert snapshot.tasks[0].created_at == created_b.occurred_at  # the instant survives the DB
+    tasks = list(snapshot.tasks)
+    assert [task.task_id for task in tasks] == ["b"]
+    assert tasks[0].created_at == created_b.occurred_at  # the instant survives the DB
 
 
 def test_offsets_beyond_32_bits_are_kept(store: TaskStore) -> None:

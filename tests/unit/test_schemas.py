@@ -182,6 +182,10 @@ def test_json_schema_validates_a_real_event() -> None:
 
 def test_public_surface_is_pinned() -> None:
     assert sorted(schemas.__all__) == [
+        "AlertNotification",
+        "AlertSeverity",
+        "AlertStatus",
+        "AlertSubject",
         "CancelRequested",
         "DEFAULT_QUEUE",
         "Duration",
@@ -241,3 +245,32 @@ def test_a_bad_worker_heartbeat_keeps_its_bytes() -> None:
     with pytest.raises(EventDecodeError, match="invalid worker heartbeat") as caught:
         WorkerHeartbeat.decode(raw)
     assert caught.value.raw == raw
+
+
+def test_an_alert_notification_round_trips_and_validates_against_its_schema() -> None:
+    import jsonschema
+    import orjson
+
+    from schemas import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
+
+    now = datetime.now(UTC)
+    notice = AlertNotification(
+        id="n-1",
+        key="fails|task-1",
+        rule_id="fails",
+        kind="consecutive_failures",
+        status=AlertStatus.FIRING,
+        severity=AlertSeverity.CRITICAL,
+        subject_type=AlertSubject.TASK,
+        subject="task-1",
+        summary="3 failures in a row",
+        details={"count": 3},
+        started_at=now,
+        sent_at=now,
+    )
+    assert AlertNotification.decode(notice.encode()) == notice
+    schema = build_schemas()["alert-notification.v1.json"]
+    jsonschema.validate(orjson.loads(notice.encode()), schema)
+    with pytest.raises(EventDecodeError, match="invalid alert notification") as caught:
+        AlertNotification.decode(b'{"id": "x"}')
+    assert caught.value.raw == b'{"id": "x"}'

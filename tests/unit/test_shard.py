@@ -190,6 +190,21 @@ def test_run_now_and_retries_fire_when_due_and_once() -> None:
     assert not shard.due(T0 + timedelta(seconds=8), limit=10)
     plan = _run(shard, T0 + timedelta(seconds=9))
     assert [(o.execution_id, o.attempt) for o in plan.orders] == [("e-2", 2)]
+    # the schedule lag counts from the retry's due time, not from the slot it retries
+    assert plan.due == {"e-2": T0 + timedelta(seconds=9)}
+    assert plan.orders[0].scheduled_for == event.scheduled_for
+
+
+def test_a_plan_knows_when_each_fire_was_due() -> None:
+    shard = _shard()
+    _create(shard)
+    plan = _run(shard, T0 + timedelta(seconds=1, milliseconds=300))
+    [order] = plan.orders
+    assert (
+        plan.due
+        == {order.execution_id: T0 + timedelta(seconds=1)}
+        == {order.execution_id: order.scheduled_for}
+    )
 
 
 def test_a_timer_waits_until_its_partition_is_caught_up() -> None:

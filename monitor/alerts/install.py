@@ -1,0 +1,143 @@
+"""``install_alerts``: the alerts and the executors' view, added to the monitor's faust app.
+
+It adds, beside whatever else the app does:
+
+- an agent on ``task-events`` (its own; idempotent by event id) folding what the rules
+  need into the table ``alert-task-facts`` (task id -> :class:`TaskFacts`), and
+  evaluating the task rules for a task whose facts changed;
+- the ``workers`` agent and ``GET /api/workers`` (:mod:`monitor.workers`), evaluating
+  ``executor_lost`` on every heartbeat and tombstone;
+- a timer (``TASKSTREAM_MONITOR_ALERT_CHECK_INTERVAL``, on the leader) that evaluates
+  every rule for every subject: long runs, missed schedules, lost executors, windows;
+- a background task that sends the notices (:class:`Dispatcher`);
+- the alerts API (:mod:`monitor.alerts.web`) and three metrics on the monitor's registry.
+
+Nothing is evaluated before faust has restored the tables, so a restart does not fire
+again what had fired. The monitor runs as one worker: the tables the timer and the API
+write have one partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from monitor.alerts.book import AlertBook
+from monitor.alerts.channels import Dispatcher
+from monitor.alerts.config import build_channels, load_rules_file, unconfigured
+from monitor.alerts.facts import TaskFacts, fold
+from monitor.alerts.web import install_views
+from monitor.settings import MonitorSettings
+from monitor.workers import install_workers
+from schemas import EventDecodeError, WorkerHeartbeat, decode_event
+
+__all__ = ["install_alerts"]
+
+logger = logging.getLogger(__name__)
+
+
+def install_alerts(
+    app: faust.App, settings: MonitorSettings, registry: CollectorRegistry
+) -> AlertBook:
+    """Add alerts and ``GET /api/workers`` to ``app``; raise ``RuleError`` for a bad rules file."""
+    file_rules = (
+        load_rules_file(settings.monitor_alert_rules_file)
+        if settings.monitor_alert_rules_file
+        else []
+    )
+    fired = Counter(
+        "taskstream_monitor_alerts_fired",
+        "firing alert notices delivered, by rule and channel",
+        ["rule", "channel"],
+        registry=registry,
+    )
+    failed = Counter(
+        "taskstream_monitor_alert_notifications_failed",
+        "alert notices a channel could not deliver after its retries",
+        ["channel"],
+        registry=registry,
+    )
+    active = Gauge("taskstream_monitor_alerts_active", "alerts firing now", registry=registry)
+    alerts_topic = app.topic(
+        settings.topics.alerts,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+    )
+
+    async def publish(key: bytes, value: bytes) -> None:
+        delivery = await alerts_topic.send(key=key, value=value)
+        await delivery
+
+    channels = build_channels(settings, publish)
+    for warning in unconfigured(file_rules, channels):
+        logger.warning("%s", warning)
+    dispatcher = Dispatcher(channels, fired=fired, failed=failed)
+
+    def ready() -> bool:
+        recovery = cast(Any, app.tables).recovery
+        return bool(recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
+
+    async def heartbeat_seen(executor_id: str, heartbeat: WorkerHeartbeat | None) -> None:
+        if ready():
+            book.on_executor(executor_id, datetime.now(UTC))
+
+    workers = install_workers(app, settings, on_change=heartbeat_seen)
+    partitions = settings.task_events_partitions
+    facts_table = app.Table("alert-task-facts", partitions=partitions)
+    book = AlertBook(
+        file_rules=file_rules,
+        rules_table=app.Table("alert-rules", partitions=1, use_partitioner=True),
+        states_table=app.Table("alert-state", partitions=1, use_partitioner=True),
+        recent_table=app.Table("alert-recent", partitions=1, use_partitioner=True),
+        facts_table=facts_table,
+        workers=workers,
+        dispatcher=dispatcher,
+        active=active,
+        recent_size=settings.monitor_alert_recent_size,
+    )
+    source = app.topic(
+        settings.topics.task_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+    @app.agent(source, concurrency=1, name=f"{settings.app_id}.alert-facts")
+    async def alert_facts(stream: Any) -> None:
+        async for value in stream:
+            try:
+                event = decode_event(value)
+            except EventDecodeError:
+                continue  # the history agent logs and counts it
+            raw = facts_table.get(event.task_id)
+            facts = fold(None if raw is None else TaskFacts.model_validate(raw), event)
+            if facts is None:
+                continue
+            facts_table[event.task_id] = facts.to_json()
+            if ready():
+                book.on_task(facts, datetime.now(UTC))
+
+    @app.timer(  # type: ignore[untyped-decorator]
+        interval=settings.monitor_alert_check_interval.total_seconds(),
+        on_leader=True,
+        name=f"{settings.app_id}.alert-check",
+    )
+    async def check_alerts() -> None:
+        if ready():
+            book.check(datetime.now(UTC))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def send_notices() -> None:
+        await dispatcher.run()
+
+    install_views(app, book, ready, str(settings.monitor_alert_rules_file or "(none)"))
+    return book

@@ -1,0 +1,261 @@
+"""Alert rules: validated, frozen values, one model per kind (tagged by ``kind``).
+
+Every rule has an ``id``, a ``severity``, the ``channels`` it notifies, a ``throttle``
+(the least time between two firing notices of one alert), ``renotify`` (remind after
+each throttle while it keeps firing) and ``notify_resolved``. Task rules may name the
+tasks they watch (ids or names; none: every task); ``executor_lost`` may name executors.
+
+:func:`parse_rule` and :func:`parse_rules` raise :class:`RuleError`, whose ``errors``
+name each bad field with a message that says what to write instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from schemas import AlertSeverity, AlertSubject, Duration
+
+__all__ = [
+    "RULE_KINDS",
+    "Channel",
+    "ConsecutiveFailuresRule",
+    "DeadLetterRule",
+    "ExecutorLostRule",
+    "FailureRateRule",
+    "LongRunRule",
+    "MissedScheduleRule",
+    "Rule",
+    "RuleError",
+    "TaskRule",
+    "field_error",
+    "parse_rule",
+    "parse_rules",
+    "rule_as_dict",
+]
+
+_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    TOPIC = "topic"
+
+
+class _RuleBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    SUBJECT: ClassVar[AlertSubject]
+
+    id: str = Field(pattern=_ID_PATTERN, description="lower-case letters, digits, '_', '.', '-'")
+    description: str = ""
+    severity: AlertSeverity = AlertSeverity.WARNING
+    channels: tuple[Channel, ...] = (Channel.WEBHOOK, Channel.EMAIL, Channel.TOPIC)
+    throttle: Duration = Field(default=timedelta(minutes=15))
+    renotify: bool = True
+    notify_resolved: bool = True
+    enabled: bool = True
+
+    @field_validator("channels")
+    @classmethod
+    def _some_channels(cls, value: tuple[Channel, ...]) -> tuple[Channel, ...]:
+        if not value:
+            raise ValueError("name at least one channel: 'webhook', 'email' or 'topic'")
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is named twice")
+        return value
+
+    @field_validator("throttle")
+    @classmethod
+    def _throttle_positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 1:
+            raise ValueError("throttle must be at least 1s, e.g. '15m'")
+        return value
+
+
+class TaskRule(_RuleBase):
+    """A rule about tasks: one alert per task (the subject is the task id)."""
+
+    SUBJECT: ClassVar[AlertSubject] = AlertSubject.TASK
+
+    tasks: tuple[str, ...] = Field(
+        default=(), description="task ids or names it watches; empty: every task"
+    )
+
+    def watches(self, task_id: str, task_name: str | None) -> bool:
+        return not self.tasks or task_id in self.tasks or task_name in self.tasks
+
+
+class ConsecutiveFailuresRule(TaskRule):
+    """``threshold`` failed attempts (failed or timed out) in a row; a success clears it."""
+
+    kind: Literal["consecutive_failures"]
+    threshold: int = Field(default=3, ge=1, le=1000)
+
+
+class FailureRateRule(TaskRule):
+    """At least ``threshold`` (0-1) of the attempts that ended within ``window`` failed."""
+
+    kind: Literal["failure_rate"]
+    threshold: float = Field(gt=0, le=1, description="a fraction: 0.5 is half")
+    window: Duration = Field(default=timedelta(hours=1))
+    min_executions: int = Field(
+        default=5, ge=1, description="no alert on fewer ended attempts in the window"
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 1:
+            raise ValueError("window must be at least 1s, e.g. '1h'")
+        return value
+
+
+class LongRunRule(TaskRule):
+    """An execution still running ``limit`` after it started; clears when it ends."""
+
+    kind: Literal["long_run"]
+    limit: Duration
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("limit must be more than 0s, e.g. '10m'")
+        return value
+
+
+class MissedScheduleRule(TaskRule):
+    """A slot of an active task neither fired nor skipped ``grace`` after its due time."""
+
+    kind: Literal["missed_schedule"]
+    grace: Duration = Field(default=timedelta(minutes=1))
+
+
+class DeadLetterRule(TaskRule):
+    """An execution of the task was dead-lettered; clears when a later one succeeds."""
+
+    kind: Literal["dead_letter"]
+
+
+class ExecutorLostRule(_RuleBase):
+    """An executor's last heartbeat is older than ``timeout``; clears when it heartbeats
+    again or leaves cleanly (a tombstone). The subject is the executor id."""
+
+    SUBJECT: ClassVar[AlertSubject] = AlertSubject.EXECUTOR
+
+    kind: Literal["executor_lost"]
+    executors: tuple[str, ...] = Field(
+        default=(), description="executor ids it watches; empty: every executor"
+    )
+    timeout: Duration | None = Field(
+        default=None, description="default: TASKSTREAM_MONITOR_WORKER_TIMEOUT"
+    )
+
+    def watches(self, executor_id: str) -> bool:
+        return not self.executors or executor_id in self.executors
+
+
+Rule = Annotated[
+    ConsecutiveFailuresRule
+    | FailureRateRule
+    | LongRunRule
+    | MissedScheduleRule
+    | DeadLetterRule
+    | ExecutorLostRule,
+    Field(discriminator="kind"),
+]
+_RULE: TypeAdapter[Rule] = TypeAdapter(Rule)
+RULE_KINDS = (
+    "consecutive_failures",
+    "failure_rate",
+    "long_run",
+    "missed_schedule",
+    "executor_lost",
+    "dead_letter",
+)
+
+
+def field_error(field: str, message: str, kind: str = "value_error") -> dict[str, str]:
+    """One entry of :attr:`RuleError.errors`."""
+    return {"field": field, "message": message, "type": kind}
+
+
+class RuleError(ValueError):
+    """A rule (or a rules file) is not valid; ``errors`` names every bad field."""
+
+    def __init__(self, errors: list[dict[str, str]], where: str = "") -> None:
+        self.errors = errors
+        prefix = f"{where}: " if where else ""
+        super().__init__(prefix + "; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+def _field_errors(exc: ValidationError, kind: str, prefix: str = "") -> list[dict[str, str]]:
+    errors = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        if loc and loc[0] == kind:
+            loc = loc[1:]  # the union's tag: not a field
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field for kind {kind!r}"
+        elif error["type"] == "missing":
+            message = f"required for kind {kind!r}"
+        elif error["type"] == "string_pattern_mismatch" and loc == ["id"]:
+            message = (
+                "an id is 1-63 lower-case letters, digits, '_', '.' or '-', starting with a "
+                "letter or digit, e.g. 'payments-failing'"
+            )
+        errors.append(field_error(prefix + (".".join(loc) or "rule"), message, error["type"]))
+    return errors
+
+
+def parse_rule(data: Any, *, rule_id: str | None = None, prefix: str = "") -> Rule:
+    """A rule from JSON-like ``data``; ``rule_id`` (from a URL) must match any ``id`` given."""
+    if not isinstance(data, Mapping):
+        raise RuleError([field_error(prefix or "rule", "a rule is an object", "type")])
+    document = dict(data)
+    if rule_id is not None:
+        given = document.setdefault("id", rule_id)
+        if given != rule_id:
+            message = f"the body's id {given!r} is not the URL's {rule_id!r}"
+            raise RuleError([field_error(f"{prefix}id", message)])
+    kind = document.get("kind")
+    if kind not in RULE_KINDS:
+        what = "missing" if kind is None else f"unknown rule kind {kind!r}"
+        message = f"{what}: use one of {', '.join(RULE_KINDS)}"
+        raise RuleError([field_error(f"{prefix}kind", message)])
+    try:
+        return _RULE.validate_python(document)
+    except ValidationError as exc:
+        raise RuleError(_field_errors(exc, str(kind), prefix)) from None
+
+
+def parse_rules(documents: Iterable[Any], where: str = "rules") -> list[Rule]:
+    """Every rule of a list, or one :class:`RuleError` naming every bad one (and duplicates)."""
+    rules: list[Rule] = []
+    errors: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for index, document in enumerate(documents):
+        try:
+            rule = parse_rule(document, prefix=f"rules[{index}].")
+        except RuleError as exc:
+            errors.extend(exc.errors)
+            continue
+        if rule.id in seen:
+            errors.append(field_error(f"rules[{index}].id", f"the id {rule.id!r} is used twice"))
+        seen.add(rule.id)
+        rules.append(rule)
+    if errors:
+        raise RuleError(errors, where)
+    return rules
+
+
+def rule_as_dict(rule: Rule) -> dict[str, Any]:
+    """A rule as JSON (durations as '30s'), the way the API shows and stores it."""
+    return rule.model_dump(mode="json")

@@ -1,0 +1,115 @@
+"""The monitor's view of executors, folded from their heartbeats on the ``workers`` topic.
+
+The topic is compacted and keyed by executor id; a value is a
+:class:`~schemas.WorkerHeartbeat`, a tombstone (null) means the executor left cleanly
+and removes it. An executor is live while its last heartbeat's ``sent_at`` is younger
+than ``TASKSTREAM_MONITOR_WORKER_TIMEOUT``. :func:`apply_record` and :func:`worker_view`
+are pure; :func:`install_workers` adds the agent, its changelogged table
+(``executor-heartbeats``) and ``GET /api/workers[?live=true]`` to a faust app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from monitor.settings import MonitorSettings
+from schemas import EventDecodeError, WorkerHeartbeat
+
+__all__ = ["WorkerBook", "apply_record", "install_workers", "is_live", "worker_view"]
+
+logger = logging.getLogger(__name__)
+
+OnChange = Callable[[str, WorkerHeartbeat | None], Awaitable[None]]
+
+
+def is_live(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> bool:
+    return now - heartbeat.sent_at < timeout
+
+
+def apply_record(key: bytes | None, value: bytes | None) -> tuple[str, WorkerHeartbeat | None]:
+    """The executor a ``workers`` record is about, and its heartbeat (None: it left).
+
+    Raise ``EventDecodeError`` for a value that is no heartbeat or a keyless tombstone.
+    """
+    if value is None:
+        if not key:
+            raise EventDecodeError("a tombstone without a key names no executor", b"")
+        return key.decode(errors="replace"), None
+    heartbeat = WorkerHeartbeat.decode(value)
+    return (key.decode(errors="replace") if key else heartbeat.executor_id), heartbeat
+
+
+def worker_view(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> dict[str, Any]:
+    """A heartbeat as ``GET /api/workers`` shows it: its fields, ``live``, ``last_seen_seconds``."""
+    return {
+        **heartbeat.model_dump(mode="json"),
+        "live": is_live(heartbeat, now, timeout),
+        "last_seen_seconds": round((now - heartbeat.sent_at).total_seconds(), 3),
+    }
+
+
+class WorkerBook:
+    """Read access to the heartbeat table (executor id -> heartbeat JSON)."""
+
+    def __init__(self, table: Any, timeout: timedelta) -> None:
+        self._table = table
+        self.timeout = timeout
+
+    def get(self, executor_id: str) -> WorkerHeartbeat | None:
+        raw = self._table.get(executor_id)
+        return None if raw is None else WorkerHeartbeat.model_validate(raw)
+
+    def all(self) -> dict[str, WorkerHeartbeat]:
+        return {
+            str(name): WorkerHeartbeat.model_validate(raw)
+            for name, raw in sorted(self._table.items())
+        }
+
+
+def install_workers(
+    app: faust.App, settings: MonitorSettings, on_change: OnChange | None = None
+) -> WorkerBook:
+    """Fold the ``workers`` topic into a table and serve it; ``on_change`` hears each record."""
+    topic = app.topic(
+        settings.topics.workers,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+        allow_empty=True,
+    )
+    table = app.Table("executor-heartbeats", partitions=1, use_partitioner=True)
+    book = WorkerBook(table, settings.monitor_worker_timeout)
+
+    @app.agent(topic, concurrency=1, name=f"{settings.app_id}.executor-heartbeats")
+    async def heartbeats(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                executor_id, heartbeat = apply_record(event.key, event.value)
+            except EventDecodeError as exc:
+                logger.error("skipping undecodable workers record: %s", exc)
+                continue
+            if heartbeat is None:
+                table.pop(executor_id, None)
+            else:
+                table[executor_id] = heartbeat.model_dump(mode="json")
+            if on_change is not None:
+                await on_change(executor_id, heartbeat)
+
+    @app.page("/api/workers")
+    async def list_workers(self: View, request: Request) -> Response:
+        live_only = request.query.get("live", "").lower() in ("1", "true", "yes")
+        now = datetime.now(UTC)
+        items = [worker_view(beat, now, book.timeout) for beat in book.all().values()]
+        if live_only:
+            items = [item for item in items if item["live"]]
+        return self.json({"items": items})
+
+    return book
