@@ -3,7 +3,8 @@
 :meth:`LogShipper.open` starts a run's :class:`~executor.capture.RunLog`; a thread ships
 the lines kept so far every ``interval`` seconds, so a long run's log can be read while
 it runs; :meth:`LogShipper.close` ships the rest in a ``final`` chunk and answers the
-delivery future, which the execution waits for before its offset is committed.
+delivery future, which the execution waits for before its offset is committed. A run
+that logged and printed nothing ships nothing (no record per no-op execution).
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ class LogShipper:
             tail = run.log.finish()
             if tail.dropped_lines:
                 LOG_LINES_DROPPED.inc(tail.dropped_lines)
+            if run.seq == 0 and not tail.lines:  # a silent run: no record at all
+                nothing: Future[None] = Future()
+                nothing.set_result(None)
+                return nothing
             return self._ship(
                 run,
                 tail.lines,

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.stack import Stack, running_stack
+from tests.kafka_read import read_topic
 from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -121,6 +122,23 @@ def test_a_run_over_the_cap_keeps_head_and_tail_and_counts_the_rest(stack: Stack
     assert run["dropped_lines"] > 2000 and run["dropped_bytes"] > 10_000
     kept = sum(len(line["message"].encode()) + 1 for line in run["lines"])
     assert kept <= LOG_MAX_BYTES + LOG_MAX_BYTES // 4
+
+
+def test_a_run_that_logged_nothing_has_no_log(stack: Stack) -> None:
+    task_id, execution_id = _run_now(stack, "noop", {})
+
+    def finished() -> bool:
+        task = httpx.get(f"{stack.core}/api/tasks/{task_id}", timeout=10).json()
+        return (
+            task.get("last_execution_id") == execution_id and task.get("last_status") == "succeeded"
+        )
+
+    eventually(finished, timeout=60, what="the noop run to succeed")
+    response = httpx.get(f"{stack.core}/api/executions/{execution_id}/logs", timeout=10)
+    assert response.status_code == 404 and "logged nothing" in response.json()["message"]
+    # the executor produced no record for it (a chunk would precede ExecutionSucceeded)
+    records = read_topic(stack.env["KAFKA_BOOTSTRAP_SERVERS"], f"{stack.prefix}execution-logs")
+    assert execution_id.encode() not in {record.key for record in records}
 
 
 def test_an_unknown_execution_is_a_404_that_says_why(stack: Stack) -> None:
