@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import uvicorn
 
@@ -60,30 +65,50 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
 
 
 def shutdown(runtime: CoreRuntime) -> None:
-    runtime.workers.stop()
+    """Stop everything; the scheduler first leaves its group, so its partitions move now."""
+    began = time.monotonic()
     runtime.scheduler.stop()
+    logger.info("scheduler stopped: left the group in %.2fs", time.monotonic() - began)
+    runtime.workers.stop()
     runtime.logs.stop()
     runtime.projection.stop()
     runtime.publisher.close()
     runtime.store.engine.dispose()
+    logger.info("core stopped in %.2fs", time.monotonic() - began)
 
 
 def run(settings: CoreSettings) -> None:
     """Run the core service until SIGINT or SIGTERM."""
     configure_logging("core", settings.log_level, settings.log_format)
     runtime = bootstrap(settings)
+    app = create_api(runtime)
+    stopped = threading.Event()
+
+    def stop_once() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            shutdown(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_: object) -> AsyncIterator[None]:
+        yield
+        # uvicorn re-raises SIGTERM/SIGINT once it has stopped serving, which ends the
+        # process before code after server.run(): leave the group while uvicorn waits.
+        await asyncio.to_thread(stop_once)
+
+    app.router.lifespan_context = lifespan
     server = uvicorn.Server(
         uvicorn.Config(
-            create_api(runtime),
+            app,
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,
             access_log=False,
-            lifespan="off",
+            lifespan="on",
         )
     )
     logger.info("core API listening on http://%s:%d", settings.api_host, settings.api_port)
     try:
         server.run()
     finally:
-        shutdown(runtime)
+        stop_once()  # when uvicorn ended without a signal (e.g. the port was taken)

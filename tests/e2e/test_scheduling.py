@@ -212,3 +212,34 @@ def test_misfire_policies_after_30_seconds_of_downtime(
         else:
             assert missed >= downtime_slots - 10, (policy, missed)
             assert gap == [], (policy, sorted(gap))
+
+
+def test_a_stopped_instance_hands_its_partitions_over_at_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """SIGTERM makes an instance leave the group (uvicorn re-raises the signal after it
+    stops serving: the shutdown must run before that), so the survivor takes over without
+    waiting for the session timeout, set here far beyond the wait."""
+    prefix = f"e2e-stop-{uuid.uuid4().hex[:8]}."
+    env = service_env(
+        _base_env(kafka_bootstrap, prefix),
+        TASKSTREAM_SCHEDULER_SESSION_TIMEOUT_MS="120000",
+        TASKSTREAM_SCHEDULER_TRANSACTION_TIMEOUT_MS="120000",
+    )
+    first, second = (_core(env, tmp_path, name) for name in ("stop-a", "stop-b"))
+    try:
+
+        def owned(service: ServiceProcess) -> set[int]:
+            return set(httpx.get(service.health_url, timeout=10).json()["owned_partitions"])
+
+        eventually(lambda: owned(first) and owned(second), timeout=60, what="a shared group")
+        first.stop()
+        assert "scheduler stopped: left the group" in first.log_tail()
+        eventually(
+            lambda: owned(second) == set(range(6)),
+            timeout=60,  # half the session timeout: only a clean leave gets here in time
+            what="the survivor owning every partition",
+        )
+    finally:
+        first.stop()
+        second.stop()
