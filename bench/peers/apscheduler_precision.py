@@ -21,8 +21,8 @@ Runs that APScheduler reports missed (``EVENT_JOB_MISSED``), skipped
 ``fires_per_s`` is the runs executed over the time from ``T0`` to the last start (or
 ``D``, if longer).
 
-    PYTHONPATH=. .venv/bin/python bench/peers/apscheduler_precision.py --jobs 10000 --seconds 60
-    PYTHONPATH=. .venv/bin/python bench/peers/apscheduler_precision.py --jobs 1000 --seconds 10
+    .venv/bin/python bench/peers/apscheduler_precision.py --jobs 10000 --seconds 60
+    .venv/bin/python bench/peers/apscheduler_precision.py --jobs 1000 --seconds 10
 """
 
 from __future__ import annotations

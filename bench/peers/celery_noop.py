@@ -14,8 +14,8 @@ prefork parent passing every message to a child over a pipe), prefetch multiplie
 ``--pool prefork`` (one node, 2 children), ``--pool threads --threads T`` and
 ``--prefetch``; ``--prefill`` measures the workers' drain rate alone.
 
-    PYTHONPATH=. .venv/bin/python bench/peers/celery_noop.py --tasks 100000 --runs 3
-    PYTHONPATH=. .venv/bin/python bench/peers/celery_noop.py --pool prefork --prefetch 4 --prefill
+    .venv/bin/python bench/peers/celery_noop.py --tasks 100000 --runs 3
+    .venv/bin/python bench/peers/celery_noop.py --pool prefork --prefetch 4 --prefill
 """
 
 from __future__ import annotations

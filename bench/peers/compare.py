@@ -15,7 +15,7 @@ The targets of issue #6 are reported against, not asserted: >= 10,000 executions
 issue asks for the figures of one run on one machine: the table says when each file was
 written, and warns when they are more than ``--max-spread-hours`` apart.
 
-    PYTHONPATH=. .venv/bin/python bench/peers/compare.py
+    .venv/bin/python bench/peers/compare.py
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ another run), and prefetch 128 used less CPU per task than 16 (fewer fetch round
 Default middleware, no result backend. An idle Dramatiq consumer polls Redis with a
 backoff of up to 1 s, which shows in ``first_execution_s``.
 
-    PYTHONPATH=. .venv/bin/python bench/peers/dramatiq_noop.py --tasks 100000 --runs 3
-    PYTHONPATH=. .venv/bin/python bench/peers/dramatiq_noop.py --threads 1 --prefetch 0
+    .venv/bin/python bench/peers/dramatiq_noop.py --tasks 100000 --runs 3
+    .venv/bin/python bench/peers/dramatiq_noop.py --threads 1 --prefetch 0
 """
 
 from __future__ import annotations
