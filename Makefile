@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-packages
 
-.PHONY: run test postgres lint typecheck check schemas clean
+.PHONY: run test postgres lint typecheck check schemas bench-deps clean
 
 $(SYSTEM): scripts/system-packages.sh
 	bash scripts/system-packages.sh
@@ -45,6 +45,11 @@ check: lint typecheck test
 ## schemas: regenerate the JSON Schema files from the models
 schemas: $(STAMP)
 	$(BIN)/taskstream schemas
+
+## bench-deps: redis-server (Debian) and the peers' Python packages (the `bench` extra)
+bench-deps: $(STAMP)
+	bash scripts/bench-packages.sh
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 
 clean:
 	rm -rf $(VENV) .taskstream .pytest_cache .mypy_cache .ruff_cache
