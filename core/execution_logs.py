@@ -28,9 +28,10 @@ from pydantic import ValidationError
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.store import Base, ProjectionOffset, as_utc, lock_offsets
+from core.store import Base, ProjectionOffset, as_utc, lock_offsets, retrying_transient
 from schemas import ExecutionLogChunk
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
@@ -302,7 +303,8 @@ class LogProjection:
                 StoredChunk(partition, offset, self._decode(partition, offset, message.value()))
             )
         if records:
-            CHUNKS_STORED.inc(self.store.apply(records))
+            keeping = retrying_transient("keeping execution log chunks")
+            CHUNKS_STORED.inc(keeping(self.store.apply, records))
 
     def _decode(self, partition: int, offset: int, value: bytes | None) -> ExecutionLogChunk | None:
         try:
@@ -318,6 +320,10 @@ class LogProjection:
 
     def _prune(self) -> None:
         self._next_prune = time.monotonic() + PRUNE_INTERVAL
-        deleted = self.store.prune(datetime.now(UTC) - self.retention)
+        try:
+            deleted = self.store.prune(datetime.now(UTC) - self.retention)
+        except OperationalError as exc:  # a busy database: the next interval tries again
+            logger.warning("pruning execution logs failed (%s); retrying later", exc)
+            return
         if deleted:
             logger.info("deleted %d execution log chunks past their retention", deleted)

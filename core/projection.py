@@ -15,7 +15,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from core.store import AppliedRecord, TaskStore
+from core.store import AppliedRecord, TaskStore, retrying_transient
 from schemas import EventDecodeError, decode_event
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
@@ -138,7 +138,9 @@ class Projection:
                 self._decode(message.partition() or 0, message.offset() or 0, message.value())
             )
         if records:
-            for event_id, reason in self.store.apply(records).items():
+            applying = retrying_transient("applying task-events to the store")
+            rejected = applying(self.store.apply, records)
+            for event_id, reason in rejected.items():
                 logger.info("change %s rejected: %s", event_id, reason)
             EVENTS_PROJECTED.inc(len(records))
             with self._changed:

@@ -8,6 +8,7 @@ the same fold the scheduler uses.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from core.aggregate import (
     PendingRunState,
@@ -63,9 +66,12 @@ __all__ = [
     "as_utc",
     "lock_offsets",
     "make_engine",
+    "retrying_transient",
     "task_as_dict",
 ]
 
+
+logger = logging.getLogger(__name__)
 
 _FINAL_STATUS = {
     ExecutionSucceeded: "succeeded",
@@ -207,8 +213,26 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"check_same_thread": False})
+        # several writers share the file (projections, the API's reads): wait for the lock
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     return create_engine(url, pool_pre_ping=True)
+
+
+def retrying_transient(what: str) -> Retrying:
+    """Retry a database write that failed transiently (a lock, a dropped connection).
+
+    Up to five minutes with exponential waits; then the error is raised and the caller's
+    thread stops (its ``/health`` component turns red).
+    """
+    return Retrying(
+        retry=retry_if_exception_type(OperationalError),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(300),
+        before_sleep=lambda state: logger.warning(
+            "%s failed (%s); retrying", what, state.outcome.exception() if state.outcome else "?"
+        ),
+        reraise=True,
+    )
 
 
 @overload
