@@ -7,7 +7,8 @@
 2. A core instance starts on an empty SQLite store: it projects the log and its scheduler
    restores the timers. Reported: the time until it owns every partition with all N
    tasks armed (``/health`` and ``taskstream_scheduler_owned_tasks``), its resident memory
-   then (VmRSS) and its peak (VmHWM).
+   then (VmRSS) and its peak (VmHWM), and the time until the store lists all N tasks
+   (the restart below restores from the store, so it waits for that).
 3. It runs ``--steady`` seconds, then stops (SIGTERM) and starts again on the same store:
    the restore from the store's snapshot, timed and measured the same way.
 4. The lateness of every fire (``ExecutionScheduled.occurred_at - scheduled_for``) while
@@ -126,6 +127,22 @@ def wait_ready(core: ServiceProcess, partitions: int, tasks: int, timeout: float
         time.sleep(0.5)
 
 
+def wait_projected(core: ServiceProcess, tasks: int, timeout: float) -> float:
+    """Seconds from now until the store lists all N tasks (the projection caught up)."""
+    began = time.perf_counter()
+    api = core.health_url.removesuffix("/health")
+    while True:
+        try:
+            total = httpx.get(f"{api}/api/tasks", params={"size": 1}, timeout=60).json()["total"]
+            if total >= tasks:
+                return time.perf_counter() - began
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - began > timeout:
+            raise TimeoutError(f"the store did not list {tasks} tasks in {timeout:.0f}s")
+        time.sleep(1.0)
+
+
 def start_core(env: dict[str, str], workdir: Path) -> ServiceProcess:
     port = free_port()
     core = start_service(
@@ -188,6 +205,7 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         cold_s = wait_ready(core, partitions, args.tasks, args.timeout)
         cold_memory = memory_kib(core.process.pid)
+        projected_s = cold_s + wait_projected(core, args.tasks, args.timeout)
         steady_from = datetime.now(UTC)
         time.sleep(args.steady)
         steady_to = datetime.now(UTC)
@@ -218,6 +236,7 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
         "cold_restore_s": round(cold_s, 1),
         "cold_rss_mib": round(cold_memory["VmRSS"] / 1024),
         "cold_peak_mib": round(cold_memory["VmHWM"] / 1024),
+        "cold_store_projected_s": round(projected_s, 1),
         "restart_restore_s": round(warm_s, 1),
         "restart_rss_mib": round(warm_memory["VmRSS"] / 1024),
         "restart_peak_mib": round(warm_memory["VmHWM"] / 1024),
