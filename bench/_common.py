@@ -208,7 +208,7 @@ def sample_records(count: int = 1) -> dict[str, list[bytes]]:
             queue="default",
         )
         records["WorkOrder"].append(encode_work_order(order))
-        common = {"execution_id": run, "attempt": 1, "scheduled_for": slot}
+        common: dict[str, Any] = {"execution_id": run, "attempt": 1, "scheduled_for": slot}
         events = {
             "ExecutionScheduled": ExecutionScheduled(
                 **common,

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import struct
 import sys
@@ -317,6 +318,7 @@ def start_stack(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Service
         TASKSTREAM_DATABASE_URL=f"sqlite:///{workdir / 'taskstream.db'}",
         TASKSTREAM_MONITOR_DATA_DIR=str(workdir / "monitor"),
         TASKSTREAM_UNSERVED_HANDLER="ignore",
+        TASKSTREAM_INSTANCE_ID="bench",  # group and transactional ids alike in every run
     )
     services: dict[str, ServiceProcess] = {}
     try:
@@ -421,11 +423,13 @@ def measure(
     finished = (datetime.now(UTC) - base).total_seconds()
     print(f"  {count} succeeded {finished:.1f} s after the first slot", file=sys.stderr)
     s2 = probe.settle(args.settle, timeout=120)
+    load = os.getloadavg()  # the last minute's: mostly the executions
     time.sleep(args.idle)
     s3 = probe.snapshot()
     window = probe.read(s1, s2)
     background = probe.read(s2, s3)
     return {
+        "loadavg_during": load,
         "executions": count,
         "create_seconds": created,
         "last_success_after_first_slot_s": finished,
@@ -763,9 +767,11 @@ def main() -> int:
             "runs": runs,
         },
     )
+    during = ", ".join(f"{run['loadavg_during'][0]:.2f}" for run in runs)
     print(
         f"\nload average before {load_before['loadavg'][0]:.2f}, "
-        f"after {load_after['loadavg'][0]:.2f} on {load_before['cpus']} CPUs; results: {path}"
+        f"as each run's executions ended {during}, after {load_after['loadavg'][0]:.2f} "
+        f"on {load_before['cpus']} CPUs; results: {path}"
     )
     return 0
 
