@@ -4,8 +4,10 @@ Every core instance projects every partition (it assigns them, it does not join 
 group), resuming at the offsets the store holds. A record that cannot be decoded is
 logged with its position and skipped, so one poison record never stops the store.
 
-Writers wait with :meth:`Projection.applied`, a future resolved by the projection thread
-(no thread per waiting request).
+A batch is applied as soon as a record is there, with whatever else the client has
+already fetched (up to 1000), so a write waits for the store no longer than one fetch and
+one transaction. Writers wait with :meth:`Projection.applied`, a future resolved by the
+projection thread (no thread per waiting request).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from core.store import AppliedRecord, TaskStore
 from schemas import EventDecodeError, decode_event
-from taskstream.infra.kafka import consumer_config
+from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
 
@@ -169,7 +171,7 @@ class Projection:
         """Consume and apply one batch; return the partitions found at their end, and the count."""
         ended: set[int] = set()
         records = []
-        for message in self._consumer.consume(num_messages=1000, timeout=0.1):
+        for message in consume_available(self._consumer, 1000, 0.1):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:

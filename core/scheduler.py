@@ -42,7 +42,7 @@ from schemas import (
     event_headers,
     work_order_headers,
 )
-from taskstream.infra.kafka import consumer_config, producer_config
+from taskstream.infra.kafka import consume_available, consumer_config, producer_config
 from taskstream.infra.logs import fields
 
 __all__ = ["Scheduler"]
@@ -144,7 +144,7 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                for message in self._consumer.consume(num_messages=1000, timeout=self._wait()):
+                for message in consume_available(self._consumer, 1000, self._wait()):
                     self._handle(message)
                 self._fire_due()
         except BaseException as exc:

@@ -38,7 +38,7 @@ from executor.offsets import OffsetTracker, TopicPartitionKey
 from executor.publisher import Publisher
 from executor.settings import ExecutorSettings
 from schemas import EventDecodeError, Priority, decode_work_order
-from taskstream.infra.kafka import consumer_config
+from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 
 __all__ = ["QueueConsumer"]
@@ -145,7 +145,7 @@ class QueueConsumer:
             while not self._stop.is_set():
                 # while paused, poll briefly: completions must resume a lane before it runs dry
                 timeout = _PAUSED_POLL_TIMEOUT if self._paused else _POLL_TIMEOUT
-                for message in self._consumer.consume(num_messages=batch, timeout=timeout):
+                for message in consume_available(self._consumer, batch, timeout):
                     self._receive(message)
                 self._drain()
                 self._balance()
