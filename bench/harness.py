@@ -97,16 +97,16 @@ def kafka(heap: str = "1g") -> Iterator[str]:
         broker.stop()
 
 
-def checkout_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment with this checkout first on ``PYTHONPATH`` (services import it)."""
+def checkout_env(base: dict[str, str] | None = None, code: Path = REPO) -> dict[str, str]:
+    """The environment with ``code`` (this checkout) first on ``PYTHONPATH``."""
     env = dict(os.environ if base is None else base)
-    paths = [str(REPO), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    paths = [str(code), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
 
 
-def check_imports(env: dict[str, str]) -> None:
-    """Fail unless a child with ``env`` imports the services from this checkout."""
+def check_imports(env: dict[str, str], code: Path = REPO) -> None:
+    """Fail unless a child with ``env`` imports the services from ``code``."""
     out = subprocess.run(
         [
             sys.executable,
@@ -115,13 +115,14 @@ def check_imports(env: dict[str, str]) -> None:
             "print(*(m.__file__ for m in (core, executor, monitor, handlers, taskstream)))",
         ],
         env=env,
+        cwd=code,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    outside = [path for path in out if not Path(path).resolve().is_relative_to(REPO)]
+    outside = [path for path in out if not Path(path).resolve().is_relative_to(code.resolve())]
     if outside:
-        raise RuntimeError(f"services would import code outside {REPO}: {outside}")
+        raise RuntimeError(f"services would import code outside {code}: {outside}")
 
 
 @dataclass
@@ -191,8 +192,14 @@ def running_stack(
     monitor: bool = True,
     settings: dict[str, str] | None = None,
     executor_settings: dict[str, str] | None = None,
+    code: Path | None = None,
 ) -> Iterator[Stack]:
-    """core, ``executors`` executors and the monitor, with a fresh topic prefix."""
+    """core, ``executors`` executors and the monitor, with a fresh topic prefix.
+
+    The services run the code of ``code`` (default: this checkout), e.g. an older commit
+    unpacked with ``git archive`` to measure before and after a change.
+    """
+    code = code or REPO
     prefix = f"bench-{bench}-{uuid.uuid4().hex[:8]}."
     workdir = Path(f"/tmp/taskstream-bench/{prefix.rstrip('.')}")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -205,10 +212,13 @@ def running_stack(
             TASKSTREAM_MONITOR_DATA_DIR=str(workdir / "monitor"),
             TASKSTREAM_LOG_FORMAT="json",
             **(settings or {}),
-        )
+        ),
+        code,
     )
-    check_imports(env)
+    check_imports(env, code)
     stack = Stack(bootstrap, prefix, workdir, env)
+    cwd = Path.cwd()
+    os.chdir(code)  # ``python -m`` puts the working directory first on sys.path
     try:
         stack.start("core", "core", "TASKSTREAM_API_PORT")  # first: it creates the topics
         for n in range(executors):
@@ -225,6 +235,7 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
+        os.chdir(cwd)
 
 
 def wait_for_executors(stack: Stack, count: int, timeout: float = 60.0) -> None:

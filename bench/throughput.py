@@ -185,6 +185,7 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
         executors=args.executors,
         settings=settings,
         executor_settings=executor_settings,
+        code=args.code,
     ) as stack:
         watch = MonitorWatch(stack)
         watch.start()
@@ -267,6 +268,7 @@ def _figures(
             ),
         },
         "cpu_seconds": cpu,
+        "cpu_ms_per_execution": {name: 1000 * seconds / max(n, 1) for name, seconds in cpu.items()},
         "series": {
             "origin": began,
             "submitted_per_s": per_second(created, began),
@@ -334,11 +336,19 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for N")
     parser.add_argument("--chart", action="store_true", help="write docs/img/throughput.png")
     parser.add_argument(
+        "--code",
+        type=Path,
+        help="run the services from this tree (e.g. `git archive <commit>` unpacked) "
+        "instead of this checkout, to measure before and after a change",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="py-spy record the core and executors into this directory (raw stacks)",
     )
     args = parser.parse_args()
+    if args.profile:
+        args.profile = args.profile.resolve()
     started = machine()
     runs = []
     with kafka() as bootstrap:
@@ -353,6 +363,10 @@ def main() -> int:
         "due_to_finished_p50_ms": over_runs(runs, "due_to_finished_ms.p50"),
         "due_to_finished_p99_ms": over_runs(runs, "due_to_finished_ms.p99"),
     }
+    for service in runs[0]["cpu_ms_per_execution"]:
+        figures[f"cpu_ms_per_execution_{service}"] = over_runs(
+            runs, f"cpu_ms_per_execution.{service}"
+        )
     lags = [r["monitor"]["max_lag_records"] for r in runs if r["monitor"]["max_lag_records"]]
     rows = [
         [name.replace("_", " "), f["median"], f["min"], f["max"]] for name, f in figures.items()
@@ -367,7 +381,8 @@ def main() -> int:
             f"\nrun {number}: succeeded {run['succeeded']:,}/{run['tasks']:,}, failed "
             f"{run['failed']}; monitor max lag {run['monitor']['max_lag_records']} records, "
             f"all counted {run['monitor']['caught_up_after_last_finish_s']} s after the last "
-            f"finish; CPU seconds {run['cpu_seconds']}"
+            f"finish; CPU seconds {run['cpu_seconds']}; CPU ms per execution "
+            + ", ".join(f"{k} {v:.2f}" for k, v in run["cpu_ms_per_execution"].items())
         )
     if lags:
         figures["monitor_max_lag_records"] = {
