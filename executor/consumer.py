@@ -102,6 +102,7 @@ class QueueConsumer:
         self.error: BaseException | None = None
         self.last_commit: datetime | None = None
         self._status: dict[str, Any] = {}
+        self._paused_gauge = PAUSED_PARTITIONS.labels(queue)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -261,8 +262,8 @@ class QueueConsumer:
                 sorted(p.value for p in wanted),
             )
         self._paused = wanted
-        paused_count = len(self._partitions_of(wanted))
-        PAUSED_PARTITIONS.labels(self.queue).set(paused_count)
+        paused_count = sum(1 for topic, _ in self._generations if self._lane_of[topic] in wanted)
+        self._paused_gauge.set(paused_count)
         self._status = {
             "assigned_partitions": len(self._generations),
             "paused_partitions": paused_count,
