@@ -103,6 +103,7 @@ class QueueConsumer:
         self.last_commit: datetime | None = None
         self._status: dict[str, Any] = {}
         self._paused_gauge = PAUSED_PARTITIONS.labels(queue)
+        self._unbalanced = True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -149,7 +150,8 @@ class QueueConsumer:
                 for message in consume_available(self._consumer, batch, timeout):
                     self._receive(message)
                 self._drain()
-                self._balance()
+                if self._unbalanced:  # nothing received, finished or reassigned: no change
+                    self._balance()
                 now = self._clock()
                 if now >= self._next_commit:
                     self._commit()
@@ -168,6 +170,7 @@ class QueueConsumer:
             if error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("consumer of queue %s: %s", self.queue, error.str())
             return
+        self._unbalanced = True
         topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset()
         key = (topic, partition)
         generation = self._generations.get(key)
@@ -204,6 +207,7 @@ class QueueConsumer:
                 return
             if self._generations.get(key) == generation:
                 self._tracker.finished(key, offset)
+                self._unbalanced = True
 
     def _dead_letter(
         self, message: Message, key: TopicPartitionKey, offset: int, generation: int, detail: str
@@ -247,6 +251,7 @@ class QueueConsumer:
         ]
 
     def _balance(self) -> None:
+        self._unbalanced = False
         buffered = self._buffered()
         wanted = paused_lanes(buffered, self._paused, self._limit)
         pause, resume = wanted - self._paused, self._paused - wanted
@@ -309,6 +314,7 @@ class QueueConsumer:
             self._next_generation += 1
             self._generations[key] = self._next_generation
         self._tracker.assign(keys)
+        self._unbalanced = True
         consumer.incremental_assign(partitions)
         paused = [tp for tp in partitions if self._lane_of[tp.topic] in self._paused]
         if paused:
@@ -364,6 +370,7 @@ class QueueConsumer:
                 self._tracker.finished(key, offset)
 
     def _forget(self, keys: Iterable[TopicPartitionKey]) -> None:
+        self._unbalanced = True
         for key in keys:
             self._generations.pop(key, None)
         self._tracker.forget(keys)
