@@ -7,6 +7,10 @@ the version the API read): a stale one gets 409, and a change that loses a race 
 concurrent one is rejected by every consumer of the log alike, and answered 409. A
 rejected request gets a JSON body naming each bad field.
 
+``POST /api/tasks/batch`` creates up to :data:`MAX_BATCH` tasks in one request: each item
+is validated on its own (a refused item does not stop the others), the accepted ones are
+produced together and waited for as one, and the answer lists each item's id or error.
+
 A create or change whose handler no live executor serves on the task's queue is answered
 per ``TASKSTREAM_UNSERVED_HANDLER``: written with a ``warnings`` list and a ``Warning``
 header (``warn``), refused with 422 ``handler_unserved`` (``reject``), or not checked.
@@ -18,10 +22,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+from confluent_kafka import KafkaException
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +39,7 @@ from pydantic import ValidationError
 from core.aggregate import TaskStatus
 from core.execution_logs import LogProjection
 from core.projection import Projection
-from core.publisher import EventPublisher, PublishError
+from core.publisher import EventPublisher, PublishError, RecordPosition
 from core.requests import CreateTaskRequest, PatchTaskRequest, ReplaceTaskRequest, StatusRequest
 from core.scheduler import Scheduler
 from core.security import BodySizeLimit, TokenAuth, load_tokens
@@ -55,9 +62,12 @@ from schemas import (
 )
 from taskstream.infra.logs import fields
 
-__all__ = ["CoreRuntime", "create_api"]
+__all__ = ["MAX_BATCH", "CoreRuntime", "create_api"]
 
 logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+"""Most tasks ``POST /api/tasks/batch`` takes in one request."""
 
 SUBMISSIONS = Counter("taskstream_task_submissions_total", "tasks accepted by the API")
 CHANGES = Counter("taskstream_task_changes_total", "task changes accepted by the API", ["kind"])
@@ -85,10 +95,13 @@ class _Refusal(Exception):
 
     def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.response = JSONResponse(
-            {"error": error, "message": message, **extra}, status_code=status
-        )
+        self.status = status
+        self.body: dict[str, Any] = {"error": error, "message": message, **extra}
         REJECTIONS.labels(error).inc()
+
+    @property
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status)
 
 
 def _field_errors(errors: list[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -223,10 +236,8 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             position = await asyncio.wrap_future(runtime.publisher.publish(event))
         except PublishError as exc:
             raise _Refusal(503, "kafka_unavailable", f"{exc}; retry the request") from None
-        seen = await asyncio.to_thread(
-            runtime.projection.wait_applied,
-            position.partition,
-            position.offset,
+        seen = await _settled(
+            runtime.projection.applied(position.partition, position.offset),
             settings.read_your_writes_timeout,
         )
         return runtime.store.get(event.task_id) if seen else None
@@ -289,6 +300,102 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
                 warnings,
             )
         return _task_body(row, 201, warnings)
+
+    @app.post(
+        "/api/tasks/batch",
+        status_code=201,
+        summary=f"Create up to {MAX_BATCH} tasks: a JSON list of task bodies",
+        response_model=None,
+    )
+    async def create_tasks(request: Request) -> Response:
+        try:
+            items = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise _Refusal(
+                400,
+                "malformed_json",
+                "the request body is not valid JSON: send a JSON list of task bodies",
+            ) from None
+        if not isinstance(items, list):
+            raise _invalid_field(
+                "body", "send a JSON list of task bodies, as POST /api/tasks takes", "list_type"
+            )
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise _invalid_field(
+                "body", f"a batch holds 1 to {MAX_BATCH} tasks, got {len(items)}", "batch_size"
+            )
+        prepared = await asyncio.to_thread(lambda: [prepare(item) for item in items])
+        return await create_batch(prepared)
+
+    def prepare(item: Any) -> _Refusal | tuple[Event, list[str]]:
+        """One batch item: its ``TaskCreated`` and warnings, or why it is refused."""
+        try:
+            try:
+                body = CreateTaskRequest.model_validate(item)
+            except ValidationError as exc:
+                raise _invalid(_field_errors(list(exc.errors()))) from None
+            spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
+            task_id = str(uuid.uuid4())
+            warnings = served(spec, task_id)
+        except _Refusal as refusal:
+            return refusal
+        return Event.create(task_id, TaskCreated(task=spec)), warnings
+
+    async def create_batch(prepared: list[_Refusal | tuple[Event, list[str]]]) -> Response:
+        results: list[dict[str, Any]] = [{"index": n} for n in range(len(prepared))]
+        pending: dict[int, tuple[Event, list[str], Future[RecordPosition]]] = {}
+        for index, item in enumerate(prepared):
+            if isinstance(item, _Refusal):
+                results[index].update(status=item.status, **item.body)
+                continue
+            event, warnings = item
+            try:
+                pending[index] = (event, warnings, runtime.publisher.publish(event))
+            except (BufferError, KafkaException) as exc:
+                unavailable = _Refusal(503, "kafka_unavailable", f"{exc}; retry the task")
+                results[index].update(status=503, **unavailable.body)
+        delivered = await asyncio.gather(
+            *(asyncio.wrap_future(future) for _, _, future in pending.values()),
+            return_exceptions=True,
+        )
+        written: dict[int, tuple[Event, list[str]]] = {}
+        ends: dict[int, int] = {}
+        for (index, (event, warnings, _)), position in zip(pending.items(), delivered, strict=True):
+            if isinstance(position, BaseException):
+                unavailable = _Refusal(503, "kafka_unavailable", f"{position}; retry the task")
+                results[index].update(status=503, **unavailable.body)
+                continue
+            written[index] = (event, warnings)
+            ends[position.partition] = max(ends.get(position.partition, -1), position.offset)
+        seen = await _settled_all(
+            [runtime.projection.applied(p, offset) for p, offset in ends.items()],
+            settings.read_your_writes_timeout,
+        )
+        for index, (event, warnings) in written.items():
+            log_warnings(event.task_id, warnings)
+            results[index].update(
+                status=201 if seen else 202,
+                id=event.task_id,
+                location=f"/api/tasks/{event.task_id}",
+                **_warnings_field(warnings),
+            )
+        SUBMISSIONS.inc(len(written))
+        refused = len(prepared) - len(written)
+        document = {"items": results, "created": len(written), "refused": refused}
+        if not refused:
+            return JSONResponse(document, status_code=201 if seen else 202)
+        if written:
+            return JSONResponse(document, status_code=207)
+        statuses = {int(result["status"]) for result in results}
+        status = 503 if 503 in statuses else 422
+        return JSONResponse(
+            {
+                "error": "kafka_unavailable" if status == 503 else "batch_refused",
+                "message": f"none of the {refused} tasks was written; see each item's error",
+                **document,
+            },
+            status_code=status,
+        )
 
     @app.get("/api/tasks/{task_id}", summary="Get a task")
     def get_task(task_id: str) -> Response:
@@ -465,6 +572,25 @@ def _warnings_field(warnings: Sequence[str]) -> dict[str, Any]:
 def _moves(row: TaskRow, spec: TaskSpec) -> bool:
     """True if ``spec`` runs the task with another handler or on another queue."""
     return (row.handler, row.queue) != (spec.handler, spec.queue)
+
+
+async def _settled_all(futures: Sequence[Future[bool]], timeout: float) -> bool:
+    """True if every future turned True within ``timeout`` seconds (the rest are cancelled)."""
+    if not futures:
+        return True
+    waiting = [asyncio.wrap_future(future) for future in futures]
+    try:
+        return all(await asyncio.wait_for(asyncio.gather(*waiting), timeout))
+    except TimeoutError:
+        return False
+
+
+async def _settled(future: Future[bool], timeout: float) -> bool:
+    """The future's result, or False once ``timeout`` seconds have passed (it is cancelled)."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except TimeoutError:
+        return False
 
 
 def _validated(build: Callable[[], TaskSpec]) -> TaskSpec:

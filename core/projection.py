@@ -3,21 +3,29 @@
 Every core instance projects every partition (it assigns them, it does not join a
 group), resuming at the offsets the store holds. A record that cannot be decoded is
 logged with its position and skipped, so one poison record never stops the store.
+
+A batch is applied as soon as a record is there, with whatever else the client has
+already fetched (up to 1000), so a write waits for the store no longer than one fetch and
+one transaction. Writers wait with :meth:`Projection.applied`, a future resolved by the
+projection thread (no thread per waiting request).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from core.store import AppliedRecord, TaskStore, retrying_transient
 from schemas import EventDecodeError, decode_event
-from taskstream.infra.kafka import consumer_config
+from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
 
@@ -50,6 +58,8 @@ class Projection:
             )
         )
         self._applied: dict[int, int] = {}
+        self._waiters: dict[int, list[tuple[int, int, Future[bool]]]] = {}
+        self._sequence = itertools.count()
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="projection", daemon=True)
@@ -89,6 +99,38 @@ class Projection:
                 self._changed.wait(remaining)
         return True
 
+    def applied(self, partition: int, offset: int) -> Future[bool]:
+        """A future that turns True once the record at ``offset`` is in the store.
+
+        It turns False if the projection stops first; a caller that stops waiting may
+        cancel it.
+        """
+        future: Future[bool] = Future()
+        with self._changed:
+            if self._applied.get(partition, 0) > offset:
+                future.set_result(True)
+            elif self.error is not None or self._stop.is_set():
+                future.set_result(False)
+            else:
+                heapq.heappush(
+                    self._waiters.setdefault(partition, []),
+                    (offset, next(self._sequence), future),
+                )
+        return future
+
+    def _release(self, partitions: set[int] | None = None, result: bool = True) -> None:
+        """Resolve the waiters the store has reached (all of them with ``result``: None)."""
+        with self._changed:
+            for partition in list(self._waiters) if partitions is None else partitions:
+                waiting = self._waiters.get(partition)
+                applied = self._applied.get(partition, 0)
+                while waiting and (partitions is None or waiting[0][0] < applied):
+                    _, _, future = heapq.heappop(waiting)
+                    try:
+                        future.set_result(result)
+                    except InvalidStateError:
+                        pass  # the waiter gave up (cancelled)
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -98,6 +140,9 @@ class Projection:
             logger.exception("projection stopped")
             with self._changed:
                 self._changed.notify_all()
+            self._release(None, result=False)
+        else:
+            self._release(None, result=False)
 
     def catch_up(self, timeout: float, progress: Callable[[int], None] | None = None) -> int:
         """Project in this thread until every partition is at its end; return the count.
@@ -126,7 +171,7 @@ class Projection:
         """Consume and apply one batch; return the partitions found at their end, and the count."""
         ended: set[int] = set()
         records = []
-        for message in self._consumer.consume(num_messages=1000, timeout=0.1):
+        for message in consume_available(self._consumer, 1000, 0.1):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -149,6 +194,7 @@ class Projection:
                         self._applied.get(record.partition, 0), record.offset + 1
                     )
                 self._changed.notify_all()
+            self._release({record.partition for record in records})
             self._update_lag()
         return ended, len(records)
 

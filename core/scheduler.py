@@ -30,7 +30,7 @@ from confluent_kafka import (
 from prometheus_client import Counter, Gauge, Histogram
 
 from core.settings import CoreSettings
-from core.shard import Plan, Shard
+from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
 from core.store import TaskStore
 from schemas import (
     EventDecodeError,
@@ -42,7 +42,8 @@ from schemas import (
     event_headers,
     work_order_headers,
 )
-from taskstream.infra.kafka import consumer_config, producer_config
+from schemas.codec import HEADER_EVENT_TYPE
+from taskstream.infra.kafka import consume_available, consumer_config, producer_config
 from taskstream.infra.logs import fields
 
 __all__ = ["Scheduler"]
@@ -62,6 +63,7 @@ OWNED_PARTITIONS = Gauge("taskstream_scheduler_owned_partitions", "task-events p
 ABORTED = Counter("taskstream_scheduler_aborted_transactions_total", "fire transactions aborted")
 
 _MAX_IDLE_WAIT = 0.1
+_IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
 
 
 class Scheduler:
@@ -144,7 +146,7 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                for message in self._consumer.consume(num_messages=1000, timeout=self._wait()):
+                for message in consume_available(self._consumer, 1000, self._wait()):
                     self._handle(message)
                 self._fire_due()
         except BaseException as exc:
@@ -168,6 +170,9 @@ class Scheduler:
             else:
                 logger.warning("scheduler consumer: %s", error.str())
             return
+        headers = message.headers()
+        if headers and any(header in _IGNORED for header in headers):
+            return  # ExecutionStarted: nothing to schedule, so not worth decoding
         try:
             event = decode_event(message.value())
         except EventDecodeError:

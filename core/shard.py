@@ -68,6 +68,7 @@ from schemas import (
     ExecutionFailed,
     ExecutionScheduled,
     ExecutionSkipped,
+    ExecutionStarted,
     ExecutionSucceeded,
     MisfirePolicy,
     OverlapPolicy,
@@ -81,7 +82,11 @@ from schemas import (
 from schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from taskstream.infra.settings import Topics
 
-__all__ = ["MAX_CATCH_UP_FIRES", "Plan", "Shard"]
+__all__ = ["IGNORED_EVENT_TYPES", "MAX_CATCH_UP_FIRES", "Plan", "Shard"]
+
+IGNORED_EVENT_TYPES = frozenset({ExecutionStarted.TYPE})
+"""Events :meth:`Shard.apply` does nothing with: the scheduler skips them undecoded (by
+their ``event-type`` header). One of the four records of every execution."""
 
 MAX_CATCH_UP_FIRES = 10_000
 """At most this many missed slots of one task fire at once under ``fire_all``."""

@@ -38,7 +38,7 @@ from executor.offsets import OffsetTracker, TopicPartitionKey
 from executor.publisher import Publisher
 from executor.settings import ExecutorSettings
 from schemas import EventDecodeError, Priority, decode_work_order
-from taskstream.infra.kafka import consumer_config
+from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 
 __all__ = ["QueueConsumer"]
@@ -102,6 +102,8 @@ class QueueConsumer:
         self.error: BaseException | None = None
         self.last_commit: datetime | None = None
         self._status: dict[str, Any] = {}
+        self._paused_gauge = PAUSED_PARTITIONS.labels(queue)
+        self._unbalanced = True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -145,10 +147,11 @@ class QueueConsumer:
             while not self._stop.is_set():
                 # while paused, poll briefly: completions must resume a lane before it runs dry
                 timeout = _PAUSED_POLL_TIMEOUT if self._paused else _POLL_TIMEOUT
-                for message in self._consumer.consume(num_messages=batch, timeout=timeout):
+                for message in consume_available(self._consumer, batch, timeout):
                     self._receive(message)
                 self._drain()
-                self._balance()
+                if self._unbalanced:  # nothing received, finished or reassigned: no change
+                    self._balance()
                 now = self._clock()
                 if now >= self._next_commit:
                     self._commit()
@@ -167,6 +170,7 @@ class QueueConsumer:
             if error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("consumer of queue %s: %s", self.queue, error.str())
             return
+        self._unbalanced = True
         topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset()
         key = (topic, partition)
         generation = self._generations.get(key)
@@ -203,6 +207,7 @@ class QueueConsumer:
                 return
             if self._generations.get(key) == generation:
                 self._tracker.finished(key, offset)
+                self._unbalanced = True
 
     def _dead_letter(
         self, message: Message, key: TopicPartitionKey, offset: int, generation: int, detail: str
@@ -246,6 +251,7 @@ class QueueConsumer:
         ]
 
     def _balance(self) -> None:
+        self._unbalanced = False
         buffered = self._buffered()
         wanted = paused_lanes(buffered, self._paused, self._limit)
         pause, resume = wanted - self._paused, self._paused - wanted
@@ -261,8 +267,8 @@ class QueueConsumer:
                 sorted(p.value for p in wanted),
             )
         self._paused = wanted
-        paused_count = len(self._partitions_of(wanted))
-        PAUSED_PARTITIONS.labels(self.queue).set(paused_count)
+        paused_count = sum(1 for topic, _ in self._generations if self._lane_of[topic] in wanted)
+        self._paused_gauge.set(paused_count)
         self._status = {
             "assigned_partitions": len(self._generations),
             "paused_partitions": paused_count,
@@ -308,6 +314,7 @@ class QueueConsumer:
             self._next_generation += 1
             self._generations[key] = self._next_generation
         self._tracker.assign(keys)
+        self._unbalanced = True
         consumer.incremental_assign(partitions)
         paused = [tp for tp in partitions if self._lane_of[tp.topic] in self._paused]
         if paused:
@@ -363,6 +370,7 @@ class QueueConsumer:
                 self._tracker.finished(key, offset)
 
     def _forget(self, keys: Iterable[TopicPartitionKey]) -> None:
+        self._unbalanced = True
         for key in keys:
             self._generations.pop(key, None)
         self._tracker.forget(keys)

@@ -85,7 +85,11 @@ class LogShipper:
         return run
 
     def close(self, run: ShippedRun) -> Future[None]:
-        """Ship what is left in a ``final`` chunk; the future completes on delivery."""
+        """Ship what is left in a ``final`` chunk; the future completes on delivery.
+
+        A run that logged and printed nothing ships nothing at all (most runs of a
+        high-rate task say nothing): its future is complete at once.
+        """
         with self._lock:
             self._runs.pop(run.run_id, None)
         release(run.log)
@@ -94,10 +98,10 @@ class LogShipper:
             tail = run.log.finish()
             if tail.dropped_lines:
                 LOG_LINES_DROPPED.inc(tail.dropped_lines)
-            if run.seq == 0 and not tail.lines:  # a silent run: no record at all
-                nothing: Future[None] = Future()
-                nothing.set_result(None)
-                return nothing
+            if run.seq == 0 and not tail.lines and not tail.dropped_lines:
+                silent: Future[None] = Future()
+                silent.set_result(None)
+                return silent
             return self._ship(
                 run,
                 tail.lines,

@@ -13,6 +13,10 @@ loop thread. The caller waits for whichever comes first:
 On a deadline or cancellation an async handler's task is cancelled; a sync handler gets
 ``ctx.cancelled`` set and is no longer waited for. Its thread may linger: it is counted
 in ``taskstream_executor_lingering_threads`` until it returns.
+
+Sync handlers' threads are reused (:class:`HandlerThreads`): starting a thread costs more
+than a short handler runs. A thread goes back to the idle ones when its handler returns,
+a lingering one only then; idle threads beyond the number kept end.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import queue
 import threading
 import time
 import traceback
@@ -46,7 +51,7 @@ from handlers import (
 from schemas import WorkOrder
 from taskstream.infra.logs import fields
 
-__all__ = ["SHELL_HANDLER", "HandlerRunner", "RunControl"]
+__all__ = ["SHELL_HANDLER", "HandlerRunner", "HandlerThreads", "RunControl"]
 
 logger = logging.getLogger(__name__)
 _handler_logger = logging.getLogger("taskstream.handler")
@@ -90,8 +95,77 @@ class RunControl:
         self._wake.wait(timeout)
 
 
+class HandlerThreads:
+    """Threads that run sync handlers, one run at a time each, reused from run to run.
+
+    :meth:`run` hands the job to an idle thread, or starts one if none is idle. A thread
+    becomes idle again when its job returns; if ``keep`` threads are idle already, it
+    ends instead. :meth:`close` ends the idle ones (busy ones end when their job does).
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._idle: list[_HandlerThread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, job: Callable[[], None], name: str) -> None:
+        with self._lock:
+            thread = self._idle.pop() if self._idle else None
+        if thread is None:
+            thread = _HandlerThread(self)
+            thread.name = name
+            thread.submit(job)
+            thread.start()
+        else:
+            thread.name = name
+            thread.submit(job)
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for thread in idle:
+            thread.submit(None)
+
+    def _returned(self, thread: _HandlerThread) -> bool:
+        """A thread's job returned: keep it idle (True) or let it end (False)."""
+        with self._lock:
+            if self._closed or len(self._idle) >= self.keep:
+                return False
+            self._idle.append(thread)
+            return True
+
+
+class _HandlerThread(threading.Thread):
+    def __init__(self, pool: HandlerThreads) -> None:
+        super().__init__(daemon=True)
+        self._pool = pool
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+
+    def submit(self, job: Callable[[], None] | None) -> None:
+        self._jobs.put(job)
+
+    def run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except BaseException:  # a job reports its own errors; never lose the thread
+                logger.exception("a handler thread's job raised")
+            if not self._pool._returned(self):
+                return
+
+
 class HandlerRunner:
-    """Runs handlers: sync ones on their own thread, async ones on one event loop."""
+    """Runs handlers: sync ones on threads of their own, async ones on one event loop."""
 
     def __init__(
         self,
@@ -100,11 +174,14 @@ class HandlerRunner:
         *,
         shell_enabled: bool = False,
         environment: HandlerEnvironment | None = None,
+        idle_threads: int = 16,
     ) -> None:
         self.registry = registry
         self.default_timeout = default_timeout
         self.shell_enabled = shell_enabled
         self._environment = environment or HandlerEnvironment(shell_enabled=shell_enabled)
+        self.threads = HandlerThreads(idle_threads)
+        """Sync handlers' threads; at most ``idle_threads`` are kept while idle."""
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
             target=self._loop.run_forever, name="handlers-asyncio", daemon=True
@@ -113,6 +190,7 @@ class HandlerRunner:
 
     def close(self, timeout: float = 2.0) -> None:
         """Cancel async handlers still running, stop the loop and close it."""
+        self.threads.close()
         if self._loop.is_closed():
             return
         try:
@@ -165,7 +243,7 @@ class HandlerRunner:
             pending.add_done_callback(lambda _: control.wake())
             thread_run: _ThreadRun | None = None
         else:
-            thread_run = _ThreadRun(handler, ctx, control, self._loop, order, run_log)
+            thread_run = _ThreadRun(handler, ctx, control, self._loop, order, run_log, self.threads)
             pending = thread_run.future
         while True:
             control.reset_wake()
@@ -234,7 +312,7 @@ class _Refused(Exception):
 
 
 class _ThreadRun:
-    """A sync handler on its own daemon thread, which the caller may stop waiting for."""
+    """A sync handler on a thread of its own, which the caller may stop waiting for."""
 
     def __init__(
         self,
@@ -244,6 +322,7 @@ class _ThreadRun:
         loop: asyncio.AbstractEventLoop,
         order: WorkOrder,
         run_log: RunLog | None,
+        threads: HandlerThreads,
     ) -> None:
         self.future: Future[Any] = Future()
         self._run_log = run_log
@@ -255,9 +334,7 @@ class _ThreadRun:
         self._lock = threading.Lock()
         self._abandoned = False
         self._finished = False
-        threading.Thread(
-            target=self._main, name=f"handler-{order.execution_id[:8]}", daemon=True
-        ).start()
+        threads.run(self._main, f"handler-{order.execution_id[:8]}")
 
     def _main(self) -> None:
         try:

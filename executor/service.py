@@ -59,6 +59,7 @@ class ExecutorService:
                 executor_id=settings.executor_id,
                 shell_enabled=settings.executor_shell_enabled,
             ),
+            idle_threads=settings.executor_concurrency,
         )
         self.cancellations = CancelRegistry()
         self.lanes: Lanes[Received] = Lanes()

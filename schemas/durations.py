@@ -3,10 +3,14 @@
 A duration is written as one or more ``<number><unit>`` parts with units ``ms``, ``s``,
 ``m``, ``h`` and ``d``; a bare number means seconds. :func:`format_duration` writes the
 shortest canonical form back, so a value survives a round trip through JSON unchanged.
+
+Both are memoised: every event and work order carries a few durations, nearly always the
+same handful of values, and each service decodes and encodes them for every record.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -24,6 +28,11 @@ _PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^\d+(\.\d+)?$"
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``"1h30m"`` into a :class:`~datetime.timedelta`; raise :class:`DurationError`."""
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)  # an error is raised again each time, never cached
+def _parse(text: str) -> timedelta:
     cleaned = text.strip().lower().replace(" ", "")
     if not cleaned:
         raise DurationError("empty duration: write it like '30s', '15m', '1h' or '250ms'")
@@ -45,6 +54,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+@functools.lru_cache(maxsize=4096)
 def format_duration(value: timedelta) -> str:
     """Write a duration in its shortest form: ``timedelta(minutes=90)`` -> ``"1h30m"``."""
     total_ms = round(value.total_seconds() * 1000)

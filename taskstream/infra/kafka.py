@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -18,6 +18,7 @@ from taskstream.infra.settings import CommonSettings
 __all__ = [
     "TopicSpec",
     "admin_client",
+    "consume_available",
     "consumer_config",
     "ensure_topics",
     "producer_config",
@@ -54,6 +55,19 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
     }
     config.update(overrides)
     return config
+
+
+def consume_available(consumer: Consumer, limit: int, timeout: float) -> list[Message]:
+    """Wait up to ``timeout`` seconds for a message, then take what the client already has.
+
+    ``Consumer.consume(n, timeout)`` returns only once ``n`` messages arrived or the whole
+    ``timeout`` passed, so a loop over it holds a lone message for up to ``timeout``. This
+    returns as soon as one is there, with up to ``limit`` that are already fetched.
+    """
+    messages: list[Message] = consumer.consume(num_messages=1, timeout=timeout)
+    if messages and limit > 1:
+        messages.extend(consumer.consume(num_messages=limit - 1, timeout=0))
+    return messages
 
 
 def admin_client(settings: CommonSettings) -> AdminClient:

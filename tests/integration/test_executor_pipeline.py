@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from executor.backpressure import lane_share
@@ -298,3 +299,33 @@ def test_the_buffer_limit_pauses_partitions_and_health_shows_it(
             timeout=30,
             what="resumed once the backlog drained",
         )
+
+
+def test_a_run_that_says_nothing_ships_no_log_chunk(
+    settings: ExecutorSettings, log: EventLog, writer: Writer
+) -> None:
+    silent = [work_order("noop") for _ in range(5)]
+    talking = work_order("fail", {"message": "disk full", "permanent": True})  # a traceback
+    writer.orders(*silent, talking)
+    with running_executor(settings):
+        eventually(
+            lambda: (
+                {o.execution_id for o in silent}
+                <= {e.execution_id for e in log.of("ExecutionSucceeded")}
+                and log.of("ExecutionFailed", talking.execution_id)
+            ),
+            timeout=60,
+            what="the runs to end",
+        )
+        ends = {k: v for k, v in end_offsets(settings).items() if v > 0}
+        eventually(
+            lambda: {k: committed_offsets(settings)[k] for k in ends} == ends,
+            timeout=30,
+            what="every order committed, the silent ones too",
+        )
+    records = read_raw(settings.kafka_bootstrap_servers, settings.topics.execution_logs)
+    chunks = [orjson.loads(value or b"null") for _, value, _ in records]
+    assert [chunk["execution_id"] for chunk in chunks] == [talking.execution_id]
+    [chunk] = chunks
+    assert chunk["final"] is True
+    assert any("PermanentError: disk full" in line["message"] for line in chunk["lines"])

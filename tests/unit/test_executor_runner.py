@@ -13,7 +13,7 @@ import pytest
 
 from executor.metrics import LINGERING_THREADS
 from executor.outcomes import Ending
-from executor.runner import HandlerRunner, RunControl
+from executor.runner import HandlerRunner, HandlerThreads, RunControl
 from handlers import (
     HandlerRegistry,
     PermanentError,
@@ -79,6 +79,13 @@ class AsyncSleep(TaskHandler):
         return {"loop": threading.current_thread().name}
 
 
+class WhichThread(TaskHandler):
+    name: ClassVar[str] = "which-thread"
+
+    def run(self, ctx: TaskContext) -> dict[str, Any]:
+        return {"ident": threading.get_ident(), "name": threading.current_thread().name}
+
+
 class Shell(TaskHandler):
     name: ClassVar[str] = "shell"
 
@@ -106,7 +113,7 @@ def _order(
 @pytest.fixture
 def runner() -> Iterator[HandlerRunner]:
     registry = HandlerRegistry()
-    for handler in (Ok, Raises, Stubborn, Polite, AsyncSleep, Shell):
+    for handler in (Ok, Raises, Stubborn, Polite, AsyncSleep, Shell, WhichThread):
         registry.register(handler)
     runner = HandlerRunner(registry, default_timeout=5.0)
     yield runner
@@ -229,3 +236,50 @@ def test_output_that_is_not_json_becomes_its_repr(runner: HandlerRunner) -> None
     runner.registry.register(Weird)
     outcome = runner.run(_order("weird"), RunControl())
     assert outcome.ending is Ending.SUCCEEDED and outcome.output == "{1, 2}"
+
+
+def test_sync_handlers_reuse_their_threads_and_a_lingering_one_only_once_it_returns(
+    runner: HandlerRunner,
+) -> None:
+    first = runner.run(_order("which-thread"), RunControl())
+    assert first.ending is Ending.SUCCEEDED
+    assert first.output["name"] == f"handler-{_order('x').execution_id[:8]}"
+    eventually(lambda: runner.threads.idle == 1, what="the thread back among the idle")
+    second = runner.run(_order("which-thread"), RunControl())
+    assert second.output["ident"] == first.output["ident"], "the idle thread ran it"
+
+    Stubborn.release.clear()
+    eventually(lambda: runner.threads.idle == 1, what="the thread idle again")
+    stuck = runner.run(_order("stubborn", timeout=0.2), RunControl())
+    assert stuck.ending is Ending.TIMED_OUT
+    assert runner.threads.idle == 0, "the lingering thread is not handed out"
+    meanwhile = runner.run(_order("which-thread"), RunControl())
+    assert meanwhile.ending is Ending.SUCCEEDED
+    Stubborn.release.set()
+    eventually(lambda: runner.threads.idle == 2, what="both threads idle once it returned")
+
+
+def test_idle_threads_beyond_the_kept_number_end_and_close_ends_the_rest() -> None:
+    threads = HandlerThreads(keep=1)
+    release = threading.Event()
+    running: list[threading.Thread] = []
+    lock = threading.Lock()
+
+    def job() -> None:
+        with lock:
+            running.append(threading.current_thread())
+        release.wait(10)
+
+    threads.run(job, "handler-a")
+    threads.run(job, "handler-b")
+    eventually(lambda: len(running) == 2, what="both jobs on threads of their own")
+    assert running[0] is not running[1]
+    assert {thread.name for thread in running} == {"handler-a", "handler-b"}
+    release.set()
+    eventually(
+        lambda: threads.idle == 1 and sum(t.is_alive() for t in running) == 1,
+        what="one thread kept idle, the other ended",
+    )
+    threads.close()
+    eventually(lambda: not any(t.is_alive() for t in running), what="the idle thread to end")
+    assert threads.idle == 0

@@ -56,6 +56,14 @@ def test_format_duration_round_trips(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
 
 
+def test_memoised_durations_answer_the_same_and_errors_every_time() -> None:
+    for _ in range(3):  # the first call fills the cache, the others read it
+        assert parse_duration(" 1H30M ") == timedelta(minutes=90)
+        assert format_duration(timedelta(minutes=90)) == "1h30m"
+        with pytest.raises(schemas.DurationError, match="30s"):
+            parse_duration("5q")
+
+
 def _spec(**schedule: object) -> TaskSpec:
     return TaskSpec(name="report", schedule=Schedule.model_validate(schedule), handler="echo")
 

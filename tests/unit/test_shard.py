@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from core.shard import Plan, Shard
+from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
 from schemas import (
     CancelRequested,
     Event,
     ExecutionScheduled,
     ExecutionSkipped,
+    ExecutionStarted,
     ExecutionSucceeded,
     RetryScheduled,
     RunRequested,
@@ -237,3 +238,28 @@ def test_batches_respect_the_limit() -> None:
     _commit(shard, first)
     rest = _run(shard, T0 + timedelta(seconds=1))
     assert len(rest.orders) == 15
+
+
+def test_the_events_the_scheduler_skips_undecoded_change_nothing() -> None:
+    """The scheduler drops IGNORED_EVENT_TYPES by header; applying them must be a no-op."""
+    assert IGNORED_EVENT_TYPES == {"ExecutionStarted"}
+    shard = _shard()
+    _create(shard, overlap="forbid")
+    [order] = _run(shard, T0 + timedelta(seconds=1)).orders
+    before = (shard.state("task"), shard.next_due(), len(shard))
+    shard.apply(
+        Event.create(
+            "task",
+            ExecutionStarted(
+                execution_id=order.execution_id,
+                attempt=1,
+                scheduled_for=order.scheduled_for,
+                worker_id="w",
+                handler="noop",
+            ),
+        ),
+        PARTITION,
+    )
+    assert (shard.state("task"), shard.next_due(), len(shard)) == before
+    # still unfinished, so the next slot is skipped exactly as without the started event
+    assert _skipped(_run(shard, T0 + timedelta(seconds=2))) == [("overlap", 1)]

@@ -1,0 +1,401 @@
+"""End-to-end throughput: N no-op one-shot tasks due now, from submission to finished.
+
+Starts a broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), then the core, the
+executor(s) and the monitor as ``taskstream dev`` does (fresh topic prefix and SQLite
+store per run), and submits N tasks ``{"name", "schedule": {"at": <now>}, "handler":
+"noop"}``, each due the moment it is sent, through ``POST /api/tasks/batch`` (``--submit
+batch``, the default) or one ``POST /api/tasks`` each (``--submit single``). While the
+pipeline works it polls the monitor (``GET /api/monitor/metrics``: its totals and its lag
+on ``task-events``) until the monitor has counted N succeeded executions, then reads
+``task-events`` back as the source of truth:
+
+- submissions/s: N / (last answer - first request);
+- executions/s: N / (last ``ExecutionSucceeded`` - first due time), the record
+  timestamps being the producers' clocks (one machine);
+- sustained executions/s: the finishes between the 10th and the 90th percentile of them,
+  over the time between those two;
+- due -> finished per execution (``ExecutionSucceeded`` time minus its ``scheduled_for``);
+- the monitor: the highest lag seen, and how long after the last finish its totals
+  reached N; CPU seconds each service used.
+
+    .venv/bin/python bench/throughput.py --tasks 100000 --runs 3 --chart
+
+Results: a Markdown table on stdout, ``bench/results/throughput-<UTC>.json``, and with
+``--chart`` ``docs/img/throughput.png`` (submissions, fires and finishes per second, and
+the monitor's lag, over time, of the last run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    Stack,
+    chart_path,
+    distribution,
+    kafka,
+    machine,
+    markdown_table,
+    monitor_metrics,
+    over_runs,
+    per_second,
+    pyplot,
+    read_events,
+    running_stack,
+    write_results,
+)
+
+BENCH = "throughput"
+
+
+def _body(n: int) -> dict[str, Any]:
+    return {
+        "name": f"tput-{n}",
+        "schedule": {"at": datetime.now(UTC).isoformat()},
+        "handler": "noop",
+    }
+
+
+async def _submit_single(api: str, tasks: int, concurrency: int) -> list[float]:
+    """One POST /api/tasks per task, ``concurrency`` in flight; the due time of each."""
+    due: list[float] = []
+    counter = iter(range(tasks))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            for n in counter:
+                body = _body(n)
+                due.append(time.time())
+                response = await client.post("/api/tasks", json=body)
+                if response.status_code not in (201, 202):
+                    raise RuntimeError(f"POST /api/tasks: {response.status_code} {response.text}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return due
+
+
+async def _submit_batch(api: str, tasks: int, concurrency: int, size: int) -> list[float]:
+    """POST /api/tasks/batch of ``size`` tasks, ``concurrency`` in flight."""
+    due: list[float] = []
+    starts = iter(range(0, tasks, size))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=120) as client:
+
+        async def worker() -> None:
+            for start in starts:
+                count = min(size, tasks - start)
+                at = time.time()
+                body = [_body(start + i) for i in range(count)]
+                due.extend([at] * count)
+                response = await client.post("/api/tasks/batch", content=orjson.dumps(body))
+                if response.status_code not in (201, 202):
+                    raise RuntimeError(
+                        f"POST /api/tasks/batch: {response.status_code} {response.text[:2000]}"
+                    )
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return due
+
+
+def _profile(stack: Stack, directory: Path) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` of every service until the run ends: raw stacks of the threads
+    holding the GIL (where the Python CPU time goes), one file per service."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(
+            [
+                str(spy if spy.exists() else "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "67",
+                "--format",
+                "raw",
+                "--threads",
+                "--gil",
+                "--output",
+                str(directory / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in stack.pids().items()
+    ]
+
+
+class MonitorWatch:
+    """Polls the monitor's totals and lag every ``interval`` seconds on a thread."""
+
+    def __init__(self, stack: Stack, interval: float = 0.5) -> None:
+        self.stack = stack
+        self.interval = interval
+        self.samples: list[tuple[float, int, int | None]] = []
+        """(time, succeeded, lag in records)"""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            answer = monitor_metrics(self.stack)
+            if answer is not None:
+                self.samples.append(
+                    (
+                        time.time(),
+                        int(answer["totals"]["succeeded"]),
+                        answer["lag"]["task_events_records"],
+                    )
+                )
+
+    def succeeded(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+
+def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
+    executor_settings = {
+        "TASKSTREAM_EXECUTOR_CONCURRENCY": str(args.concurrency),
+    }
+    settings = {"TASKSTREAM_LOG_LEVEL": args.log_level}
+    with running_stack(
+        bootstrap,
+        BENCH,
+        executors=args.executors,
+        settings=settings,
+        executor_settings=executor_settings,
+        code=args.code,
+    ) as stack:
+        watch = MonitorWatch(stack)
+        watch.start()
+        profilers = _profile(stack, args.profile) if args.profile else []
+        cpu_before = stack.cpu_seconds()
+        began = time.time()
+        if args.submit == "single":
+            due = asyncio.run(_submit_single(stack.core, args.tasks, args.clients))
+        else:
+            due = asyncio.run(_submit_batch(stack.core, args.tasks, args.clients, args.batch_size))
+        submitted = time.time()
+        print(
+            f"  submitted {args.tasks:,} in {submitted - began:.1f}s; waiting for the monitor",
+            file=sys.stderr,
+            flush=True,
+        )
+        deadline = time.monotonic() + args.timeout
+        while watch.succeeded() < args.tasks and time.monotonic() < deadline:
+            time.sleep(0.2)
+        counted = time.time() if watch.succeeded() >= args.tasks else None
+        watch.stop()
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
+        cpu = {
+            name: round(after - cpu_before.get(name, 0.0), 1)
+            for name, after in stack.cpu_seconds().items()
+        }
+        records = read_events(
+            bootstrap,
+            stack.task_events,
+            {"TaskCreated", "ExecutionScheduled", "ExecutionSucceeded", "ExecutionFailed"},
+        )
+    return _figures(args, began, submitted, due, counted, records, watch, cpu)
+
+
+def _figures(
+    args: argparse.Namespace,
+    began: float,
+    submitted: float,
+    due: list[float],
+    counted: float | None,
+    records: list[Any],
+    watch: MonitorWatch,
+    cpu: dict[str, float],
+) -> dict[str, Any]:
+    created = sorted(r.timestamp for r in records if r.type == "TaskCreated")
+    fired = sorted(r.timestamp for r in records if r.type == "ExecutionScheduled")
+    finished = sorted(r.timestamp for r in records if r.type == "ExecutionSucceeded")
+    failed = sum(1 for r in records if r.type == "ExecutionFailed")
+    latencies = []
+    for record in records:
+        if record.type == "ExecutionSucceeded":
+            slot = orjson.loads(record.value)["data"]["scheduled_for"]
+            latencies.append(record.timestamp - datetime.fromisoformat(slot).timestamp())
+    first_due = min(due)
+    n = len(finished)
+    lo, hi = finished[n // 10] if n else 0.0, finished[(9 * n) // 10 - 1] if n else 0.0
+    lags = [lag for _, _, lag in watch.samples if lag is not None]
+    run = {
+        "tasks": args.tasks,
+        "created": len(created),
+        "fired": len(fired),
+        "succeeded": n,
+        "failed": failed,
+        "submit_seconds": submitted - began,
+        "submissions_per_s": args.tasks / (submitted - began),
+        "executions_seconds": (finished[-1] - first_due) if n else None,
+        "executions_per_s": n / (finished[-1] - first_due) if n else 0.0,
+        "sustained_executions_per_s": (
+            (0.8 * n) / (hi - lo) if n >= 10 and hi > lo else float("nan")
+        ),
+        "fires_per_s": len(fired) / (fired[-1] - first_due) if fired else 0.0,
+        "due_to_finished_ms": {k: v * 1000 for k, v in distribution(latencies).items()},
+        "monitor": {
+            "max_lag_records": max(lags) if lags else None,
+            "counted_all": counted is not None,
+            "caught_up_after_last_finish_s": (
+                counted - finished[-1] if counted is not None and n else None
+            ),
+        },
+        "cpu_seconds": cpu,
+        "cpu_ms_per_execution": {name: 1000 * seconds / max(n, 1) for name, seconds in cpu.items()},
+        "series": {
+            "origin": began,
+            "submitted_per_s": per_second(created, began),
+            "fired_per_s": per_second(fired, began),
+            "finished_per_s": per_second(finished, began),
+            "monitor": [(t - began, s, lag) for t, s, lag in watch.samples],
+        },
+    }
+    return run
+
+
+def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
+    plt = pyplot()
+    series = run["series"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for key, label in (
+        ("submitted_per_s", "submitted (TaskCreated)"),
+        ("fired_per_s", "fired (ExecutionScheduled)"),
+        ("finished_per_s", "finished (ExecutionSucceeded)"),
+    ):
+        points = series[key]
+        top.step([p[0] for p in points], [p[1] for p in points], where="post", label=label)
+    top.set_ylabel("per second")
+    top.set_title(
+        f"throughput: {args.tasks:,} no-op one-shot tasks due now "
+        f"({args.submit} submission, {args.executors} executor(s) x {args.concurrency})"
+    )
+    top.legend(loc="upper right")
+    top.grid(alpha=0.3)
+    monitor = [m for m in series["monitor"] if m[2] is not None]
+    bottom.plot([m[0] for m in monitor], [m[2] for m in monitor], color="tab:red")
+    bottom.set_ylabel("monitor lag (records)", color="tab:red")
+    counted = bottom.twinx()
+    counted.plot([m[0] for m in series["monitor"]], [m[1] for m in series["monitor"]])
+    counted.set_ylabel("succeeded, counted by the monitor")
+    bottom.set_xlabel("seconds since the first submission")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    path = chart_path(BENCH)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=100_000, help="N (default %(default)s)")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--submit", choices=("batch", "single"), default="batch")
+    parser.add_argument("--batch-size", type=int, default=1000, help="tasks per batch request")
+    parser.add_argument(
+        "--clients", type=int, default=4, help="requests in flight (single: e.g. 64)"
+    )
+    parser.add_argument("--executors", type=int, default=1, help="executor processes")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="TASKSTREAM_EXECUTOR_CONCURRENCY"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="TASKSTREAM_LOG_LEVEL of the services (INFO logs two lines per execution)",
+    )
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for N")
+    parser.add_argument("--chart", action="store_true", help="write docs/img/throughput.png")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="run the services from this tree (e.g. `git archive <commit>` unpacked) "
+        "instead of this checkout, to measure before and after a change",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy record the core and executors into this directory (raw stacks)",
+    )
+    args = parser.parse_args()
+    if args.profile:
+        args.profile = args.profile.resolve()
+    started = machine()
+    runs = []
+    with kafka() as bootstrap:
+        for number in range(args.runs):
+            print(f"run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
+            runs.append(one_run(bootstrap, args))
+    figures = {
+        "submissions_per_s": over_runs(runs, "submissions_per_s"),
+        "executions_per_s": over_runs(runs, "executions_per_s"),
+        "sustained_executions_per_s": over_runs(runs, "sustained_executions_per_s"),
+        "fires_per_s": over_runs(runs, "fires_per_s"),
+        "due_to_finished_p50_ms": over_runs(runs, "due_to_finished_ms.p50"),
+        "due_to_finished_p99_ms": over_runs(runs, "due_to_finished_ms.p99"),
+    }
+    for service in runs[0]["cpu_ms_per_execution"]:
+        figures[f"cpu_ms_per_execution_{service}"] = over_runs(
+            runs, f"cpu_ms_per_execution.{service}"
+        )
+    lags = [r["monitor"]["max_lag_records"] for r in runs if r["monitor"]["max_lag_records"]]
+    rows = [
+        [name.replace("_", " "), f["median"], f["min"], f["max"]] for name, f in figures.items()
+    ]
+    print(
+        f"\n{args.tasks:,} no-op one-shot tasks due now, {args.submit} submission, "
+        f"{args.executors} executor(s) x {args.concurrency}, {args.runs} run(s)\n"
+    )
+    print(markdown_table(["figure", "median", "min", "max"], rows))
+    for number, run in enumerate(runs, 1):
+        print(
+            f"\nrun {number}: succeeded {run['succeeded']:,}/{run['tasks']:,}, failed "
+            f"{run['failed']}; monitor max lag {run['monitor']['max_lag_records']} records, "
+            f"all counted {run['monitor']['caught_up_after_last_finish_s']} s after the last "
+            f"finish; CPU seconds {run['cpu_seconds']}; CPU ms per execution "
+            + ", ".join(f"{k} {v:.2f}" for k, v in run["cpu_ms_per_execution"].items())
+        )
+    if lags:
+        figures["monitor_max_lag_records"] = {
+            "median": float(sorted(lags)[len(lags) // 2]),
+            "min": float(min(lags)),
+            "max": float(max(lags)),
+        }
+    path = write_results(BENCH, figures, runs, vars(args), started)
+    print(f"\nresults: {path}")
+    if args.chart:
+        print(f"chart: {_chart(runs[-1], args)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
