@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from sqlalchemy import (
     JSON,
@@ -39,6 +39,7 @@ from core.aggregate import (
     TaskState,
     TaskStatus,
     apply,
+    folds,
     pending_run,
 )
 from schemas import (
@@ -450,12 +451,20 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
     }
 
 
+_UNREAD = object()
+"""A row's :class:`TaskState` not built yet: only events that fold a task need it."""
+
+
 class _Batch:
-    """One transaction's view of the tasks it touches: each row read and decoded once."""
+    """One transaction's view of the tasks it touches: each row read and decoded once.
+
+    A row's state (its spec validated) is built only for an event that folds the task;
+    executions starting and ending only move counters.
+    """
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._tasks: dict[str, tuple[TaskRow | None, TaskState | None]] = {}
+        self._tasks: dict[str, tuple[TaskRow | None, TaskState | object | None]] = {}
         self.executions = _Executions()
 
     def prefetch(self, task_ids: set[str]) -> None:
@@ -464,16 +473,24 @@ class _Batch:
         for start in range(0, len(ordered), 500):
             query = select(TaskRow).where(TaskRow.id.in_(ordered[start : start + 500]))
             for row in self.session.scalars(query):
-                self._tasks[row.id] = (row, row.state())
+                self._tasks[row.id] = (row, _UNREAD)
         for task_id in ordered:
             self._tasks.setdefault(task_id, (None, None))
 
     def apply(self, partition: int, event: Event) -> Rejected | None:
         cached = self._tasks.get(event.task_id)
         if cached is None:
-            row = self.session.get(TaskRow, event.task_id)
-            cached = (row, row.state() if row is not None else None)
-        row, state = cached
+            cached = (self.session.get(TaskRow, event.task_id), _UNREAD)
+        row, known = cached
+        if not folds(event):  # apply() would answer None: the state is not needed
+            self._tasks[event.task_id] = (row, known)
+            if row is not None:
+                self.executions.record(row, partition, event)
+            return None
+        if known is _UNREAD:
+            state = row.state() if row is not None else None
+        else:
+            state = cast(TaskState | None, known)
         outcome = apply(state, event, partition)
         if isinstance(outcome, Rejected):
             return outcome
@@ -503,10 +520,11 @@ def _upsert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> 
     keys = [column.name for column in table.primary_key.columns]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for start in range(0, len(rows), 500):
-        statement = insert(table).values(rows[start : start + 500])
-        updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+    statement = insert(table)
+    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    # One statement with the rows as parameters: compiled once and cached (the driver
+    # still sends them as multi-row VALUES), where ``.values(rows)`` compiled anew per batch.
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
 
 
 def _delete(session: Session, model: type[Base], ids: set[str]) -> None:
