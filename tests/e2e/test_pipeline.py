@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -256,7 +257,9 @@ def test_kcat_reads_task_events_as_json(stack: Stack) -> None:
     assert kcat, "kcat is missing: run `bash scripts/system-packages.sh`"
     task = _create(stack, {"name": "for-kcat", "schedule": {"every": "1s"}, "handler": "noop"})
     _finished(stack, task["id"], "succeeded")
-    result = subprocess.run(
+    # No `-e`: with interval tasks firing, the log never goes quiet, so "exit at the end"
+    # races new writes. Read until this task's events are there, then stop kcat.
+    reader = subprocess.Popen(
         [
             kcat,
             "-b",
@@ -266,21 +269,42 @@ def test_kcat_reads_task_events_as_json(stack: Stack) -> None:
             f"{stack.prefix}task-events",
             "-o",
             "beginning",
-            "-e",
             "-q",
+            "-u",
             "-X",
             "isolation.level=read_committed",
             "-f",
             "%k\t%h\t%s\n",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
-        timeout=60,
-        check=True,
     )
-    lines = [line.split("\t", 2) for line in result.stdout.splitlines() if line]
+    received: list[str] = []
+    pump = threading.Thread(target=lambda: received.extend(reader.stdout or ()), daemon=True)
+    pump.start()
+    wanted = {"TaskCreated", "ExecutionScheduled", "ExecutionSucceeded"}
+
+    def seen_all() -> bool:
+        types = {
+            json.loads(line.split("\t", 2)[2])["type"]
+            for line in list(received)
+            if line.startswith(task["id"] + "\t")
+        }
+        return wanted <= types
+
+    try:
+        eventually(seen_all, timeout=60, what="kcat to print the task's events")
+    finally:
+        reader.terminate()
+        reader.wait(timeout=10)
+        pump.join(timeout=10)
+        if reader.stdout:
+            reader.stdout.close()
+    stdout = "".join(received)
+    lines = [line.split("\t", 2) for line in stdout.splitlines() if line]
     mine = [(headers, json.loads(value)) for key, headers, value in lines if key == task["id"]]
-    assert mine, result.stdout[-2000:]
+    assert mine, stdout[-2000:]
     for headers, event in mine:
         assert f"event-type={event['type']}" in headers
         assert set(event) == {"id", "type", "version", "task_id", "occurred_at", "data"}
