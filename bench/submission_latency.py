@@ -8,10 +8,10 @@ offered load down) over ``--connections`` keep-alive connections, for ``--second
 after ``--warmup`` seconds at the same rate. The client is a minimal HTTP/1.1 one on
 asyncio streams (``--client raw``, the default) or httpx's ``AsyncClient`` with a
 connection pool (``--client httpx``), which costs this machine 15 to 70 times more CPU a
-request and so becomes the limit first; the client's CPU per request is reported. A request's latency counts from its slot in
-the timetable, so time spent waiting for a free connection counts too (no coordinated
-omission). The tasks run every hour (``--schedule``), so executions do not load the
-machine meanwhile.
+request and so becomes the limit first; the client's CPU per request is reported. A
+request's latency counts from its slot in the timetable, so time spent waiting for a free
+connection counts too (no coordinated omission). The tasks run every hour
+(``--schedule``), so executions do not load the machine meanwhile.
 
 Per rate: p50, p99 and max latency, the achieved rate (answers / time from the first
 slot to the last answer) and errors. The API *holds* a rate when its p99 is at most
