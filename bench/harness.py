@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -247,6 +248,40 @@ def wait_for_executors(stack: Stack, count: int, timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"the core never saw {count} live executor(s):\n{stack.logs()}")
+
+
+def profile(stack: Stack, directory: Path) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` of every service until the run ends: raw stacks of the threads
+    holding the GIL (where the Python CPU time goes), one file per service."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(
+            [
+                str(spy if spy.exists() else "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "67",
+                "--format",
+                "raw",
+                "--threads",
+                "--gil",
+                "--output",
+                str(directory / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in stack.pids().items()
+    ]
+
+
+def stop_profiles(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(60)
 
 
 def monitor_metrics(stack: Stack) -> dict[str, Any] | None:

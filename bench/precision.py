@@ -47,11 +47,13 @@ from harness import (
     machine,
     markdown_table,
     over_runs,
+    profile,
     pyplot,
     quantile,
     read_events,
     running_stack,
     spread,
+    stop_profiles,
     write_results,
 )
 
@@ -138,9 +140,11 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
         while time.time() < t0.timestamp() - 1:
             time.sleep(0.2)
         lag_before = _lag_buckets(stack.core)
+        profilers = profile(stack, args.profile) if args.profile else []
         end = t0.timestamp() + args.seconds
         while time.time() < end + args.drain:
             time.sleep(0.5)
+        stop_profiles(profilers)
         lag_after = _lag_buckets(stack.core)
         records = read_events(
             bootstrap,
@@ -268,7 +272,14 @@ def main() -> int:
     parser.add_argument("--log-level", default="WARNING", help="TASKSTREAM_LOG_LEVEL")
     parser.add_argument("--code", type=Path, help="run the services from this tree")
     parser.add_argument("--chart", action="store_true", help="write docs/img/precision.png")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy record every service over the window, into this directory",
+    )
     args = parser.parse_args()
+    if args.profile:
+        args.profile = args.profile.resolve()
     started = machine()
     runs = []
     with kafka() as bootstrap:

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -53,9 +51,11 @@ from harness import (
     monitor_metrics,
     over_runs,
     per_second,
+    profile,
     pyplot,
     read_events,
     running_stack,
+    stop_profiles,
     write_results,
 )
 
@@ -112,34 +112,6 @@ async def _submit_batch(api: str, tasks: int, concurrency: int, size: int) -> li
     return due
 
 
-def _profile(stack: Stack, directory: Path) -> list[subprocess.Popen[bytes]]:
-    """``py-spy record`` of every service until the run ends: raw stacks of the threads
-    holding the GIL (where the Python CPU time goes), one file per service."""
-    directory.mkdir(parents=True, exist_ok=True)
-    spy = Path(sys.executable).with_name("py-spy")
-    return [
-        subprocess.Popen(
-            [
-                str(spy if spy.exists() else "py-spy"),
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                "67",
-                "--format",
-                "raw",
-                "--threads",
-                "--gil",
-                "--output",
-                str(directory / f"{name}.txt"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, pid in stack.pids().items()
-    ]
-
-
 class MonitorWatch:
     """Polls the monitor's totals and lag every ``interval`` seconds on a thread."""
 
@@ -189,7 +161,7 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     ) as stack:
         watch = MonitorWatch(stack)
         watch.start()
-        profilers = _profile(stack, args.profile) if args.profile else []
+        profilers = profile(stack, args.profile) if args.profile else []
         cpu_before = stack.cpu_seconds()
         began = time.time()
         if args.submit == "single":
@@ -207,9 +179,7 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.2)
         counted = time.time() if watch.succeeded() >= args.tasks else None
         watch.stop()
-        for profiler in profilers:
-            profiler.send_signal(signal.SIGINT)
-            profiler.wait(60)
+        stop_profiles(profilers)
         cpu = {
             name: round(after - cpu_before.get(name, 0.0), 1)
             for name, after in stack.cpu_seconds().items()

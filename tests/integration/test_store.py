@@ -278,3 +278,21 @@ def test_the_migrations_build_exactly_the_models(store: TaskStore) -> None:
     from core.migrate import alembic_config
 
     command.check(alembic_config(store.engine))  # raises if autogenerate finds a difference
+
+
+def test_a_sqlite_file_store_writes_ahead_and_syncs_at_checkpoints(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'nested' / 'store.db'}")
+    try:
+        TaskStore(engine, "t.task-events").create_schema()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert (tmp_path / "nested" / "store.db-wal").exists()
+    finally:
+        engine.dispose()
+    memory = make_engine("sqlite://")
+    try:
+        with memory.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "memory"
+    finally:
+        memory.dispose()
