@@ -94,6 +94,8 @@ class Scheduler:
             )
         )
         self._shard = Shard(settings.topics)
+        self._committed: dict[int, int] = {}
+        """The task-events offset last committed per owned partition."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self.error: BaseException | None = None
@@ -130,6 +132,7 @@ class Scheduler:
         gc.freeze()
         for tp in partitions:
             tp.offset = snapshot.offsets.get(tp.partition, OFFSET_BEGINNING)
+        self._committed = {}
         consumer.assign(partitions)
         OWNED_PARTITIONS.set(len(owned))
         OWNED_TASKS.set(len(self._shard))
@@ -138,6 +141,7 @@ class Scheduler:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked partitions %s", [tp.partition for tp in partitions])
         self._shard = Shard(self.settings.topics)
+        self._committed = {}
         OWNED_PARTITIONS.set(0)
         OWNED_TASKS.set(0)
 
@@ -206,9 +210,7 @@ class Scheduler:
                     value=encode_event(event),
                     headers=event_headers(event),
                 )
-            positions = [
-                tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0
-            ]
+            positions = self._moved_positions()
             producer.send_offsets_to_transaction(
                 positions, self._consumer.consumer_group_metadata(), 30
             )
@@ -216,6 +218,7 @@ class Scheduler:
         except KafkaException as exc:
             self._recover(exc, plan)
             return False
+        self._committed.update((tp.partition, tp.offset) for tp in positions)
         committed_at = datetime.now(UTC)
         for event in plan.events:
             self._shard.apply(event, plan.partitions[event.task_id])
@@ -244,6 +247,19 @@ class Scheduler:
                     extra=fields(task_id=event.task_id, action="skip"),
                 )
         return True
+
+    def _moved_positions(self) -> list[TopicPartition]:
+        """The positions to commit with a fire: those that moved since the last commit.
+
+        At least one is always sent, even unmoved: the offsets tie the transaction to the
+        group's generation, so an instance that lost its partitions in a rebalance it has
+        not seen yet is fenced instead of firing them twice.
+        """
+        positions = [
+            tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0
+        ]
+        moved = [tp for tp in positions if self._committed.get(tp.partition) != tp.offset]
+        return moved or positions[:1]
 
     def _recover(self, exc: KafkaException, plan: Plan) -> None:
         error: KafkaError = exc.args[0]
