@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-packages
 
-.PHONY: run test postgres lint typecheck check schemas bench-deps clean
+.PHONY: run test postgres lint typecheck check schemas bench-deps bench clean
 
 $(SYSTEM): scripts/system-packages.sh
 	bash scripts/system-packages.sh
@@ -50,6 +50,10 @@ schemas: $(STAMP)
 bench-deps: $(STAMP)
 	bash scripts/bench-packages.sh
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+
+## bench: every issue #6 benchmark in sequence (BENCH_SIZE=smoke for a quick check)
+bench: bench-deps postgres
+	bash bench/run-all.sh
 
 clean:
 	rm -rf $(VENV) .taskstream .pytest_cache .mypy_cache .ruff_cache
