@@ -16,6 +16,7 @@ import gc
 import logging
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 from confluent_kafka import (
@@ -64,6 +65,8 @@ ABORTED = Counter("taskstream_scheduler_aborted_transactions_total", "fire trans
 
 _MAX_IDLE_WAIT = 0.1
 _IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
+HEADER_FIRED_BY = "fired-by"
+"""A header on the events a scheduler fired: the assignment that fired them (random)."""
 
 
 class Scheduler:
@@ -96,6 +99,10 @@ class Scheduler:
         self._shard = Shard(settings.topics)
         self._committed: dict[int, int] = {}
         """The task-events offset last committed per owned partition."""
+        self._fired_by = (HEADER_FIRED_BY, uuid.uuid4().hex.encode())
+        """Marks the events fired under the current assignment: the shard applied them at
+        commit, so reading them back is skipped. A new assignment rebuilds the shard from
+        the store, so it takes a new mark and applies what the previous one fired."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self.error: BaseException | None = None
@@ -133,6 +140,7 @@ class Scheduler:
         for tp in partitions:
             tp.offset = snapshot.offsets.get(tp.partition, OFFSET_BEGINNING)
         self._committed = {}
+        self._fired_by = (HEADER_FIRED_BY, uuid.uuid4().hex.encode())
         consumer.assign(partitions)
         OWNED_PARTITIONS.set(len(owned))
         OWNED_TASKS.set(len(self._shard))
@@ -175,8 +183,9 @@ class Scheduler:
                 logger.warning("scheduler consumer: %s", error.str())
             return
         headers = message.headers()
-        if headers and any(header in _IGNORED for header in headers):
-            return  # ExecutionStarted: nothing to schedule, so not worth decoding
+        if headers and any(header in _IGNORED or header == self._fired_by for header in headers):
+            # ExecutionStarted: nothing to schedule; or fired here and applied at commit
+            return
         try:
             event = decode_event(message.value())
         except EventDecodeError:
@@ -208,7 +217,7 @@ class Scheduler:
                     self.topic,
                     key=event.task_id.encode(),
                     value=encode_event(event),
-                    headers=event_headers(event),
+                    headers=[*event_headers(event), self._fired_by],
                 )
             positions = self._moved_positions()
             producer.send_offsets_to_transaction(
