@@ -23,6 +23,7 @@ from schemas import (
     ExecutionSkipped,
     RetryScheduled,
     RunRequested,
+    Schedule,
     TaskCreated,
     TaskDeleted,
     TaskPaused,
@@ -39,9 +40,11 @@ __all__ = [
     "Rejected",
     "TaskState",
     "TaskStatus",
+    "advance_slot",
     "apply",
     "folds",
     "pending_run",
+    "slot_folded",
 ]
 
 
@@ -80,16 +83,41 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def advance_slot(
+    status: TaskStatus,
+    schedule: Schedule,
+    anchor: datetime,
+    last_slot: datetime | None,
+    slot: datetime,
+) -> tuple[datetime, TaskStatus] | None:
+    """The last slot and status once ``slot`` fired or was skipped; None if no change.
+
+    The part of :func:`apply` that a fire or a skip folds, on the fields it reads, for
+    callers that keep tasks in another form (the scheduler's shard).
+    """
+    if last_slot is not None and slot <= last_slot:
+        return None
+    if status is TaskStatus.ACTIVE and next_slot(schedule, anchor=anchor, after=slot) is None:
+        return slot, TaskStatus.COMPLETED
+    return slot, status
+
+
+def slot_folded(event: Event) -> datetime | None:
+    """The slot a fire from the schedule or a skip moves a task past (UTC), else None."""
+    data = event.data
+    if isinstance(data, ExecutionScheduled):
+        return _utc(data.scheduled_for) if data.trigger is Trigger.SCHEDULE else None
+    if isinstance(data, ExecutionSkipped):
+        return _utc(data.last_scheduled_for or data.scheduled_for)
+    return None
+
+
 def _after_slot(state: TaskState, slot: datetime) -> TaskState:
-    if state.last_slot is not None and slot <= state.last_slot:
+    advanced = advance_slot(state.status, state.spec.schedule, state.anchor, state.last_slot, slot)
+    if advanced is None:
         return state
-    state = replace(state, last_slot=slot)
-    if (
-        state.status is TaskStatus.ACTIVE
-        and next_slot(state.spec.schedule, anchor=state.anchor, after=slot) is None
-    ):
-        state = replace(state, status=TaskStatus.COMPLETED)
-    return state
+    last_slot, status = advanced
+    return replace(state, last_slot=last_slot, status=status)
 
 
 _CHANGES = TaskUpdated | TaskPaused | TaskResumed | TaskDeleted
@@ -164,11 +192,8 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
         return replace(changed, status=TaskStatus.DELETED)
     if state is None:
         return None
-    if isinstance(data, ExecutionScheduled) and data.trigger is Trigger.SCHEDULE:
-        return _after_slot(state, _utc(data.scheduled_for))
-    if isinstance(data, ExecutionSkipped):
-        return _after_slot(state, _utc(data.last_scheduled_for or data.scheduled_for))
-    return None
+    slot = slot_folded(event)
+    return None if slot is None else _after_slot(state, slot)
 
 
 @dataclass(frozen=True, slots=True)

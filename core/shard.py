@@ -56,9 +56,11 @@ from core.aggregate import (
     PendingRunState,
     TaskState,
     TaskStatus,
+    advance_slot,
     apply,
     folds,
     pending_run,
+    slot_folded,
 )
 from core.store import Snapshot
 from schemas import (
@@ -279,7 +281,21 @@ class Shard:
         """Fold one event of an owned partition (idempotent)."""
         data = event.data
         task = self._tasks.get(event.task_id)
-        if folds(event):  # otherwise apply() would return None: no need to rebuild the state
+        slot = slot_folded(event) if task is not None else None
+        if task is not None and slot is not None:
+            # A fire or a skip (most events by far): fold it on the compact form, without
+            # building the TaskState that apply() would take.
+            advanced = advance_slot(
+                task.status,
+                _schedule(task),
+                _time(task.anchor),
+                _time_or_none(task.last_slot),
+                slot,
+            )
+            if advanced is not None:
+                task.last_slot, task.status = _stamp(advanced[0]), advanced[1]
+                self._arm(task)
+        elif folds(event):  # otherwise apply() would return None: no need to rebuild the state
             if task is None:
                 outcome = apply(None, event, partition)
                 if isinstance(outcome, TaskState):

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from core.aggregate import TaskState
+from core.aggregate import apply as aggregate_apply
 from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
 from schemas import (
     CancelRequested,
@@ -22,6 +24,10 @@ from schemas import (
     TaskPaused,
     TaskSpec,
     Trigger,
+    decode_event,
+    decode_work_order,
+    encode_event,
+    encode_work_order,
     execution_id,
 )
 from taskstream.infra.settings import Topics
@@ -263,3 +269,48 @@ def test_the_events_the_scheduler_skips_undecoded_change_nothing() -> None:
     assert (shard.state("task"), shard.next_due(), len(shard)) == before
     # still unfinished, so the next slot is skipped exactly as without the started event
     assert _skipped(_run(shard, T0 + timedelta(seconds=2))) == [("overlap", 1)]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        Schedule(every=timedelta(seconds=1)),
+        Schedule(at=T0 + timedelta(seconds=2)),
+        Schedule(every=timedelta(seconds=1), end=T0 + timedelta(seconds=3)),
+    ],
+    ids=["interval", "one-shot", "interval-with-end"],
+)
+def test_the_shard_folds_fires_and_skips_as_the_aggregate_does(schedule: Schedule) -> None:
+    """Fires and skips take a fast path on the shard's compact form: same state as apply()."""
+    shard = _shard()
+    created = Event.create(
+        "task",
+        TaskCreated(task=TaskSpec(name="n", handler="noop", schedule=schedule)),
+        occurred_at=T0,
+    )
+    shard.apply(created, PARTITION)
+    folded = aggregate_apply(None, created, PARTITION)
+    events: list[Event] = []
+    for second in (1, 2, 3, 10):  # 10: past the end, and a misfire for the interval
+        plan = _run(shard, T0 + timedelta(seconds=second, milliseconds=5))
+        events.extend(plan.events)
+        _commit(shard, plan)  # and read back: no change
+    assert any(isinstance(e.data, ExecutionScheduled) for e in events)
+    for event in events:
+        assert isinstance(folded, TaskState)
+        after = aggregate_apply(folded, event, PARTITION)
+        folded = after if isinstance(after, TaskState) else folded
+    assert shard.state("task") == folded
+
+
+def test_planned_orders_and_events_round_trip_through_their_wire_form() -> None:
+    """What the scheduler produces decodes back to the same orders and events."""
+    shard = _shard()
+    _create(shard, params={"n": 1, "nested": {"a": [1, 2]}}, timeout=timedelta(seconds=5))
+    _create(shard, "one-shot", schedule=Schedule(at=T0 + timedelta(seconds=1)))
+    plan = shard.due(T0 + timedelta(seconds=1, milliseconds=5), limit=100)
+    assert len(plan.orders) == 2 and len(plan.events) == 2
+    for order in plan.orders:
+        assert decode_work_order(encode_work_order(order)) == order
+    for event in plan.events:
+        assert decode_event(encode_event(event)) == event
