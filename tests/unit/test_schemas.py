@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from schemas import (
     format_duration,
     parse_duration,
 )
+from schemas.ids import _EXECUTION_NAMESPACE
 from schemas.jsonschema import SCHEMA_DIR, build_schemas, render
 
 
@@ -282,3 +284,15 @@ def test_an_alert_notification_round_trips_and_validates_against_its_schema() ->
     with pytest.raises(EventDecodeError, match="invalid alert notification") as caught:
         AlertNotification.decode(b'{"id": "x"}')
     assert caught.value.raw == b'{"id": "x"}'
+
+
+def test_execution_ids_are_the_uuid5_of_task_slot_and_attempt() -> None:
+    """The fast uuid5 gives exactly what ``uuid.uuid5`` gives (ids are on the wire)."""
+    base = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    for n in range(500):
+        task_id = f"task-{n}-é" if n % 7 == 0 else str(uuid.UUID(int=n * 7919))
+        slot = base + timedelta(seconds=n, microseconds=n * 13)
+        attempt = 1 + n % 4
+        stamp = slot.isoformat(timespec="microseconds")
+        expected = uuid.uuid5(_EXECUTION_NAMESPACE, f"{task_id}|{stamp}|{attempt}")
+        assert execution_id(task_id, slot, attempt) == str(expected)
