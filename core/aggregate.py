@@ -23,6 +23,7 @@ from schemas import (
     ExecutionSkipped,
     RetryScheduled,
     RunRequested,
+    Schedule,
     TaskCreated,
     TaskDeleted,
     TaskPaused,
@@ -39,6 +40,7 @@ __all__ = [
     "Rejected",
     "TaskState",
     "TaskStatus",
+    "after_slot",
     "apply",
     "folds",
     "pending_run",
@@ -80,16 +82,33 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def after_slot(
+    status: TaskStatus,
+    schedule: Schedule,
+    anchor: datetime,
+    last_slot: datetime | None,
+    slot: datetime,
+) -> tuple[TaskStatus, datetime | None]:
+    """A task's status and last slot once ``slot`` fired or was skipped.
+
+    The part of :func:`apply` for ``ExecutionScheduled`` (from the schedule) and
+    ``ExecutionSkipped``, on the fields it reads: the store calls it without building a
+    :class:`TaskState` (whose spec it would have to validate).
+    """
+    if last_slot is not None and slot <= last_slot:
+        return status, last_slot
+    if status is TaskStatus.ACTIVE and next_slot(schedule, anchor=anchor, after=slot) is None:
+        return TaskStatus.COMPLETED, slot
+    return status, slot
+
+
 def _after_slot(state: TaskState, slot: datetime) -> TaskState:
-    if state.last_slot is not None and slot <= state.last_slot:
+    status, last_slot = after_slot(
+        state.status, state.spec.schedule, state.anchor, state.last_slot, slot
+    )
+    if status is state.status and last_slot == state.last_slot:
         return state
-    state = replace(state, last_slot=slot)
-    if (
-        state.status is TaskStatus.ACTIVE
-        and next_slot(state.spec.schedule, anchor=state.anchor, after=slot) is None
-    ):
-        state = replace(state, status=TaskStatus.COMPLETED)
-    return state
+    return replace(state, status=status, last_slot=last_slot)
 
 
 _CHANGES = TaskUpdated | TaskPaused | TaskResumed | TaskDeleted
