@@ -28,6 +28,7 @@ Python work per record as it can:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -477,13 +478,60 @@ def _statement(connection: Connection, table: Table, kind: str) -> Any:
 
 def _upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows``, replacing those whose primary key exists (idempotent replays)."""
-    if rows:
-        # One statement, the rows as its parameters: compiled once and cached, sent as an
-        # executemany (psycopg pipelines it; sqlite3 loops in C).
-        connection.execute(_statement(connection, table, "upsert"), rows)
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        # One statement whatever the number of rows: an array per column, unnested.
+        sql, names, json_columns = _unnest_upsert(connection, table)
+        columns: dict[str, list[Any]] = {name: [] for name in names}
+        for row in rows:
+            for name in names:
+                columns[name].append(row[name])
+        for name in json_columns:
+            columns[name] = [None if v is None else json.dumps(v) for v in columns[name]]
+        connection.exec_driver_sql(sql, columns)
+        return
+    # One statement, the rows as its parameters: compiled once and cached, and sqlite3
+    # loops over them in C.
+    connection.execute(_statement(connection, table, "upsert"), rows)
+
+
+_UNNEST: dict[str, tuple[str, list[str], list[str]]] = {}
+
+
+def _unnest_upsert(connection: Connection, table: Table) -> tuple[str, list[str], list[str]]:
+    """PostgreSQL's ``INSERT ... SELECT FROM unnest(<one array per column>) ON CONFLICT``.
+
+    Returns the SQL (``%(column)s`` parameters), the columns, and those holding JSON
+    (sent as text: psycopg has no array of JSON adapter).
+    """
+    cached = _UNNEST.get(table.name)
+    if cached is None:
+        dialect = connection.dialect
+        quote = dialect.identifier_preparer.quote
+        names = [column.name for column in table.columns]
+        keys = [column.name for column in table.primary_key.columns]
+        arrays = ", ".join(
+            f"%({column.name})s::{column.type.compile(dialect=dialect)}[]"
+            for column in table.columns
+        )
+        updates = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n not in keys)
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+            f"SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}"
+        )
+        json_columns = [c.name for c in table.columns if c.type.compile(dialect=dialect) == "JSON"]
+        cached = _UNNEST[table.name] = (sql, names, json_columns)
+    return cached
 
 
 def _delete(connection: Connection, table: Table, ids: set[str]) -> None:
-    if ids:
-        parameters = [{"b_execution_id": value} for value in sorted(ids)]
+    if not ids:
+        return
+    if connection.dialect.name == "postgresql":
+        sql = f"DELETE FROM {table.name} WHERE execution_id = ANY(%(ids)s::varchar[])"
+        connection.exec_driver_sql(sql, {"ids": list(ids)})
+    else:
+        parameters = [{"b_execution_id": value} for value in ids]
         connection.execute(_statement(connection, table, "delete"), parameters)
