@@ -9,6 +9,10 @@ PostgreSQL is ``TASKSTREAM_TEST_POSTGRES_URL`` if set, else the server
 ``scripts/postgres.sh`` installs and starts; the bench creates a database on it and
 drops it afterwards.
 
+Besides events/s it prints the CPU seconds this process used during each rebuild (the
+projection and its Kafka client; not the database server's) and the load average: on a
+shared machine, events per CPU second moves less than events/s.
+
     .venv/bin/python bench/rebuild.py                      # 200000 events
     .venv/bin/python bench/rebuild.py --events 50000 --databases sqlite
 """
@@ -238,13 +242,17 @@ def main() -> int:
                     task_events_partitions=args.partitions,
                     database_url=url,
                 )
+                cpu = time.process_time()
                 report = rebuild(settings, timeout=args.timeout)
+                cpu = time.process_time() - cpu
             if report.events != written:
                 raise SystemExit(f"{name}: replayed {report.events} of {written} events")
             reports[name] = report
             print(
                 f"rebuild into {name:<8} {report.events} events in {report.seconds:6.1f} s: "
-                f"{report.events_per_second:8.0f} events/s",
+                f"{report.events_per_second:8.0f} events/s; this process's CPU {cpu:5.1f} s "
+                f"({report.events / cpu:8.0f} events per CPU second); load average "
+                f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
                 flush=True,
             )
     return 0

@@ -40,7 +40,7 @@ __all__ = [
     "Rejected",
     "TaskState",
     "TaskStatus",
-    "advance_slot",
+    "after_slot",
     "apply",
     "folds",
     "pending_run",
@@ -83,23 +83,24 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def advance_slot(
+def after_slot(
     status: TaskStatus,
     schedule: Schedule,
     anchor: datetime,
     last_slot: datetime | None,
     slot: datetime,
-) -> tuple[datetime, TaskStatus] | None:
-    """The last slot and status once ``slot`` fired or was skipped; None if no change.
+) -> tuple[TaskStatus, datetime | None]:
+    """A task's status and last slot once ``slot`` fired or was skipped.
 
-    The part of :func:`apply` that a fire or a skip folds, on the fields it reads, for
-    callers that keep tasks in another form (the scheduler's shard).
+    The part of :func:`apply` for ``ExecutionScheduled`` (from the schedule) and
+    ``ExecutionSkipped``, on the fields it reads: the store calls it without building a
+    :class:`TaskState` (whose spec it would have to validate).
     """
     if last_slot is not None and slot <= last_slot:
-        return None
+        return status, last_slot
     if status is TaskStatus.ACTIVE and next_slot(schedule, anchor=anchor, after=slot) is None:
-        return slot, TaskStatus.COMPLETED
-    return slot, status
+        return TaskStatus.COMPLETED, slot
+    return status, slot
 
 
 def slot_folded(event: Event) -> datetime | None:
@@ -113,11 +114,12 @@ def slot_folded(event: Event) -> datetime | None:
 
 
 def _after_slot(state: TaskState, slot: datetime) -> TaskState:
-    advanced = advance_slot(state.status, state.spec.schedule, state.anchor, state.last_slot, slot)
-    if advanced is None:
+    status, last_slot = after_slot(
+        state.status, state.spec.schedule, state.anchor, state.last_slot, slot
+    )
+    if status is state.status and last_slot == state.last_slot:
         return state
-    last_slot, status = advanced
-    return replace(state, last_slot=last_slot, status=status)
+    return replace(state, status=status, last_slot=last_slot)
 
 
 _CHANGES = TaskUpdated | TaskPaused | TaskResumed | TaskDeleted

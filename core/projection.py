@@ -5,9 +5,11 @@ group), resuming at the offsets the store holds. A record that cannot be decoded
 logged with its position and skipped, so one poison record never stops the store.
 
 A batch is applied as soon as a record is there, with whatever else the client has
-already fetched (up to 1000), so a write waits for the store no longer than one fetch and
-one transaction. Writers wait with :meth:`Projection.applied`, a future resolved by the
-projection thread (no thread per waiting request).
+already fetched (up to ``batch_size``, 1000; a rebuild takes more), so a write waits for
+the store no longer than one fetch and one transaction. Records are decoded and applied by
+:mod:`core.store_writes` (cheaply: most of an execution's records skip pydantic).
+Writers wait with :meth:`Projection.applied`, a future resolved by the projection thread
+(no thread per waiting request).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from core.store import AppliedRecord, TaskStore, retrying_transient
-from schemas import EventDecodeError, decode_event
+from core.store_writes import decode_record
+from schemas import EventDecodeError
 from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -47,8 +50,16 @@ PROJECTION_LAG = Gauge(
 class Projection:
     """A thread that keeps the store up with the log."""
 
-    def __init__(self, settings: CommonSettings, store: TaskStore, instance_id: str) -> None:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        store: TaskStore,
+        instance_id: str,
+        batch_size: int = 1000,
+    ) -> None:
+        """``batch_size``: the most records applied in one transaction (a rebuild takes more)."""
         self.store = store
+        self.batch_size = batch_size
         self.topic = settings.topics.task_events
         self._consumer = Consumer(
             consumer_config(
@@ -171,7 +182,7 @@ class Projection:
         """Consume and apply one batch; return the partitions found at their end, and the count."""
         ended: set[int] = set()
         records = []
-        for message in consume_available(self._consumer, 1000, 0.1):
+        for message in consume_available(self._consumer, self.batch_size, 0.1):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -179,28 +190,29 @@ class Projection:
                 else:
                     logger.warning("projection consumer: %s", error.str())
                 continue
-            records.append(
-                self._decode(message.partition() or 0, message.offset() or 0, message.value())
-            )
+            records.append(self._decode(message))
         if records:
             applying = retrying_transient("applying task-events to the store")
             rejected = applying(self.store.apply, records)
             for event_id, reason in rejected.items():
                 logger.info("change %s rejected: %s", event_id, reason)
             EVENTS_PROJECTED.inc(len(records))
+            reached: dict[int, int] = {}
+            for record in records:  # in offset order within each partition
+                reached[record.partition] = record.offset + 1
             with self._changed:
-                for record in records:
-                    self._applied[record.partition] = max(
-                        self._applied.get(record.partition, 0), record.offset + 1
-                    )
+                for partition, offset in reached.items():
+                    self._applied[partition] = max(self._applied.get(partition, 0), offset)
                 self._changed.notify_all()
-            self._release({record.partition for record in records})
+            self._release(set(reached))
             self._update_lag()
         return ended, len(records)
 
-    def _decode(self, partition: int, offset: int, value: bytes | None) -> AppliedRecord:
+    def _decode(self, message: Message) -> AppliedRecord:
+        partition, offset = message.partition() or 0, message.offset() or 0
         try:
-            return AppliedRecord(partition, offset, decode_event(value))
+            event = decode_record(message.value())
+            return AppliedRecord(partition, offset, event)
         except EventDecodeError as exc:
             POISON_RECORDS.inc()
             logger.error(

@@ -56,7 +56,7 @@ from core.aggregate import (
     PendingRunState,
     TaskState,
     TaskStatus,
-    advance_slot,
+    after_slot,
     apply,
     folds,
     pending_run,
@@ -285,15 +285,13 @@ class Shard:
         if task is not None and slot is not None:
             # A fire or a skip (most events by far): fold it on the compact form, without
             # building the TaskState that apply() would take.
-            advanced = advance_slot(
-                task.status,
-                _schedule(task),
-                _time(task.anchor),
-                _time_or_none(task.last_slot),
-                slot,
+            previous = _time_or_none(task.last_slot)
+            status, last_slot = after_slot(
+                task.status, _schedule(task), _time(task.anchor), previous, slot
             )
-            if advanced is not None:
-                task.last_slot, task.status = _stamp(advanced[0]), advanced[1]
+            if last_slot != previous or status is not task.status:
+                task.status = status
+                task.last_slot = None if last_slot is None else _stamp(last_slot)
                 self._arm(task)
         elif folds(event):  # otherwise apply() would return None: no need to rebuild the state
             if task is None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -21,41 +21,22 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
+    bindparam,
     create_engine,
-    delete,
     func,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.event import listen
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from core.aggregate import (
-    PendingRunState,
-    Rejected,
-    TaskState,
-    TaskStatus,
-    apply,
-    folds,
-    pending_run,
-)
-from schemas import (
-    TERMINAL_EVENT_TYPES,
-    Event,
-    ExecutionCancelled,
-    ExecutionFailed,
-    ExecutionScheduled,
-    ExecutionSkipped,
-    ExecutionStarted,
-    ExecutionSucceeded,
-    ExecutionTimedOut,
-    TaskSpec,
-    Trigger,
-)
+from core.aggregate import PendingRunState, TaskState, TaskStatus
+from core.store_writes import ExecutionFact, Fold, read_tasks, write
+from schemas import Event, TaskSpec, Trigger
 
 __all__ = [
     "ActiveExecution",
@@ -74,13 +55,6 @@ __all__ = [
 
 
 logger = logging.getLogger(__name__)
-
-_FINAL_STATUS = {
-    ExecutionSucceeded: "succeeded",
-    ExecutionFailed: "failed",
-    ExecutionTimedOut: "timed_out",
-    ExecutionCancelled: "cancelled",
-}
 
 
 class Base(DeclarativeBase):
@@ -128,17 +102,6 @@ class TaskRow(Base):
             last_slot=as_utc(self.last_slot),
             last_change_event_id=self.last_change_event_id,
         )
-
-    def set_state(self, state: TaskState) -> None:
-        spec = state.spec
-        self.name, self.handler, self.queue = spec.name, spec.handler, spec.queue
-        self.priority = spec.priority.value
-        self.status, self.version = state.status.value, state.version
-        self.spec = spec.model_dump(mode="json")
-        self.partition = state.partition
-        self.created_at, self.updated_at = state.created_at, state.updated_at
-        self.anchor, self.last_slot = state.anchor, state.last_slot
-        self.last_change_event_id = state.last_change_event_id
 
 
 class ActiveExecution(Base):
@@ -195,7 +158,8 @@ class AppliedRecord:
 
     partition: int
     offset: int
-    event: Event | None
+    event: Event | ExecutionFact | None
+    """None for an undecodable record, or one the store has no use for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,35 +256,46 @@ class TaskStore:
         """Apply a batch and advance the offsets in one transaction.
 
         Returns the ids of the events in the batch that were rejected, with the reason.
+        Records before an offset the store holds are skipped: replays are no-ops.
         """
         rejected: dict[str, str] = {}
         if not records:
             return rejected
-        with Session(self.engine) as session, session.begin():
-            stored = lock_offsets(session, self.topic, {record.partition for record in records})
-            batch = _Batch(session)
-            session.autoflush = False
-            batch.prefetch({r.event.task_id for r in records if r.event is not None})
-            for record in records:
-                position = stored.get(record.partition)
-                if position is not None and record.offset < position.next_offset:
-                    continue  # already applied: replays are no-ops
-                if record.event is not None:
-                    outcome = batch.apply(record.partition, record.event)
+        tables = Base.metadata.tables
+        offsets = tables[ProjectionOffset.__tablename__]
+        with self.engine.begin() as connection:
+            stored = _lock_positions(connection, self.topic, {r.partition for r in records})
+            positions = dict(stored)
+            fresh = [r for r in records if r.offset >= positions.get(r.partition, 0)]
+            tasks = tables[TaskRow.__tablename__]
+            fold = Fold(read_tasks(connection, tasks, {r.event.task_id for r in fresh if r.event}))
+            for record in fresh:
+                if record.offset < positions[record.partition]:
+                    continue  # twice in this batch
+                event = record.event
+                if event is not None:
+                    outcome = fold.apply(record.partition, event)
                     if outcome is not None:
-                        rejected[record.event.id] = outcome.reason
-                if position is None:
-                    position = ProjectionOffset(
-                        topic=self.topic,
-                        partition=record.partition,
-                        next_offset=record.offset + 1,
-                    )
-                    session.add(position)
-                    stored[record.partition] = position
-                else:
-                    position.next_offset = record.offset + 1
-            session.flush()
-            batch.executions.write(session)
+                        rejected[event.id] = outcome.reason
+                positions[record.partition] = record.offset + 1
+            write(
+                connection,
+                fold,
+                tasks,
+                tables[ActiveExecution.__tablename__],
+                tables[PendingRun.__tablename__],
+            )
+            moved = [
+                {"b_topic": self.topic, "b_partition": p, "next_offset": o}
+                for p, o in sorted(positions.items())
+                if o != stored[p]
+            ]
+            if moved:
+                statement = update(offsets).where(
+                    offsets.c.topic == bindparam("b_topic"),
+                    offsets.c.partition == bindparam("b_partition"),
+                )
+                connection.execute(statement, moved)
         return rejected
 
     def get(self, task_id: str) -> TaskRow | None:
@@ -430,7 +405,20 @@ def lock_offsets(session: Session, topic: str, partitions: set[int]) -> dict[int
     }
 
 
-def _ensure_offset_rows(session: Session, topic: str, partitions: set[int]) -> None:
+def _lock_positions(connection: Connection, topic: str, partitions: set[int]) -> dict[int, int]:
+    """:func:`lock_offsets` in SQLAlchemy Core: next offset by partition, rows locked."""
+    _ensure_offset_rows(connection, topic, partitions)
+    offsets = Base.metadata.tables[ProjectionOffset.__tablename__]
+    query = (
+        select(offsets.c.partition, offsets.c.next_offset)
+        .where(offsets.c.topic == topic)
+        .order_by(offsets.c.partition)  # one lock order: no deadlock
+        .with_for_update()
+    )
+    return {partition: offset for partition, offset in connection.execute(query)}
+
+
+def _ensure_offset_rows(session: Session | Connection, topic: str, partitions: set[int]) -> None:
     """Insert the missing offset rows of ``partitions`` (at 0), so that there is a row to lock.
 
     ``SELECT ... FOR UPDATE`` locks only rows that exist: without this, two instances
@@ -440,7 +428,8 @@ def _ensure_offset_rows(session: Session, topic: str, partitions: set[int]) -> N
     insert also takes the write lock before the offsets are read.
     """
     values = [{"topic": topic, "partition": p, "next_offset": 0} for p in sorted(partitions)]
-    dialect = session.get_bind().dialect.name
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    dialect = bind.dialect.name
     if dialect == "postgresql":
         session.execute(postgresql.insert(ProjectionOffset).values(values).on_conflict_do_nothing())
     elif dialect == "sqlite":
@@ -469,160 +458,3 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
             "skipped": row.executions_skipped,
         },
     }
-
-
-_UNREAD = object()
-"""A row's :class:`TaskState` not built yet: only events that fold a task need it."""
-
-
-class _Batch:
-    """One transaction's view of the tasks it touches: each row read and decoded once.
-
-    A row's state (its spec validated) is built only for an event that folds the task;
-    executions starting and ending only move counters.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._tasks: dict[str, tuple[TaskRow | None, TaskState | object | None]] = {}
-        self.executions = _Executions()
-
-    def prefetch(self, task_ids: set[str]) -> None:
-        """Read the batch's tasks in a few queries instead of one per task."""
-        ordered = sorted(task_ids)
-        for start in range(0, len(ordered), 500):
-            query = select(TaskRow).where(TaskRow.id.in_(ordered[start : start + 500]))
-            for row in self.session.scalars(query):
-                self._tasks[row.id] = (row, _UNREAD)
-        for task_id in ordered:
-            self._tasks.setdefault(task_id, (None, None))
-
-    def apply(self, partition: int, event: Event) -> Rejected | None:
-        cached = self._tasks.get(event.task_id)
-        if cached is None:
-            cached = (self.session.get(TaskRow, event.task_id), _UNREAD)
-        row, known = cached
-        if not folds(event):  # apply() would answer None: the state is not needed
-            self._tasks[event.task_id] = (row, known)
-            if row is not None:
-                self.executions.record(row, partition, event)
-            return None
-        if known is _UNREAD:
-            state = row.state() if row is not None else None
-        else:
-            state = cast(TaskState | None, known)
-        outcome = apply(state, event, partition)
-        if isinstance(outcome, Rejected):
-            return outcome
-        if outcome is not None and outcome != state:
-            if row is None:
-                row = TaskRow(
-                    id=event.task_id,
-                    executions_scheduled=0,
-                    executions_succeeded=0,
-                    executions_failed=0,
-                    executions_skipped=0,
-                )
-                self.session.add(row)
-            row.set_state(outcome)
-            state = outcome
-        self._tasks[event.task_id] = (row, state)
-        if row is not None:
-            self.executions.record(row, partition, event)
-        return None
-
-
-def _upsert(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows``, replacing those whose primary key exists (idempotent replays)."""
-    if not rows:
-        return
-    table = Base.metadata.tables[model.__tablename__]
-    keys = [column.name for column in table.primary_key.columns]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
-    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-    # One statement with the rows as parameters: compiled once and cached (the driver
-    # still sends them as multi-row VALUES), where ``.values(rows)`` compiled anew per batch.
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
-
-
-def _delete(session: Session, model: type[Base], ids: set[str]) -> None:
-    table = Base.metadata.tables[model.__tablename__]
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
-        session.execute(delete(table).where(table.c.execution_id.in_(chunk)))
-
-
-class _Executions:
-    """A batch's changes to unfinished executions and pending runs, written at its end."""
-
-    def __init__(self) -> None:
-        self.active: dict[str, dict[str, Any]] = {}
-        self.status: dict[str, dict[str, Any]] = {}
-        self.finished: set[str] = set()
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.fired: set[str] = set()
-
-    def record(self, row: TaskRow, partition: int, event: Event) -> None:
-        data = event.data
-        at = as_utc(event.occurred_at)
-        if isinstance(data, ExecutionScheduled):
-            row.executions_scheduled += 1
-            row.last_execution_id, row.last_status = data.execution_id, "scheduled"
-            self.finished.discard(data.execution_id)
-            self.active[data.execution_id] = {
-                "execution_id": data.execution_id,
-                "task_id": event.task_id,
-                "partition": partition,
-                "attempt": data.attempt,
-                "scheduled_for": as_utc(data.scheduled_for),
-                "status": "scheduled",
-                "updated_at": at,
-            }
-            self.runs.pop(data.execution_id, None)
-            self.fired.add(data.execution_id)
-        elif isinstance(data, ExecutionStarted):
-            row.last_status = "running"
-            pending = self.active.get(data.execution_id)
-            if pending is not None:
-                pending.update(status="running", updated_at=at)
-            elif data.execution_id not in self.finished:
-                self.status[data.execution_id] = {
-                    "execution_id": data.execution_id,
-                    "status": "running",
-                    "updated_at": at,
-                }
-        elif isinstance(data, TERMINAL_EVENT_TYPES):
-            if isinstance(data, ExecutionSucceeded):
-                row.executions_succeeded += 1
-            else:
-                row.executions_failed += 1
-            row.last_status = _FINAL_STATUS[type(data)]
-            self.active.pop(data.execution_id, None)
-            self.status.pop(data.execution_id, None)
-            self.finished.add(data.execution_id)
-        elif isinstance(data, ExecutionSkipped):
-            row.executions_skipped += data.count
-        else:
-            run = pending_run(event, partition)
-            if run is not None and run.execution_id not in self.fired:
-                self.runs[run.execution_id] = {
-                    "execution_id": run.execution_id,
-                    "task_id": run.task_id,
-                    "partition": partition,
-                    "trigger": run.trigger.value,
-                    "attempt": run.attempt,
-                    "scheduled_for": run.scheduled_for,
-                    "due_at": run.due_at,
-                }
-
-    def write(self, session: Session) -> None:
-        """Deletes first, then upserts, so an id finished and re-scheduled ends scheduled."""
-        _delete(session, ActiveExecution, self.finished - set(self.active))
-        _upsert(session, ActiveExecution, list(self.active.values()))
-        if self.status:
-            session.execute(update(ActiveExecution), list(self.status.values()))
-        _delete(session, PendingRun, self.fired)
-        _upsert(session, PendingRun, list(self.runs.values()))

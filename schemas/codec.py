@@ -27,6 +27,7 @@ __all__ = [
     "decode_work_order",
     "encode_event",
     "encode_work_order",
+    "event_from_document",
     "event_headers",
     "header_value",
     "work_order_headers",
@@ -72,6 +73,11 @@ def decode_event(raw: bytes | None) -> Event:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"event is not valid JSON: {exc}", raw) from exc
+    return event_from_document(document, raw)
+
+
+def event_from_document(document: object, raw: bytes) -> Event:
+    """:func:`decode_event` for a value already parsed (``document``) from ``raw``."""
     if not isinstance(document, dict):
         raise EventDecodeError("event is not a JSON object", raw)
     key = (document.get("type"), document.get("version"))
