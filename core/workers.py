@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from core.settings import CoreSettings
 from schemas import EventDecodeError, WorkerHeartbeat
@@ -188,7 +189,20 @@ class WorkerDirectory:
 
     def _run(self) -> None:
         try:
-            self._assign()
+            # Right after the topic is created its leader may not be elected yet ("not
+            # leader for partition"): retry the assignment for a minute before giving up.
+            for attempt in Retrying(
+                retry=retry_if_exception_type(KafkaException),
+                wait=wait_exponential(multiplier=0.1, max=2),
+                stop=stop_after_delay(60),
+                before_sleep=lambda state: logger.info(
+                    "workers topic not readable yet (%s); retrying",
+                    state.outcome.exception() if state.outcome else "?",
+                ),
+                reraise=True,
+            ):
+                with attempt:
+                    self._assign()
             while not self._stop.is_set():
                 self._step()
         except BaseException as exc:  # the service's health turns red; see alive
