@@ -144,8 +144,12 @@ class _Task:
     anchor: Stamp
     last_slot: Stamp | None
     schedule: Schedule | bytes
-    """Interned: tasks with equal schedules share one object. A one-shot (``at``) schedule
-    is as unique as its task, so it is kept as its compact JSON instead."""
+    """Interned, without its ``start`` (see ``start``): tasks with equal schedules share
+    one object. A one-shot (``at``) schedule is as unique as its task, so it is kept as
+    its compact JSON instead."""
+    start: Stamp | None
+    """The schedule's ``start``: often one per task (tasks spread over an interval), and
+    a pydantic ``Schedule`` of its own would cost a task about 1.2 KB more."""
     policy: TaskSpec
     """The spec without name, params and schedule (placeholders), shared like ``schedule``."""
     details: Details
@@ -208,9 +212,18 @@ def _frozen(value: Any) -> Any:
 
 
 def _schedule(task: _Task) -> Schedule:
-    """The task's schedule (a one-shot's is decoded: a few microseconds, once or twice)."""
+    """The task's schedule (a one-shot's is decoded, a start put back: a few microseconds)."""
     schedule = task.schedule
-    return Schedule.model_validate_json(schedule) if isinstance(schedule, bytes) else schedule
+    if isinstance(schedule, bytes):
+        return Schedule.model_validate_json(schedule)
+    if task.start is not None:
+        return schedule.model_copy(update={"start": _time(task.start)})
+    return schedule
+
+
+def _jitter(task: _Task) -> timedelta | None:
+    schedule = task.schedule
+    return _schedule(task).jitter if isinstance(schedule, bytes) else schedule.jitter
 
 
 def _policy_key(spec: TaskSpec) -> tuple[Any, ...]:
@@ -337,6 +350,7 @@ class Shard:
     def _compact(self, state: TaskState) -> _Task:
         spec = state.spec
         created, updated, anchor = self._times(state)
+        schedule, start = self._intern_schedule(spec.schedule)
         return _Task(
             task_id=state.task_id,
             partition=state.partition,
@@ -346,7 +360,8 @@ class Shard:
             updated_at=updated,
             anchor=anchor,
             last_slot=None if state.last_slot is None else _stamp(state.last_slot),
-            schedule=self._intern_schedule(spec.schedule),
+            schedule=schedule,
+            start=start,
             policy=self._intern_policy(spec),
             details=_pack(spec.name, spec.params, state.last_change_event_id),
         )
@@ -364,7 +379,7 @@ class Shard:
             task.last_slot = None if after.last_slot is None else _stamp(after.last_slot)
         spec = after.spec
         if spec is not before.spec:
-            task.schedule = self._intern_schedule(spec.schedule)
+            task.schedule, task.start = self._intern_schedule(spec.schedule)
             task.policy = self._intern_policy(spec)
         if spec is not before.spec or after.last_change_event_id != before.last_change_event_id:
             task.details = _pack(spec.name, spec.params, after.last_change_event_id)
@@ -382,16 +397,21 @@ class Shard:
             anchor = _stamp(state.anchor)
         return created, updated, anchor
 
-    def _intern_schedule(self, schedule: Schedule) -> Schedule | bytes:
+    def _intern_schedule(self, schedule: Schedule) -> tuple[Schedule | bytes, Stamp | None]:
+        """The shared schedule without its start, and the start (see ``_Task.start``)."""
         if schedule.at is not None:
             packed = schedule.model_dump_json(exclude_defaults=True).encode()
             if Schedule.model_validate_json(packed) == schedule:
-                return packed
+                return packed, None
+        start = None
+        if schedule.start is not None:
+            start = _stamp(schedule.start)
+            schedule = schedule.model_copy(update={"start": None})
         key = _frozen(schedule)
         shared = self._schedules.get(key)
         if shared is None:
             shared = self._schedules[key] = schedule
-        return shared
+        return shared, start
 
     def _intern_policy(self, spec: TaskSpec) -> TaskSpec:
         try:
@@ -497,7 +517,7 @@ class Shard:
                 "the local time repeated when the clock went back; it ran once",
             )
             return
-        late = now - (slot + jitter_offset(task_id, slot, _schedule(task).jitter))
+        late = now - (slot + jitter_offset(task_id, slot, _jitter(task)))
         if late > policy.misfire_grace:
             self._plan_misfire(task, slot, now, plan)
             return

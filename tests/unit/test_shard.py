@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -263,3 +263,31 @@ def test_the_events_the_scheduler_skips_undecoded_change_nothing() -> None:
     assert (shard.state("task"), shard.next_due(), len(shard)) == before
     # still unfinished, so the next slot is skipped exactly as without the started event
     assert _skipped(_run(shard, T0 + timedelta(seconds=2))) == [("overlap", 1)]
+
+
+def test_schedules_that_differ_only_by_start_share_one_object() -> None:
+    """A task's start is kept apart from its (shared) schedule and put back exactly."""
+    shard = _shard()
+    berlin = timezone(timedelta(hours=1))
+    starts = [T0 + timedelta(seconds=n, microseconds=7) for n in range(3)]
+    starts.append(datetime(2030, 1, 1, 13, 0, 5, tzinfo=berlin))  # not UTC: kept as is
+    specs = {}
+    for n, start in enumerate(starts):
+        spec = TaskSpec(
+            name=f"t{n}",
+            handler="noop",
+            schedule=Schedule(every=timedelta(minutes=1), start=start, jitter=None),
+        )
+        specs[f"t{n}"] = spec
+        shard.apply(Event.create(f"t{n}", TaskCreated(task=spec), occurred_at=T0), PARTITION)
+    for task_id, spec in specs.items():
+        state = shard.state(task_id)
+        assert state is not None
+        assert state.spec == spec
+        assert state.spec.schedule.start == spec.schedule.start
+        assert state.spec.schedule.start.utcoffset() == spec.schedule.start.utcoffset()
+    assert len({id(task.schedule) for task in shard._tasks.values()}) == 1
+    fired = _run(shard, T0 + timedelta(seconds=10))
+    assert sorted(_fired(fired)) == sorted(starts)
+    [again] = _fired(_run(shard, starts[0] + timedelta(minutes=1)))
+    assert again == starts[0] + timedelta(minutes=1)
