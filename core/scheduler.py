@@ -94,6 +94,7 @@ class Scheduler:
             )
         )
         self._shard = Shard(settings.topics)
+        self._assigned: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self.error: BaseException | None = None
@@ -123,8 +124,10 @@ class Scheduler:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         owned = [tp.partition for tp in partitions]
+        began = time.monotonic()
         snapshot = self.store.snapshot(owned)
         self._shard = Shard(self.settings.topics, snapshot)
+        self._assigned = set(owned)
         # The shard's timers live as long as the assignment: keep the cyclic collector
         # from walking them again and again (a million tasks are millions of objects).
         gc.freeze()
@@ -133,11 +136,17 @@ class Scheduler:
         consumer.assign(partitions)
         OWNED_PARTITIONS.set(len(owned))
         OWNED_TASKS.set(len(self._shard))
-        logger.info("assigned partitions %s with %d tasks; catching up", owned, len(self._shard))
+        logger.info(
+            "assigned partitions %s with %d tasks (restored from the store in %.1fs); catching up",
+            owned,
+            len(self._shard),
+            time.monotonic() - began,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked partitions %s", [tp.partition for tp in partitions])
         self._shard = Shard(self.settings.topics)
+        self._assigned = set()
         OWNED_PARTITIONS.set(0)
         OWNED_TASKS.set(0)
 
@@ -167,6 +176,8 @@ class Scheduler:
                 if partition not in self._shard.ready_partitions:
                     self._shard.mark_ready(partition)
                     logger.info("partition %d caught up; scheduling its tasks", partition)
+                    if self._shard.ready_partitions >= self._assigned:
+                        gc.freeze()  # and the tasks read from the log since the assignment
             else:
                 logger.warning("scheduler consumer: %s", error.str())
             return
