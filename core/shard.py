@@ -46,11 +46,12 @@ from __future__ import annotations
 import heapq
 import operator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
+from pydantic_core import TzInfo
 
 from core.aggregate import (
     PendingRunState,
@@ -169,6 +170,14 @@ def _stamp(at: datetime) -> Stamp:
     epoch = at.timestamp()
     if at.tzinfo is UTC and datetime.fromtimestamp(epoch, UTC) == at:
         return epoch
+    return at
+
+
+def _fixed_utc(at: datetime) -> datetime:
+    """``at`` in ``UTC`` if its zone is a fixed offset of zero (pydantic parses ``...Z`` to
+    its own ``TzInfo(0)``): the same instant, and the same on the wire, as a float epoch."""
+    if at.tzinfo is not UTC and isinstance(at.tzinfo, timezone | TzInfo) and not at.utcoffset():
+        return at.replace(tzinfo=UTC)
     return at
 
 
@@ -405,7 +414,7 @@ class Shard:
                 return packed, None
         start = None
         if schedule.start is not None:
-            start = _stamp(schedule.start)
+            start = _stamp(_fixed_utc(schedule.start))
             schedule = schedule.model_copy(update={"start": None})
         key = _frozen(schedule)
         shared = self._schedules.get(key)

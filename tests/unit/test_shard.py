@@ -287,7 +287,23 @@ def test_schedules_that_differ_only_by_start_share_one_object() -> None:
         assert state.spec.schedule.start == spec.schedule.start
         assert state.spec.schedule.start.utcoffset() == spec.schedule.start.utcoffset()
     assert len({id(task.schedule) for task in shard._tasks.values()}) == 1
+    assert isinstance(shard._tasks["t0"].start, float)
+    assert not isinstance(shard._tasks["t3"].start, float)  # +01:00 is kept
     fired = _run(shard, T0 + timedelta(seconds=10))
     assert sorted(_fired(fired)) == sorted(starts)
     [again] = _fired(_run(shard, starts[0] + timedelta(minutes=1)))
     assert again == starts[0] + timedelta(minutes=1)
+
+
+def test_a_start_parsed_from_json_is_kept_as_an_epoch() -> None:
+    """pydantic parses ``...Z`` into its own zero-offset zone: same instant, same wire form."""
+    shard = _shard()
+    schedule = Schedule.model_validate_json(b'{"every": "1m", "start": "2030-01-01T12:00:00.5Z"}')
+    spec = TaskSpec(name="n", handler="noop", schedule=schedule)
+    shard.apply(Event.create("task", TaskCreated(task=spec), occurred_at=T0), PARTITION)
+    assert isinstance(shard._tasks["task"].start, float)
+    state = shard.state("task")
+    assert state is not None
+    assert state.spec == spec
+    assert state.spec.model_dump_json() == spec.model_dump_json()
+    assert _fired(_run(shard, T0 + timedelta(seconds=1))) == [T0 + timedelta(seconds=0.5)]
