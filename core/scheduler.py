@@ -63,6 +63,8 @@ OWNED_PARTITIONS = Gauge("taskstream_scheduler_owned_partitions", "task-events p
 ABORTED = Counter("taskstream_scheduler_aborted_transactions_total", "fire transactions aborted")
 
 _MAX_IDLE_WAIT = 0.1
+_MAX_FIRING = 1.0
+"""Seconds of firing before the loop reads the log again, even with more timers due."""
 _IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
 
 
@@ -191,6 +193,14 @@ class Scheduler:
         self._shard.apply(event, partition)
 
     def _fire_due(self) -> None:
+        """Fire what is due, a batch per transaction, for at most ``_MAX_FIRING`` seconds.
+
+        Then the loop reads the log again (timers still due make it wait no longer than
+        for what is already fetched): an instance that fires no faster than slots fall due
+        (a backlog while it caught up, a loaded machine) still reads the partitions it is
+        catching up with, and still polls its consumer within the group's poll interval.
+        """
+        deadline = time.monotonic() + _MAX_FIRING
         while True:
             plan = self._shard.due(datetime.now(UTC), self.settings.fire_batch_size)
             if not plan:
@@ -198,6 +208,8 @@ class Scheduler:
             if not self._commit(plan):
                 return
             OWNED_TASKS.set(len(self._shard))
+            if time.monotonic() >= deadline:
+                return
 
     def _commit(self, plan: Plan) -> bool:
         producer = self._producer
