@@ -25,8 +25,9 @@ A task is not kept as a :class:`TaskState` holding its pydantic ``TaskSpec`` (3 
 resident a task, and about ten objects for the garbage collector to walk) but as a compact
 ``_Task`` (about 0.65 KB, one such object):
 
-- what many tasks share is stored once per shard: equal ``Schedule`` models are interned,
-  and so is the rest of the spec apart from ``name`` and ``params`` (handler, queue,
+- what many tasks share is stored once per shard: equal ``Schedule`` models are interned
+  (without their ``start``, often one per task, kept on the task as a time), and so is
+  the rest of the spec apart from ``name`` and ``params`` (handler, queue,
   priority, timeout, retry, misfire and overlap policies), as a ``TaskSpec`` *template*;
   a one-shot (``at``) schedule, unique to its task, is kept as compact JSON instead;
 - ``name``, ``params`` and the id of the last change's event are one compact JSON
