@@ -64,6 +64,8 @@ OWNED_PARTITIONS = Gauge("taskstream_scheduler_owned_partitions", "task-events p
 ABORTED = Counter("taskstream_scheduler_aborted_transactions_total", "fire transactions aborted")
 
 _MAX_IDLE_WAIT = 0.1
+_MAX_FIRING = 1.0
+"""Seconds of firing before the loop reads the log again, even with more timers due."""
 _IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
 HEADER_FIRED_BY = "fired-by"
 """A header on the events a scheduler fired: the assignment that fired them (random)."""
@@ -103,6 +105,7 @@ class Scheduler:
         """Marks the events fired under the current assignment: the shard applied them at
         commit, so reading them back is skipped. A new assignment rebuilds the shard from
         the store, so it takes a new mark and applies what the previous one fired."""
+        self._assigned: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self.error: BaseException | None = None
@@ -132,8 +135,10 @@ class Scheduler:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         owned = [tp.partition for tp in partitions]
+        began = time.monotonic()
         snapshot = self.store.snapshot(owned)
         self._shard = Shard(self.settings.topics, snapshot)
+        self._assigned = set(owned)
         # The shard's timers live as long as the assignment: keep the cyclic collector
         # from walking them again and again (a million tasks are millions of objects).
         gc.freeze()
@@ -144,12 +149,18 @@ class Scheduler:
         consumer.assign(partitions)
         OWNED_PARTITIONS.set(len(owned))
         OWNED_TASKS.set(len(self._shard))
-        logger.info("assigned partitions %s with %d tasks; catching up", owned, len(self._shard))
+        logger.info(
+            "assigned partitions %s with %d tasks (restored from the store in %.1fs); catching up",
+            owned,
+            len(self._shard),
+            time.monotonic() - began,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked partitions %s", [tp.partition for tp in partitions])
         self._shard = Shard(self.settings.topics)
         self._committed = {}
+        self._assigned = set()
         OWNED_PARTITIONS.set(0)
         OWNED_TASKS.set(0)
 
@@ -179,6 +190,8 @@ class Scheduler:
                 if partition not in self._shard.ready_partitions:
                     self._shard.mark_ready(partition)
                     logger.info("partition %d caught up; scheduling its tasks", partition)
+                    if self._shard.ready_partitions >= self._assigned:
+                        gc.freeze()  # and the tasks read from the log since the assignment
             else:
                 logger.warning("scheduler consumer: %s", error.str())
             return
@@ -193,6 +206,14 @@ class Scheduler:
         self._shard.apply(event, partition)
 
     def _fire_due(self) -> None:
+        """Fire what is due, a batch per transaction, for at most ``_MAX_FIRING`` seconds.
+
+        Then the loop reads the log again (timers still due make it wait no longer than
+        for what is already fetched): an instance that fires no faster than slots fall due
+        (a backlog while it caught up, a loaded machine) still reads the partitions it is
+        catching up with, and still polls its consumer within the group's poll interval.
+        """
+        deadline = time.monotonic() + _MAX_FIRING
         while True:
             plan = self._shard.due(datetime.now(UTC), self.settings.fire_batch_size)
             if not plan:
@@ -200,6 +221,8 @@ class Scheduler:
             if not self._commit(plan):
                 return
             OWNED_TASKS.set(len(self._shard))
+            if time.monotonic() >= deadline:
+                return
 
     def _commit(self, plan: Plan) -> bool:
         producer = self._producer

@@ -25,8 +25,9 @@ A task is not kept as a :class:`TaskState` holding its pydantic ``TaskSpec`` (3 
 resident a task, and about ten objects for the garbage collector to walk) but as a compact
 ``_Task`` (about 0.65 KB, one such object):
 
-- what many tasks share is stored once per shard: equal ``Schedule`` models are interned,
-  and so is the rest of the spec apart from ``name`` and ``params`` (handler, queue,
+- what many tasks share is stored once per shard: equal ``Schedule`` models are interned
+  (without their ``start``, often one per task, kept on the task as a time), and so is
+  the rest of the spec apart from ``name`` and ``params`` (handler, queue,
   priority, timeout, retry, misfire and overlap policies), as a ``TaskSpec`` *template*;
   a one-shot (``at``) schedule, unique to its task, is kept as compact JSON instead;
 - ``name``, ``params`` and the id of the last change's event are one compact JSON
@@ -46,11 +47,12 @@ from __future__ import annotations
 import heapq
 import operator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
+from pydantic_core import TzInfo
 
 from core.aggregate import (
     PendingRunState,
@@ -146,8 +148,12 @@ class _Task:
     anchor: Stamp
     last_slot: Stamp | None
     schedule: Schedule | bytes
-    """Interned: tasks with equal schedules share one object. A one-shot (``at``) schedule
-    is as unique as its task, so it is kept as its compact JSON instead."""
+    """Interned, without its ``start`` (see ``start``): tasks with equal schedules share
+    one object. A one-shot (``at``) schedule is as unique as its task, so it is kept as
+    its compact JSON instead."""
+    start: Stamp | None
+    """The schedule's ``start``: often one per task (tasks spread over an interval), and
+    a pydantic ``Schedule`` of its own would cost a task about 1.2 KB more."""
     policy: TaskSpec
     """The spec without name, params and schedule (placeholders), shared like ``schedule``."""
     details: Details
@@ -167,6 +173,14 @@ def _stamp(at: datetime) -> Stamp:
     epoch = at.timestamp()
     if at.tzinfo is UTC and datetime.fromtimestamp(epoch, UTC) == at:
         return epoch
+    return at
+
+
+def _fixed_utc(at: datetime) -> datetime:
+    """``at`` in ``UTC`` if its zone is a fixed offset of zero (pydantic parses ``...Z`` to
+    its own ``TzInfo(0)``): the same instant, and the same on the wire, as a float epoch."""
+    if at.tzinfo is not UTC and isinstance(at.tzinfo, timezone | TzInfo) and not at.utcoffset():
+        return at.replace(tzinfo=UTC)
     return at
 
 
@@ -210,9 +224,23 @@ def _frozen(value: Any) -> Any:
 
 
 def _schedule(task: _Task) -> Schedule:
-    """The task's schedule (a one-shot's is decoded: a few microseconds, once or twice)."""
+    """The task's schedule (a one-shot's is decoded, a start put back: a few microseconds)."""
     schedule = task.schedule
-    return Schedule.model_validate_json(schedule) if isinstance(schedule, bytes) else schedule
+    if isinstance(schedule, bytes):
+        return Schedule.model_validate_json(schedule)
+    if task.start is not None:
+        return schedule.model_copy(update={"start": _time(task.start)})
+    return schedule
+
+
+def _jitter(task: _Task) -> timedelta | None:
+    schedule = task.schedule
+    return _schedule(task).jitter if isinstance(schedule, bytes) else schedule.jitter
+
+
+def _same(these: tuple[Any, ...], those: tuple[Any, ...]) -> bool:
+    """The very same objects (the memo keeps ``those`` alive, so no id is reused)."""
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
 
 
 def _policy_key(spec: TaskSpec) -> tuple[Any, ...]:
@@ -232,6 +260,11 @@ class Shard:
         self._schedules: dict[tuple[Any, ...], Schedule] = {}
         self._policies: dict[tuple[Any, ...], TaskSpec] = {}
         self._sweep_at = _MIN_SWEEP
+        self._last_schedule: tuple[tuple[Any, ...], Schedule] | None = None
+        self._last_policy: tuple[tuple[Any, ...], TaskSpec] | None = None
+        """The last value interned, and what it was made of: specs read from the store share
+        these very objects (:class:`core.spec_reader.SpecReader`), so an identity check
+        spares computing a key (a third of a restore's time)."""
         if snapshot is not None:
             for state in snapshot.tasks:
                 self._tasks[state.task_id] = self._compact(state)
@@ -351,6 +384,7 @@ class Shard:
     def _compact(self, state: TaskState) -> _Task:
         spec = state.spec
         created, updated, anchor = self._times(state)
+        schedule, start = self._intern_schedule(spec.schedule)
         return _Task(
             task_id=state.task_id,
             partition=state.partition,
@@ -360,7 +394,8 @@ class Shard:
             updated_at=updated,
             anchor=anchor,
             last_slot=None if state.last_slot is None else _stamp(state.last_slot),
-            schedule=self._intern_schedule(spec.schedule),
+            schedule=schedule,
+            start=start,
             policy=self._intern_policy(spec),
             details=_pack(spec.name, spec.params, state.last_change_event_id),
         )
@@ -378,7 +413,7 @@ class Shard:
             task.last_slot = None if after.last_slot is None else _stamp(after.last_slot)
         spec = after.spec
         if spec is not before.spec:
-            task.schedule = self._intern_schedule(spec.schedule)
+            task.schedule, task.start = self._intern_schedule(spec.schedule)
             task.policy = self._intern_policy(spec)
         if spec is not before.spec or after.last_change_event_id != before.last_change_event_id:
             task.details = _pack(spec.name, spec.params, after.last_change_event_id)
@@ -396,25 +431,38 @@ class Shard:
             anchor = _stamp(state.anchor)
         return created, updated, anchor
 
-    def _intern_schedule(self, schedule: Schedule) -> Schedule | bytes:
+    def _intern_schedule(self, schedule: Schedule) -> tuple[Schedule | bytes, Stamp | None]:
+        """The shared schedule without its start, and the start (see ``_Task.start``)."""
         if schedule.at is not None:
             packed = schedule.model_dump_json(exclude_defaults=True).encode()
             if Schedule.model_validate_json(packed) == schedule:
-                return packed
+                return packed, None
+        start = None if schedule.start is None else _stamp(_fixed_utc(schedule.start))
+        parts = tuple(value for name, value in schedule.__dict__.items() if name != "start")
+        if self._last_schedule is not None and _same(parts, self._last_schedule[0]):
+            return self._last_schedule[1], start
+        if start is not None:
+            schedule = schedule.model_copy(update={"start": None})
         key = _frozen(schedule)
         shared = self._schedules.get(key)
         if shared is None:
             shared = self._schedules[key] = schedule
-        return shared
+        self._last_schedule = (parts, shared)
+        return shared, start
 
     def _intern_policy(self, spec: TaskSpec) -> TaskSpec:
+        parts = _policy_values(spec.__dict__)
+        if self._last_policy is not None and _same(parts, self._last_policy[0]):
+            return self._last_policy[1]
         try:
             key = _policy_key(spec)
             shared = self._policies.get(key)
         except TypeError:  # an unhashable value: this task keeps its own template
-            return self._template(spec)
-        if shared is None:
-            shared = self._policies[key] = self._template(spec)
+            shared = self._template(spec)
+        else:
+            if shared is None:
+                shared = self._policies[key] = self._template(spec)
+        self._last_policy = (parts, shared)
         return shared
 
     @staticmethod
@@ -511,7 +559,7 @@ class Shard:
                 "the local time repeated when the clock went back; it ran once",
             )
             return
-        late = now - (slot + jitter_offset(task_id, slot, _schedule(task).jitter))
+        late = now - (slot + jitter_offset(task_id, slot, _jitter(task)))
         if late > policy.misfire_grace:
             self._plan_misfire(task, slot, now, plan)
             return

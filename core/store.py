@@ -35,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from core.aggregate import PendingRunState, TaskState, TaskStatus
+from core.spec_reader import SpecReader
 from core.store_writes import ExecutionFact, Fold, read_tasks, write
 from schemas import Event, TaskSpec, Trigger
 
@@ -354,18 +355,41 @@ class TaskStore:
         return Snapshot(offsets, self._stream_tasks(wanted), active, runs)
 
     def _stream_tasks(self, partitions: list[int]) -> Iterator[TaskState]:
-        """The live tasks of ``partitions``, a batch of rows at a time (a million fit)."""
-        with Session(self.engine) as session:
-            rows = session.scalars(
-                select(TaskRow)
-                .where(
-                    TaskRow.partition.in_(partitions), TaskRow.status != TaskStatus.DELETED.value
-                )
-                .execution_options(yield_per=2000)
-            )
+        """The live tasks of ``partitions``, a batch of rows at a time (a million fit).
+
+        Plain rows rather than ``TaskRow`` objects (no identity map to fill and empty), and
+        specs validated once per shape (:class:`core.spec_reader.SpecReader`): restoring
+        a million tasks is several times faster than through the ORM.
+        """
+        specs = SpecReader()
+        columns = TaskRow.__table__.c
+        query = select(
+            columns.id,
+            columns.partition,
+            columns.spec,
+            columns.status,
+            columns.version,
+            columns.created_at,
+            columns.updated_at,
+            columns.anchor,
+            columns.last_slot,
+            columns.last_change_event_id,
+        ).where(columns.partition.in_(partitions), columns.status != TaskStatus.DELETED.value)
+        with self.engine.connect() as connection:
+            rows = connection.execution_options(yield_per=2000).execute(query)
             for row in rows:
-                yield row.state()
-                session.expunge(row)
+                yield TaskState(
+                    task_id=row.id,
+                    partition=row.partition,
+                    spec=specs.read(row.spec),
+                    status=TaskStatus(row.status),
+                    version=row.version,
+                    created_at=as_utc(row.created_at),
+                    updated_at=as_utc(row.updated_at),
+                    anchor=as_utc(row.anchor),
+                    last_slot=as_utc(row.last_slot),
+                    last_change_event_id=row.last_change_event_id,
+                )
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table ``task-events`` projects to, in a stable order.

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 _client_logger = logging.getLogger("librdkafka")
 _UNLIMITED = "-1"
 _DAYS_7 = str(7 * 24 * 3600 * 1000)
+_QUEUED_MIN_MESSAGES = 10_000
+"""Records a consumer tries to keep fetched ahead (librdkafka's default: 100,000)."""
 
 
 def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any]:
@@ -52,6 +54,11 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        # Bound what the client prefetches: by default it keeps up to 64 MiB (and 100,000
+        # records) fetched ahead per consumer, several hundred MiB of resident memory in a
+        # core catching up with a long task-events log. A few MiB keep a consumer busy.
+        "queued.max.messages.kbytes": settings.kafka_consumer_queue_kbytes,
+        "queued.min.messages": _QUEUED_MIN_MESSAGES,
     }
     config.update(overrides)
     return config

@@ -96,6 +96,15 @@ class CommonSettings(BaseSettings):
         description="how long per-execution logs are kept (the topic and the core's table)",
     )
     replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
+    kafka_consumer_queue_kbytes: int = Field(
+        default=8192,
+        ge=1024,
+        description=(
+            "most KiB of fetched, not yet consumed records a Kafka consumer holds "
+            "(librdkafka's queued.max.messages.kbytes; its default, 64 MiB, held hundreds "
+            "of MiB per consumer while the core caught up with a long log)"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="'json' lines for machines, 'text' for people"

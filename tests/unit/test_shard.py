@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -314,3 +314,47 @@ def test_planned_orders_and_events_round_trip_through_their_wire_form() -> None:
         assert decode_work_order(encode_work_order(order)) == order
     for event in plan.events:
         assert decode_event(encode_event(event)) == event
+
+
+def test_schedules_that_differ_only_by_start_share_one_object() -> None:
+    """A task's start is kept apart from its (shared) schedule and put back exactly."""
+    shard = _shard()
+    berlin = timezone(timedelta(hours=1))
+    starts = [T0 + timedelta(seconds=n, microseconds=7) for n in range(3)]
+    starts.append(datetime(2030, 1, 1, 13, 0, 5, tzinfo=berlin))  # not UTC: kept as is
+    specs = {}
+    for n, start in enumerate(starts):
+        spec = TaskSpec(
+            name=f"t{n}",
+            handler="noop",
+            schedule=Schedule(every=timedelta(minutes=1), start=start, jitter=None),
+        )
+        specs[f"t{n}"] = spec
+        shard.apply(Event.create(f"t{n}", TaskCreated(task=spec), occurred_at=T0), PARTITION)
+    for task_id, spec in specs.items():
+        state = shard.state(task_id)
+        assert state is not None
+        assert state.spec == spec
+        assert state.spec.schedule.start == spec.schedule.start
+        assert state.spec.schedule.start.utcoffset() == spec.schedule.start.utcoffset()
+    assert len({id(task.schedule) for task in shard._tasks.values()}) == 1
+    assert isinstance(shard._tasks["t0"].start, float)
+    assert not isinstance(shard._tasks["t3"].start, float)  # +01:00 is kept
+    fired = _run(shard, T0 + timedelta(seconds=10))
+    assert sorted(_fired(fired)) == sorted(starts)
+    [again] = _fired(_run(shard, starts[0] + timedelta(minutes=1)))
+    assert again == starts[0] + timedelta(minutes=1)
+
+
+def test_a_start_parsed_from_json_is_kept_as_an_epoch() -> None:
+    """pydantic parses ``...Z`` into its own zero-offset zone: same instant, same wire form."""
+    shard = _shard()
+    schedule = Schedule.model_validate_json(b'{"every": "1m", "start": "2030-01-01T12:00:00.5Z"}')
+    spec = TaskSpec(name="n", handler="noop", schedule=schedule)
+    shard.apply(Event.create("task", TaskCreated(task=spec), occurred_at=T0), PARTITION)
+    assert isinstance(shard._tasks["task"].start, float)
+    state = shard.state("task")
+    assert state is not None
+    assert state.spec == spec
+    assert state.spec.model_dump_json() == spec.model_dump_json()
+    assert _fired(_run(shard, T0 + timedelta(seconds=1))) == [T0 + timedelta(seconds=0.5)]
