@@ -42,9 +42,11 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
     )
     tables = MonitorTables.create(app, settings.task_events_partitions)
     lag = ConsumerLag(settings.topics.task_events)
-    install_projection(app, settings, tables, lag, *event_counters(metrics))
+    task_events = install_projection(app, settings, tables, lag, *event_counters(metrics))
     install_api(app, settings, tables, lag)
     install_metrics(app, metrics, tables, lag)
-    install_alerts(app, settings, metrics)  # alerts and GET /api/workers: monitor/alerts/
+    install_alerts(
+        app, settings, metrics, task_events
+    )  # alerts and GET /api/workers: monitor/alerts/
     install_dashboard(app)
     return app
