@@ -39,12 +39,17 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=30.0,
+        # a batch writes its changelog records in a burst; aiokafka's default 16 KiB
+        # batches made it wait for the broker every few records (librdkafka's default)
+        producer_max_batch_size=1_000_000,
     )
     tables = MonitorTables.create(app, settings.task_events_partitions)
     lag = ConsumerLag(settings.topics.task_events)
-    install_projection(app, settings, tables, lag, *event_counters(metrics))
+    task_events = install_projection(app, settings, tables, lag, *event_counters(metrics))
     install_api(app, settings, tables, lag)
     install_metrics(app, metrics, tables, lag)
-    install_alerts(app, settings, metrics)  # alerts and GET /api/workers: monitor/alerts/
+    install_alerts(
+        app, settings, metrics, task_events
+    )  # alerts and GET /api/workers: monitor/alerts/
     install_dashboard(app)
     return app

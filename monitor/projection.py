@@ -1,11 +1,15 @@
 """The monitor's agent: every ``task-events`` record folded into the tables.
 
 One agent with concurrency 1 (higher concurrency can commit past in-flight messages:
-faust #606) reads the records as raw bytes and decodes them with our registry, so a
-poison record is logged and skipped. For an execution event it folds the record
+faust #606) reads the records as raw bytes, in batches (``monitor_batch_size``, waiting at
+most ``monitor_batch_wait``), and decodes each once with our registry, so a poison record
+is logged and skipped. For an execution event it folds the record
 (:mod:`monitor.records`), derives the :class:`~monitor.transitions.Transition` and
 updates history, statistics, totals, windows and the recent list from it; an event the
-fold ignores (a duplicate) changes nothing at all.
+fold ignores (a duplicate) changes nothing at all. A batch is folded into working copies
+and each table key it changed is written once (one changelog record), per partition; the
+alerts' facts are folded from the same decoded events (:class:`TaskEventsFeed`). The
+records are acked only after that, so no offset is committed past unwritten changes.
 
 Bounds:
 
@@ -27,23 +31,25 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 from prometheus_client import Counter
 
+from monitor.batch import WorkingCopy
 from monitor.lag import ConsumerLag
 from monitor.records import (
     TERMINAL_STATUSES,
     apply_event,
     execution_id_of,
     push_history,
-    push_recent,
 )
 from monitor.settings import MonitorSettings
 from monitor.stats import stats_after, stats_after_skip, totals_after, totals_after_skip
-from monitor.tables import MonitorTables
+from monitor.tables import MonitorTables, at_event
 from monitor.transitions import transition
 from monitor.windows import (
     WINDOW_SECONDS,
@@ -55,15 +61,95 @@ from monitor.windows import (
 )
 from schemas import Event, EventDecodeError, ExecutionSkipped, decode_event
 
-__all__ = ["Projection", "install_projection"]
+__all__ = ["EventSink", "Projection", "TaskEventsFeed", "install_projection"]
 
 logger = logging.getLogger(__name__)
 
 _LAG_REFRESH_SECONDS = 5.0
 
 
+class _Recent:
+    """A partition's recent list during a batch, with its ids at hand."""
+
+    __slots__ = ("changed", "entries", "ids")
+
+    def __init__(self, entries: list[list[Any]] | None) -> None:
+        self.entries = list(entries or [])
+        self.ids = {entry[1] for entry in self.entries}
+        self.changed = False
+
+    def push(self, ended_at: float, execution_id: str, size: int) -> list[str]:
+        """Add one as :func:`monitor.records.push_recent` does; return the ids it pushed out.
+
+        The list is newest first: the new entry goes after those that ended at the same
+        time or later.
+        """
+        if execution_id in self.ids:
+            return []
+        entries = self.entries
+        at = bisect_right(entries, -ended_at, key=lambda entry: -entry[0])
+        entries.insert(at, [ended_at, execution_id])
+        self.ids.add(execution_id)
+        self.changed = True
+        if len(entries) <= size:
+            return []
+        dropped = [entry[1] for entry in entries[size:]]
+        del entries[size:]
+        self.ids.difference_update(dropped)
+        return [dropped_id for dropped_id in dropped if dropped_id != execution_id]
+
+
+class _Batch:
+    """Working copies of the tables while one partition's batch is folded."""
+
+    __slots__ = (
+        "evicted",
+        "executions",
+        "history",
+        "partition",
+        "recent",
+        "stats",
+        "totals",
+        "windows",
+    )
+
+    def __init__(self, tables: MonitorTables, partition: int) -> None:
+        self.partition = partition
+        self.executions = WorkingCopy(tables.executions)
+        self.history = WorkingCopy(tables.history)
+        self.evicted = WorkingCopy(tables.evicted)
+        self.stats = WorkingCopy(tables.stats)
+        self.totals = WorkingCopy(tables.totals)
+        self.windows = WorkingCopy(tables.windows)
+        self.recent = _Recent(tables.recent.get(str(partition)))
+
+    def write(self, tables: MonitorTables) -> int:
+        """Write every key the batch changed, once; return how many."""
+        written = sum(
+            copy.write()
+            for copy in (
+                self.executions,
+                self.history,
+                self.evicted,
+                self.stats,
+                self.totals,
+                self.windows,
+            )
+        )
+        if self.recent.changed:
+            tables.recent[str(self.partition)] = self.recent.entries
+            written += 1
+        return written
+
+
 class Projection:
-    """Applies decoded events to the tables; must run inside the agent's stream."""
+    """Applies decoded events to the tables, a batch of one partition's events at a time.
+
+    A batch is folded into working copies (:mod:`monitor.batch`) and every key it
+    changed is written once at its end, so the result is the same as applying the events
+    one by one. On faust tables it must run inside :func:`~monitor.tables.at_event` with
+    an event of the partition.
+    """
 
     def __init__(
         self,
@@ -79,85 +165,86 @@ class Projection:
         self.window_retention = window_retention
         self._last_sweep: dict[int, float] = {}
 
-    def apply(self, event: Event, partition: int, now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
-        if isinstance(event.data, ExecutionSkipped):
-            self._skipped(event, event.data, partition)
-        else:
-            execution_id = execution_id_of(event)
-            if execution_id is not None:
-                self._execution(event, execution_id, partition, now)
-        self._maybe_sweep_windows(partition, now)
+    def apply(self, event: Event, partition: int, now: datetime | None = None) -> int:
+        """Apply one event (a batch of one); return the table keys written."""
+        return self.apply_batch([event], partition, now)
 
-    def _execution(self, event: Event, execution_id: str, partition: int, now: datetime) -> None:
-        t = self.tables
+    def apply_batch(
+        self, events: Sequence[Event], partition: int, now: datetime | None = None
+    ) -> int:
+        """Apply ``events`` of ``partition``, in order; return the table keys written."""
+        now = now or datetime.now(UTC)
+        batch = _Batch(self.tables, partition)
+        for event in events:
+            if isinstance(event.data, ExecutionSkipped):
+                self._skipped(batch, event, event.data)
+            else:
+                execution_id = execution_id_of(event)
+                if execution_id is not None:
+                    self._execution(batch, event, execution_id, now)
+        written = batch.write(self.tables)
+        self._maybe_sweep_windows(partition, now)
+        return written
+
+    def _execution(self, b: _Batch, event: Event, execution_id: str, now: datetime) -> None:
         task_id = event.task_id
-        if execution_id in (t.evicted.get(task_id) or ()):
+        if execution_id in (b.evicted.get(task_id) or ()):
             return
-        before = t.executions.get(execution_id)
+        before = b.executions.get(execution_id)
         after = apply_event(before, event)
         if after is None:
             return
-        t.executions[execution_id] = after
+        b.executions[execution_id] = after
         change = transition(before, after, event)
-        self._push_history(task_id, execution_id, partition)
-        stats = stats_after(t.stats.get(task_id), change)
+        self._push_history(b, task_id, execution_id)
+        stats = stats_after(b.stats.get(task_id), change)
         if stats is not None:
-            t.stats[task_id] = stats
-        totals = totals_after(t.totals.get(str(partition)), change)
+            b.stats[task_id] = stats
+        partition_key = str(b.partition)
+        totals = totals_after(b.totals.get(partition_key), change)
         if totals is not None:
-            t.totals[str(partition)] = totals
+            b.totals[partition_key] = totals
         update = window_update(change)
         if update is not None:
             start, what, duration = update
             if not expired(start, now, self.window_retention):
-                key = window_key(partition, start)
-                t.windows[key] = window_after(t.windows.get(key), what, duration)
+                key = window_key(b.partition, start)
+                b.windows[key] = window_after(b.windows.get(key), what, duration)
         ended_at = change.ended_at
         if ended_at is not None:
-            self._push_recent(ended_at.timestamp(), execution_id, partition)
+            for dropped in b.recent.push(ended_at.timestamp(), execution_id, self.recent_size):
+                self._maybe_evict(b, dropped)
 
-    def _skipped(self, event: Event, data: ExecutionSkipped, partition: int) -> None:
-        t = self.tables
-        stats = stats_after_skip(t.stats.get(event.task_id), event.task_id, event.id, data.count)
+    def _skipped(self, b: _Batch, event: Event, data: ExecutionSkipped) -> None:
+        stats = stats_after_skip(b.stats.get(event.task_id), event.task_id, event.id, data.count)
         if stats is None:
             return
-        t.stats[event.task_id] = stats
-        t.totals[str(partition)] = totals_after_skip(t.totals.get(str(partition)), data.count)
+        b.stats[event.task_id] = stats
+        partition_key = str(b.partition)
+        b.totals[partition_key] = totals_after_skip(b.totals.get(partition_key), data.count)
 
-    def _push_history(self, task_id: str, execution_id: str, partition: int) -> None:
-        before = self.tables.history.get(task_id) or []
+    def _push_history(self, b: _Batch, task_id: str, execution_id: str) -> None:
+        before = b.history.get(task_id) or []
         after = push_history(before, execution_id, self.history_size)
         if after is None:
             return
-        self.tables.history[task_id] = after
+        b.history[task_id] = after
         for dropped in set(before) - set(after):
-            self._maybe_evict(dropped, partition)
+            self._maybe_evict(b, dropped)
 
-    def _push_recent(self, ended_at: float, execution_id: str, partition: int) -> None:
-        key = str(partition)
-        before = self.tables.recent.get(key) or []
-        after = push_recent(before, ended_at, execution_id, self.recent_size)
-        if after is None:
-            return
-        self.tables.recent[key] = after
-        for dropped in {entry[1] for entry in before} - {entry[1] for entry in after}:
-            self._maybe_evict(dropped, partition)
-
-    def _maybe_evict(self, execution_id: str, partition: int) -> None:
+    def _maybe_evict(self, b: _Batch, execution_id: str) -> None:
         """Delete a finished record that is in neither its task's history nor the recent list."""
-        t = self.tables
-        record = t.executions.get(execution_id)
+        record = b.executions.get(execution_id)
         if record is None or record["status"] not in TERMINAL_STATUSES:
             return
         task_id = record["task_id"]
-        if execution_id in (t.history.get(task_id) or ()):
+        if execution_id in (b.history.get(task_id) or ()):
             return
-        if any(entry[1] == execution_id for entry in t.recent.get(str(partition)) or ()):
+        if execution_id in b.recent.ids:
             return
-        del t.executions[execution_id]
-        evicted = t.evicted.get(task_id) or []
-        t.evicted[task_id] = [execution_id, *evicted][: self.history_size]
+        del b.executions[execution_id]
+        evicted = b.evicted.get(task_id) or []
+        b.evicted[task_id] = [execution_id, *evicted][: self.history_size]
 
     def _maybe_sweep_windows(self, partition: int, now: datetime) -> None:
         clock = time.monotonic()
@@ -177,6 +264,28 @@ class Projection:
             logger.debug("deleted %d expired windows of partition %d", len(stale), partition)
 
 
+EventSink = Callable[[Sequence[Event], int, datetime], None]
+"""Folds a batch of one partition's decoded events, in order, at ``now``.
+
+Called after the projection's own writes, inside :func:`~monitor.tables.at_event` with
+an event of that partition, so its table reads and writes are that partition's.
+"""
+
+
+class TaskEventsFeed:
+    """The one agent's decoded batches, for other folds than the projection (alerts)."""
+
+    def __init__(self) -> None:
+        self._sinks: list[EventSink] = []
+
+    def subscribe(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    def publish(self, events: Sequence[Event], partition: int, now: datetime) -> None:
+        for sink in self._sinks:
+            sink(events, partition, now)
+
+
 def install_projection(
     app: faust.App,
     settings: MonitorSettings,
@@ -184,8 +293,16 @@ def install_projection(
     lag: ConsumerLag,
     events_seen: Counter,
     undecodable: Counter,
-) -> None:
-    """The agent over ``task-events`` and the timer that measures its lag."""
+) -> TaskEventsFeed:
+    """The agent over ``task-events`` and the timer that measures its lag.
+
+    The agent reads up to ``monitor_batch_size`` records at a time (waiting at most
+    ``monitor_batch_wait`` for them), decodes each once, folds each partition's events
+    into the tables and hands them to the feed's subscribers; only then does it ack the
+    records, so no offset is committed past an event whose writes have not been made
+    (faust flushes the producer before it commits). A poison record is counted, logged
+    and skipped.
+    """
     source = app.topic(
         settings.topics.task_events,
         key_type=bytes,
@@ -200,22 +317,46 @@ def install_projection(
         recent_size=settings.monitor_recent_size,
         window_retention=settings.monitor_window_retention,
     )
+    feed = TaskEventsFeed()
 
-    @app.agent(source, concurrency=1, name="project")
-    async def project(stream: Any) -> None:
-        async for record in stream.events():
+    def fold(records: Sequence[Any]) -> None:
+        by_partition: dict[int, tuple[Any, list[Event]]] = {}
+        next_offsets: dict[int, int] = {}
+        types: dict[str, int] = {}
+        for record in records:
             message = record.message
+            partition = message.partition
             try:
                 event = decode_event(record.value)
             except EventDecodeError as exc:
                 undecodable.inc()
                 logger.error("skipping undecodable task-events record: %s", exc)
             else:
-                events_seen.labels(event.type).inc()
-                projection.apply(event, message.partition)
-            lag.processed(message.partition, message.offset)
+                types[event.type] = types.get(event.type, 0) + 1
+                by_partition.setdefault(partition, (record, []))[1].append(event)
+            next_offsets[partition] = message.offset
+        now = datetime.now(UTC)
+        for partition, (record, events) in by_partition.items():
+            with at_event(record):
+                projection.apply_batch(events, partition, now)
+                feed.publish(events, partition, now)
+        for event_type, count in types.items():
+            events_seen.labels(event_type).inc(count)
+        for partition, offset in next_offsets.items():
+            lag.processed(partition, offset)
+
+    @app.agent(source, concurrency=1, name="project")
+    async def project(stream: Any) -> None:
+        batches = stream.noack_take(
+            settings.monitor_batch_size, within=settings.monitor_batch_wait.total_seconds()
+        )
+        async for records in batches:
+            fold(records)  # if it raises, the records stay unacked: nothing is committed
+            for record in records:
+                await stream.ack(record)
 
     async def measure_lag() -> None:
         await lag.refresh(app.consumer)
 
     app.timer(_LAG_REFRESH_SECONDS, name="consumer-lag")(measure_lag)
+    return feed

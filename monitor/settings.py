@@ -38,6 +38,22 @@ class MonitorSettings(CommonSettings):
         default=timedelta(hours=24),
         description="how long the per-minute windows of /api/monitor/metrics are kept",
     )
+    monitor_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description=(
+            "task-events records the monitor folds at a time: each table key a batch "
+            "changes is written (one changelog record) once per batch"
+        ),
+    )
+    monitor_batch_wait: Duration = Field(
+        default=timedelta(milliseconds=200),
+        description=(
+            "how long the monitor waits to fill a batch before it folds what it has "
+            "(the most its views lag behind task-events when it keeps up)"
+        ),
+    )
     monitor_store: str = Field(
         default="memory://",
         description="faust table store: memory:// or rocksdb:// (the 'rocksdb' extra)",
@@ -106,6 +122,13 @@ class MonitorSettings(CommonSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() < 0.05:
             raise ValueError(f"must be at least 50ms, got {value}")
+        return value
+
+    @field_validator("monitor_batch_wait")
+    @classmethod
+    def _batch_wait(cls, value: timedelta) -> timedelta:
+        if not 0.001 <= value.total_seconds() <= 10:
+            raise ValueError(f"must be between 1ms and 10s, got {value}")
         return value
 
     @field_validator("monitor_window_retention")

@@ -16,23 +16,46 @@ windows        ``partition:minute start``         one minute's counts and durati
 recent         partition                          last M finished ``[ended_at, id]``
 =============  =================================  =========================================
 
-How the projection keeps them bounded is in :mod:`monitor.projection`.
+How the projection keeps them bounded is in :mod:`monitor.projection`. It folds a batch
+of one partition's events at a time, inside :func:`at_event`.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import faust
+import faust.streams
 
 from monitor.records import public_record
 from monitor.stats import merge_totals
 from monitor.windows import parse_window_key, public_windows
 
-__all__ = ["MonitorTables"]
+__all__ = ["MonitorTables", "at_event"]
+
+
+@contextmanager
+def at_event(event: Any) -> Iterator[None]:
+    """Make ``event`` (a faust event) faust's current event inside this block.
+
+    A faust table takes the partition of a write from the current event (the changelog
+    partition), and so does a RocksDB store for its reads and writes (one database per
+    partition). The agent only has a current event while it iterates its stream one
+    event at a time; it folds a batch read with ``take`` afterwards, one partition at a
+    time, inside this block with one of that partition's events. faust has no public
+    setter, so this sets the context variable behind ``faust.streams.current_event``
+    (faust-streaming is pinned); only the calling task sees it.
+    """
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,21 @@
 """The alert book: the rules, the alerts' states and recent notices, kept in faust tables.
 
 :class:`AlertBook` joins the pure parts (rules, facts, engine) to storage and delivery.
-It is called by the agents (a task's facts changed, a heartbeat arrived), by the timer
+It is called by the agents (a batch of task events, a heartbeat), by the timer
 (time-based conditions) and by the web API (rules), all on the worker's event loop, so
 no two calls interleave: none awaits between reading a state and writing it.
 
 Tables (changelogged, so they survive a restart and nothing fires twice):
 ``alert-rules`` (rule id -> rule JSON, the rules made through the API),
 ``alert-state`` (alert key -> :class:`AlertState`), ``alert-recent`` (a ring of the
-last notices). The rules file's rules are not stored: the file is read at every start.
+last notices), ``alert-task-facts`` (task id -> :class:`TaskFacts`). The rules file's
+rules are not stored: the file is read at every start.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from monitor.alerts.engine import (
     evaluate_task,
     expired,
 )
-from monitor.alerts.facts import TaskFacts
+from monitor.alerts.facts import TaskFacts, fold
 from monitor.alerts.rules import (
     ExecutorLostRule,
     Rule,
@@ -38,7 +39,7 @@ from monitor.alerts.rules import (
     rule_as_dict,
 )
 from monitor.workers import WorkerBook
-from schemas import AlertNotification, AlertStatus, AlertSubject
+from schemas import AlertNotification, AlertStatus, AlertSubject, Event
 
 __all__ = ["AlertBook", "ReadOnlyRuleError"]
 
@@ -200,6 +201,36 @@ class AlertBook:
                 del self._states_table[key]
         self._set_active()
         return len(changes)
+
+    def fold_events(self, events: Sequence[Event], now: datetime, *, evaluate: bool) -> int:
+        """Fold a batch of ``task-events`` into the tasks' facts; return the tasks written.
+
+        Each changed task's facts are written once, at the end (on faust tables, with
+        faust's current event in the events' partition); with ``evaluate``, the task rules
+        are evaluated for every change of a task's facts, in order, as if the events had
+        come one by one. A duplicate (by event id) changes nothing.
+        """
+        working: dict[str, TaskFacts | None] = {}
+        changed: dict[str, TaskFacts] = {}
+        for event in events:
+            task_id = event.task_id
+            facts = working[task_id] if task_id in working else self._stored_facts(task_id)
+            after = fold(facts, event)
+            if after is None:
+                working[task_id] = facts
+                continue
+            working[task_id] = changed[task_id] = after
+            if evaluate:
+                self.on_task(after, now)
+        for task_id, facts in changed.items():
+            raw = facts.to_json()
+            self._facts[task_id] = raw
+            self._facts_parsed[task_id] = (raw, facts)
+        return len(changed)
+
+    def _stored_facts(self, task_id: str) -> TaskFacts | None:
+        raw = self._facts.get(task_id)
+        return None if raw is None else self._task_facts(task_id, raw)
 
     def _task_facts(self, task_id: str, raw: Any) -> TaskFacts:
         """The parsed facts of a table value; parsed again only when the value changed."""

@@ -2,9 +2,11 @@
 
 It adds, beside whatever else the app does:
 
-- an agent on ``task-events`` (its own; idempotent by event id) folding what the rules
-  need into the table ``alert-task-facts`` (task id -> :class:`TaskFacts`), and
-  evaluating the task rules for a task whose facts changed;
+- a subscriber to the monitor's ``task-events`` batches (:class:`TaskEventsFeed`: the
+  events are read and decoded once, by the projection's agent) folding what the rules
+  need into the table ``alert-task-facts`` (task id -> :class:`TaskFacts`, idempotent by
+  event id; each task written once per batch), and evaluating the task rules for every
+  change of a task's facts, in order;
 - the ``workers`` agent and ``GET /api/workers`` (:mod:`monitor.workers`), evaluating
   ``executor_lost`` on every heartbeat and tombstone;
 - a timer (``TASKSTREAM_MONITOR_ALERT_CHECK_INTERVAL``, on the leader) that evaluates
@@ -20,6 +22,7 @@ write have one partition.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -29,11 +32,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from monitor.alerts.book import AlertBook
 from monitor.alerts.channels import Dispatcher
 from monitor.alerts.config import build_channels, load_rules_file, unconfigured
-from monitor.alerts.facts import TaskFacts, fold
 from monitor.alerts.web import install_views
+from monitor.projection import TaskEventsFeed
 from monitor.settings import MonitorSettings
 from monitor.workers import install_workers
-from schemas import EventDecodeError, WorkerHeartbeat, decode_event
+from schemas import Event, WorkerHeartbeat
 
 __all__ = ["install_alerts"]
 
@@ -41,7 +44,10 @@ logger = logging.getLogger(__name__)
 
 
 def install_alerts(
-    app: faust.App, settings: MonitorSettings, registry: CollectorRegistry
+    app: faust.App,
+    settings: MonitorSettings,
+    registry: CollectorRegistry,
+    task_events: TaskEventsFeed,
 ) -> AlertBook:
     """Add alerts and ``GET /api/workers`` to ``app``; raise ``RuleError`` for a bad rules file."""
     file_rules = (
@@ -102,29 +108,11 @@ def install_alerts(
         active=active,
         recent_size=settings.monitor_alert_recent_size,
     )
-    source = app.topic(
-        settings.topics.task_events,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
 
-    @app.agent(source, concurrency=1, name=f"{settings.app_id}.alert-facts")
-    async def alert_facts(stream: Any) -> None:
-        async for value in stream:
-            try:
-                event = decode_event(value)
-            except EventDecodeError:
-                continue  # the history agent logs and counts it
-            raw = facts_table.get(event.task_id)
-            facts = fold(None if raw is None else TaskFacts.model_validate(raw), event)
-            if facts is None:
-                continue
-            facts_table[event.task_id] = facts.to_json()
-            if ready():
-                book.on_task(facts, datetime.now(UTC))
+    def fold_facts(events: Sequence[Event], partition: int, now: datetime) -> None:
+        book.fold_events(events, now, evaluate=ready())
+
+    task_events.subscribe(fold_facts)
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=settings.monitor_alert_check_interval.total_seconds(),

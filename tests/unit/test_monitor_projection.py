@@ -1,11 +1,17 @@
-"""The projection over plain dicts standing in for faust tables: eviction and bounds."""
+"""The projection over plain dicts standing in for faust tables: eviction, bounds, batches."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+from dataclasses import fields
 from datetime import timedelta
+from typing import Any
 
-from monitor.projection import Projection
-from monitor.records import public_record
+import pytest
+
+from monitor.projection import Projection, _Recent
+from monitor.records import public_record, push_recent
 from monitor.tables import MonitorTables
 from monitor.windows import parse_window_key
 from schemas import Event
@@ -81,3 +87,121 @@ def test_expired_windows_are_swept_as_the_partition_goes_on() -> None:
     p.apply(skipped("a", T0), 0, now=T0 + timedelta(hours=3))
     assert p.tables.windows == {}
     assert p.tables.stats["a"]["counts"]["skipped"] == 1
+
+
+class CountingTable(dict[str, Any]):
+    """A dict that counts the writes (assignments and deletions) of each key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: Counter[str] = Counter()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes[key] += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.writes[key] += 1
+        super().__delitem__(key)
+
+
+def counting_projection(history: int = 3, recent: int = 4) -> Projection:
+    return Projection(
+        MonitorTables(*(CountingTable() for _ in range(7))),
+        history_size=history,
+        recent_size=recent,
+        window_retention=timedelta(hours=1),
+    )
+
+
+def workload(seed: int) -> list[Event]:
+    """Runs of a few tasks, some unfinished, with skips and redelivered events, shuffled
+    a little (a partition's order is the producers', not the event times')."""
+    rng = random.Random(seed)
+    events: list[Event] = []
+    for n in range(40):
+        run = Run(rng.choice("abc"), T0 + timedelta(minutes=rng.randrange(30)))
+        outcome = rng.choice(["succeeded", "failed", "timed_out", "cancelled", None])
+        if outcome is None:
+            events += [run.scheduled(), run.started()][: rng.randint(1, 2)]
+        else:
+            events += run.events(outcome, rng.choice([0.5, 1.0, 7.0]))
+            if rng.random() < 0.2:
+                events.append(run.dead_lettered(30))
+        if n % 9 == 0:
+            events.append(skipped(rng.choice("abc"), T0 + timedelta(minutes=n), count=2))
+    for _ in range(25):
+        events.insert(rng.randrange(len(events)), rng.choice(events))  # redeliveries
+    for i in range(len(events) - 1):
+        if rng.random() < 0.2:
+            events[i], events[i + 1] = events[i + 1], events[i]
+    return events
+
+
+def all_tables(p: Projection) -> list[Any]:
+    return [getattr(p.tables, field.name) for field in fields(MonitorTables)]
+
+
+def contents(p: Projection) -> list[dict[str, Any]]:
+    return [dict(table) for table in all_tables(p)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 50, 1000])
+def test_a_batch_leaves_the_tables_as_the_events_one_by_one_do(size: int) -> None:
+    events = workload(seed=size)
+    now = T0 + timedelta(minutes=40)
+    one_by_one = projection(history=3, recent=4)
+    for event in events:
+        one_by_one.apply(event, 0, now=now)
+    batched = projection(history=3, recent=4)
+    for start in range(0, len(events), size):
+        batched.apply_batch(events[start : start + size], 0, now=now)
+    assert contents(batched) == contents(one_by_one)
+    assert one_by_one.tables.evicted  # the workload does evict
+
+
+def test_each_key_a_batch_changes_is_written_once() -> None:
+    events = workload(seed=3)
+    p = counting_projection(history=3, recent=4)
+    written = p.apply_batch(events, 0, now=T0 + timedelta(minutes=40))
+    writes = [table.writes for table in all_tables(p)]
+    assert all(n == 1 for counts in writes for n in counts.values())
+    assert written == sum(len(counts) for counts in writes)
+    t = p.tables
+    assert t.totals.writes == {"0": 1} and t.recent.writes == {"0": 1}
+    evicted = {execution_id for ids in t.evicted.values() for execution_id in ids}
+    assert evicted and not evicted & set(t.executions.writes)  # came and went in the batch
+
+
+def test_a_duplicate_in_the_same_batch_changes_nothing() -> None:
+    run = Run("t", T0)
+    events = run.events("succeeded", 1.0)
+    once = counting_projection()
+    once.apply_batch(events, 0, now=T0)
+    twice = counting_projection()
+    twice.apply_batch([*events, *events, events[1]], 0, now=T0)
+    assert contents(twice) == contents(once)
+    assert twice.tables.totals["0"]["counts"]["succeeded"] == 1
+    assert twice.tables.stats["t"]["counts"]["succeeded"] == 1
+    assert twice.apply_batch(events, 0, now=T0) == 0  # redelivered: nothing written
+    assert all(n == 1 for table in all_tables(twice) for n in table.writes.values())
+
+
+def test_the_recent_list_of_a_batch_matches_push_recent() -> None:
+    rng = random.Random(11)
+    entries: list[list[Any]] = []
+    recent = _Recent([])
+    for n in range(300):
+        ended_at = float(rng.randrange(40))  # ties and out-of-order ends
+        execution_id = f"e{rng.randrange(150)}"
+        expected = push_recent(entries, ended_at, execution_id, 20)
+        dropped = recent.push(ended_at, execution_id, 20)
+        if expected is None:
+            assert dropped == [], n
+            continue
+        assert dropped == [
+            e[1] for e in entries if e[1] not in {x[1] for x in expected} and e[1] != execution_id
+        ]
+        entries = expected
+        assert recent.entries == entries
+        assert recent.ids == {e[1] for e in entries}

@@ -30,6 +30,12 @@ def test_at_warning_the_root_logger_stays_at_warning(
     )
     worker = make_worker(create_app(settings), settings)
     assert worker.spinner is None
-    worker._setup_logging()  # what execute_from_commandline does first
-    assert root_logging.level == logging.WARNING
-    assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    try:
+        worker._setup_logging()  # what execute_from_commandline does first
+        assert root_logging.level == logging.WARNING
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    finally:
+        # _setup_logging redirected sys.stdout and sys.stderr; left to the garbage
+        # collector, the undo puts back this test's streams in the middle of a later test
+        # (whose capsys then sees nothing)
+        worker.exit_stack.close()
