@@ -24,6 +24,9 @@ from monitor.tables import MonitorTables
 __all__ = ["create_app"]
 
 
+_PRODUCER_BUFFER_MESSAGES = 50_000
+
+
 def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = None) -> faust.App:
     """Build the faust app (nothing connects until a worker starts it)."""
     metrics = registry or CollectorRegistry()
@@ -43,6 +46,10 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         # batches made it wait for the broker every few records (librdkafka's default)
         producer_max_batch_size=1_000_000,
     )
+    # faust pauses the stream whenever more than 100 changelog records wait to be sent and
+    # then drains them one event-loop round trip each ("producer buffer full"): a batch
+    # writes a few thousand, so let the buffer hold a few batches' worth instead.
+    app.producer.buffer.max_messages = _PRODUCER_BUFFER_MESSAGES
     tables = MonitorTables.create(app, settings.task_events_partitions)
     lag = ConsumerLag(settings.topics.task_events)
     task_events = install_projection(app, settings, tables, lag, *event_counters(metrics))
