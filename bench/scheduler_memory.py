@@ -17,7 +17,7 @@ priorities, policies and params), and measures, each scenario in a fresh process
   the shard adds (time from the start of the drain to the end of the slot's batch; the
   Kafka transaction is not included).
 - **snapshot**: the failover path: a ``core.store.Snapshot`` of N ``TaskState`` (specs
-  validated from JSON documents, as ``TaskRow.state()`` does) becomes a Shard
+  validated from JSON documents, as the store's snapshot did) becomes a Shard
   (``Shard(topics, snapshot)`` then ``mark_ready``); RSS with the snapshot, with the shard,
   and once the snapshot is dropped.
 - **stream**: the same TaskStates handed over one at a time (``Snapshot.tasks`` as an
@@ -360,7 +360,7 @@ def phase_log(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _stored_states(args: argparse.Namespace, timer: list[float]) -> Iterator[TaskState]:
-    """The tasks as ``TaskRow.state()`` gives them: specs validated from JSON documents.
+    """The tasks as the store's snapshot gave them: specs validated from JSON documents.
 
     Adds the time spent generating and building them to ``timer[0]``.
     """

@@ -37,7 +37,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from core.aggregate import PendingRunState, TaskState, TaskStatus
 from core.spec_reader import SpecReader
 from core.store_writes import ExecutionFact, Fold, read_tasks, write
-from schemas import Event, TaskSpec, Trigger
+from schemas import Event, Trigger
 
 __all__ = [
     "ActiveExecution",
@@ -89,20 +89,6 @@ class TaskRow(Base):
     executions_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     executions_failed: Mapped[int] = mapped_column(Integer, default=0)
     executions_skipped: Mapped[int] = mapped_column(Integer, default=0)
-
-    def state(self) -> TaskState:
-        return TaskState(
-            task_id=self.id,
-            partition=self.partition,
-            spec=TaskSpec.model_validate(self.spec),
-            status=TaskStatus(self.status),
-            version=self.version,
-            created_at=as_utc(self.created_at),
-            updated_at=as_utc(self.updated_at),
-            anchor=as_utc(self.anchor),
-            last_slot=as_utc(self.last_slot),
-            last_change_event_id=self.last_change_event_id,
-        )
 
 
 class ActiveExecution(Base):
