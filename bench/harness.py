@@ -451,9 +451,24 @@ def pyplot() -> Any:
     return plt
 
 
-def chart_path(bench: str) -> Path:
+def save_chart(fig: Any, bench: str) -> Path:
+    """Lay out ``fig``, write it to ``docs/img/<bench>.png`` and close it."""
     CHARTS.mkdir(parents=True, exist_ok=True)
-    return CHARTS / f"{bench}.png"
+    path = CHARTS / f"{bench}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def each_run(runs: int, one_run: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``one_run(bootstrap)`` ``runs`` times against one broker, announcing each run."""
+    results = []
+    with kafka() as bootstrap:
+        for number in range(runs):
+            print(f"run {number + 1}/{runs}", file=sys.stderr, flush=True)
+            results.append(one_run(bootstrap))
+    return results
 
 
 def poll(probe: Callable[[], bool], timeout: float, interval: float, what: str) -> None:

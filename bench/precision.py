@@ -41,9 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     Record,
-    chart_path,
     distribution,
-    kafka,
+    each_run,
     machine,
     markdown_table,
     over_runs,
@@ -52,6 +51,7 @@ from harness import (
     quantile,
     read_events,
     running_stack,
+    save_chart,
     spread,
     stop_profiles,
     write_results,
@@ -244,11 +244,7 @@ def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
     bottom.set_xlabel("seconds since the first slot")
     bottom.legend(fontsize="small")
     bottom.grid(alpha=0.3)
-    fig.tight_layout()
-    path = chart_path(BENCH)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, BENCH)
 
 
 def main() -> int:
@@ -281,11 +277,7 @@ def main() -> int:
     if args.profile:
         args.profile = args.profile.resolve()
     started = machine()
-    runs = []
-    with kafka() as bootstrap:
-        for number in range(args.runs):
-            print(f"run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
-            runs.append(one_run(bootstrap, args))
+    runs = each_run(args.runs, lambda bootstrap: one_run(bootstrap, args))
     figures: dict[str, Any] = {}
     rows = []
     for kind in ("fire_lateness_ms", "start_lateness_ms"):

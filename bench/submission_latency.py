@@ -41,14 +41,14 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
-    chart_path,
     distribution,
-    kafka,
+    each_run,
     machine,
     markdown_table,
     over_runs,
     pyplot,
     running_stack,
+    save_chart,
     spread,
     write_results,
 )
@@ -265,11 +265,7 @@ def _chart(runs: list[dict[str, Any]], args: argparse.Namespace) -> Path:
     right.legend(fontsize="small")
     right.grid(alpha=0.3)
     fig.suptitle("submission latency: single POST /api/tasks, open loop")
-    fig.tight_layout()
-    path = chart_path(BENCH)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, BENCH)
 
 
 def main() -> int:
@@ -302,11 +298,7 @@ def main() -> int:
     parser.add_argument("--chart", action="store_true", help="write the chart")
     args = parser.parse_args()
     started = machine()
-    runs = []
-    with kafka() as bootstrap:
-        for number in range(args.runs):
-            print(f"run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
-            runs.append(one_run(bootstrap, args))
+    runs = each_run(args.runs, lambda bootstrap: one_run(bootstrap, args))
     rows = []
     by_rate: dict[str, Any] = {}
     for rate in sorted({r["offered_per_s"] for run in runs for r in run["rates"]}):

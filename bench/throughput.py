@@ -43,9 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     Stack,
-    chart_path,
     distribution,
-    kafka,
+    each_run,
     machine,
     markdown_table,
     monitor_metrics,
@@ -55,6 +54,7 @@ from harness import (
     pyplot,
     read_events,
     running_stack,
+    save_chart,
     stop_profiles,
     write_results,
 )
@@ -276,11 +276,7 @@ def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
     counted.set_ylabel("succeeded, counted by the monitor")
     bottom.set_xlabel("seconds since the first submission")
     bottom.grid(alpha=0.3)
-    fig.tight_layout()
-    path = chart_path(BENCH)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, BENCH)
 
 
 def main() -> int:
@@ -320,11 +316,7 @@ def main() -> int:
     if args.profile:
         args.profile = args.profile.resolve()
     started = machine()
-    runs = []
-    with kafka() as bootstrap:
-        for number in range(args.runs):
-            print(f"run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
-            runs.append(one_run(bootstrap, args))
+    runs = each_run(args.runs, lambda bootstrap: one_run(bootstrap, args))
     figures = {
         "submissions_per_s": over_runs(runs, "submissions_per_s"),
         "executions_per_s": over_runs(runs, "executions_per_s"),
