@@ -19,11 +19,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from core.settings import CoreSettings
 from schemas import EventDecodeError, WorkerHeartbeat
-from taskstream.infra.kafka import consumer_config
+from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 
 __all__ = [
@@ -189,18 +188,8 @@ class WorkerDirectory:
 
     def _run(self) -> None:
         try:
-            # Right after the topic is created its leader may not be elected yet ("not
-            # leader for partition"): retry the assignment for a minute before giving up.
-            for attempt in Retrying(
-                retry=retry_if_exception_type(KafkaException),
-                wait=wait_exponential(multiplier=0.1, max=2),
-                stop=stop_after_delay(60),
-                before_sleep=lambda state: logger.info(
-                    "workers topic not readable yet (%s); retrying",
-                    state.outcome.exception() if state.outcome else "?",
-                ),
-                reraise=True,
-            ):
+            # Right after the topic is created its leader may not be elected yet.
+            for attempt in retrying_kafka("reading the workers topic", 60):
                 with attempt:
                     self._assign()
             while not self._stop.is_set():

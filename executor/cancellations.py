@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from schemas import CancelRequested, EventDecodeError, WorkOrder, decode_event
 from schemas.codec import HEADER_EVENT_TYPE, header_value
-from taskstream.infra.kafka import consumer_config
+from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
 
@@ -166,18 +166,15 @@ class CancelListener:
 
     def _end_of(self, partition: int, deadline: float) -> int:
         """The partition's end now (retried while a new topic's leader is being elected)."""
-        while True:
-            try:
+        topic_partition = TopicPartition(self._topic, partition)
+        for attempt in retrying_kafka(
+            f"the end of {self._topic}[{partition}]", max(deadline - time.monotonic(), 0)
+        ):
+            with attempt:
                 _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self._topic, partition),
-                    timeout=max(deadline - time.monotonic(), 1.0),
+                    topic_partition, timeout=max(deadline - time.monotonic(), 1.0)
                 )
-                return int(high)
-            except KafkaException as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                logger.debug("end of %s[%d] not known yet: %s", self._topic, partition, exc)
-                time.sleep(0.2)  # a leader election takes a moment
+        return int(high)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

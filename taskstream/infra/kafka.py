@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from taskstream.infra.settings import CommonSettings
 
@@ -75,6 +76,20 @@ def consume_available(consumer: Consumer, limit: int, timeout: float) -> list[Me
     if messages and limit > 1:
         messages.extend(consumer.consume(num_messages=limit - 1, timeout=0))
     return messages
+
+
+def retrying_kafka(what: str, seconds: float) -> Retrying:
+    """Retry a client call that fails while a new topic's leader is elected ("not leader
+    for partition", unknown partition) for up to ``seconds``, then raise its error."""
+    return Retrying(
+        retry=retry_if_exception_type(KafkaException),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        stop=stop_after_delay(seconds),
+        before_sleep=lambda state: logger.info(
+            "%s failed (%s); retrying", what, state.outcome.exception() if state.outcome else "?"
+        ),
+        reraise=True,
+    )
 
 
 def admin_client(settings: CommonSettings) -> AdminClient:
