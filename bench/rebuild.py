@@ -37,6 +37,9 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import fmt, machine, spread, summary, table, write_results
 
 from core.rebuild import RebuildReport, rebuild
 from core.settings import CoreSettings
@@ -201,6 +204,23 @@ def broker() -> Iterator[str]:
         yield local.bootstrap_servers
 
 
+def rebuild_once(
+    name: str, bootstrap: str, prefix: str, args: argparse.Namespace
+) -> tuple[RebuildReport, float]:
+    """One rebuild of the prefix's task-events into a new ``name`` database, and its CPU."""
+    database = sqlite_database() if name == "sqlite" else postgres_database()
+    with database as url:
+        settings = CoreSettings(
+            kafka_bootstrap_servers=bootstrap,
+            topic_prefix=prefix,
+            task_events_partitions=args.partitions,
+            database_url=url,
+        )
+        cpu = time.process_time()
+        report = rebuild(settings, timeout=args.timeout)
+        return report, time.process_time() - cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="records to replay")
@@ -209,6 +229,7 @@ def main() -> int:
         "--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres"
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per rebuild")
+    parser.add_argument("--runs", type=int, default=3, help="rebuilds into each database")
     args = parser.parse_args()
     databases = [name.strip() for name in args.databases.split(",") if name.strip()]
     unknown = set(databases) - {"sqlite", "postgres"}
@@ -232,29 +253,45 @@ def main() -> int:
             f"{bootstrap} in {produce_seconds:.1f} s ({written / produce_seconds:.0f} events/s)",
             flush=True,
         )
-        reports: dict[str, RebuildReport] = {}
-        for name in databases:
-            database = sqlite_database() if name == "sqlite" else postgres_database()
-            with database as url:
-                settings = CoreSettings(
-                    kafka_bootstrap_servers=bootstrap,
-                    topic_prefix=prefix,
-                    task_events_partitions=args.partitions,
-                    database_url=url,
+        rates: dict[str, list[float]] = {name: [] for name in databases}
+        runs: list[dict[str, object]] = []
+        for number in range(args.runs):
+            for name in databases:
+                report, cpu = rebuild_once(name, bootstrap, prefix, args)
+                if report.events != written:
+                    raise SystemExit(f"{name}: replayed {report.events} of {written} events")
+                rates[name].append(report.events_per_second)
+                runs.append(
+                    {
+                        "run": number + 1,
+                        "database": name,
+                        "events": report.events,
+                        "seconds": report.seconds,
+                        "events_per_second": report.events_per_second,
+                        "cpu_seconds": cpu,
+                        "load_average": os.getloadavg(),
+                    }
                 )
-                cpu = time.process_time()
-                report = rebuild(settings, timeout=args.timeout)
-                cpu = time.process_time() - cpu
-            if report.events != written:
-                raise SystemExit(f"{name}: replayed {report.events} of {written} events")
-            reports[name] = report
-            print(
-                f"rebuild into {name:<8} {report.events} events in {report.seconds:6.1f} s: "
-                f"{report.events_per_second:8.0f} events/s; this process's CPU {cpu:5.1f} s "
-                f"({report.events / cpu:8.0f} events per CPU second); load average "
-                f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-                flush=True,
-            )
+                print(
+                    f"run {number + 1}/{args.runs}: rebuild into {name:<8} {report.events} "
+                    f"events in {report.seconds:6.1f} s: {report.events_per_second:8.0f} "
+                    f"events/s; this process's CPU {cpu:5.1f} s "
+                    f"({report.events / cpu:8.0f} events per CPU second); load average "
+                    f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+                    flush=True,
+                )
+    figures = {name: summary(values) for name, values in rates.items()}
+    path = write_results(
+        "rebuild",
+        {"machine": machine(), "events": written, "figures": figures, "runs": runs},
+    )
+    print(
+        table(
+            ["store", "events", "events/s median (min-max)", "runs"],
+            [[name, fmt(written), spread(figures[name]), args.runs] for name in databases],
+        )
+    )
+    print(f"results: {path}", flush=True)
     return 0
 
 

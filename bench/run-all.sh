@@ -55,8 +55,8 @@ step precision bash -c "$PY bench/precision.py --tasks $((PRECISION_TASKS / 10))
   && $PY bench/peers/apscheduler_precision.py --jobs $PRECISION_TASKS --seconds $SECONDS_ \
   --runs $RUNS"
 step failover $PY bench/failover.py --runs "$RUNS" --session-timeout-ms 3000
-step rebuild $PY bench/rebuild.py "${REBUILD_ARGS[@]}"
-step scale $PY bench/scale.py --tasks "$SCALE_TASKS" --every 1h --steady 20
+step rebuild $PY bench/rebuild.py "${REBUILD_ARGS[@]}" --runs "$RUNS"
+step scale $PY bench/scale.py --tasks "$SCALE_TASKS" --every 1h --steady 20 --runs "$RUNS"
 [[ " $ONLY " == *" peers "* || " $ONLY " == *" precision "* ]] &&
   $PY bench/peers/compare.py | tee "$OUT/compare.log"
 
