@@ -260,8 +260,17 @@ def main() -> int:
     if not bootstrap:
         broker = LocalKafkaBroker(port=0)
         bootstrap = broker.start()
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"scale-{stamp}.json"
+    runs: list[dict[str, Any]] = []
     try:
-        runs = [one_run(bootstrap, args) for _ in range(args.runs)]
+        for number in range(args.runs):
+            print(f"run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
+            runs.append(one_run(bootstrap, args))
+            # written after every run: a run takes ~20 minutes, a stop keeps those done
+            document = {"bench": "scale", "figures": runs[-1], "runs": runs}
+            path.write_text(json.dumps(document, indent=2) + "\n")
     finally:
         if broker is not None:
             broker.stop()
@@ -281,11 +290,8 @@ def main() -> int:
             f"/ {run['restart_peak_mib']} MiB | {steady['p50']} / {steady['p99']} / "
             f"{steady['max']} ms | {across['p99']} / {across['max']} ms |"
         )
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    document = {"bench": "scale", "figures": runs[-1], "runs": runs}
-    (RESULTS / f"scale-{stamp}.json").write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps(document))
+    print(json.dumps({"bench": "scale", "figures": runs[-1], "runs": runs}))
+    print(f"results: {path}", flush=True)
     return 0
 
 
