@@ -16,7 +16,10 @@ from T0, which leaves time to create them all first. It then reads ``task-events
 - fires/s achieved: the fires of slots in [T0, T0 + D) over D, against K; slots skipped
   (``ExecutionSkipped``: a misfire when a fire is later than the 5 s grace) are counted.
 
-Each is p50, p99 and max over every slot of the window.
+Each is p50, p99 and max over every slot of the window. ``--scheduler-only`` runs the
+core alone (no executor, no monitor): the scheduler's own lateness, without the CPU the
+rest of the pipeline takes from it; nothing starts, so there is no start lateness. Its
+results are ``precision-core-<UTC>.json`` (and ``docs/img/precision-core.png``).
 
     .venv/bin/python bench/precision.py --tasks 10000 --seconds 60 --runs 3 --chart
 
@@ -120,7 +123,8 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     with running_stack(
         bootstrap,
         BENCH,
-        executors=args.executors,
+        executors=0 if args.scheduler_only else args.executors,
+        monitor=not args.scheduler_only,
         settings={"TASKSTREAM_LOG_LEVEL": args.log_level},
         executor_settings=executor_settings,
         code=args.code,
@@ -218,6 +222,17 @@ def _per_second(points: list[tuple[float, float]], origin: float) -> list[list[f
     return rows
 
 
+def _bench(args: argparse.Namespace) -> str:
+    """The results' and the chart's name: ``precision-core`` for the core alone."""
+    return f"{BENCH}-core" if args.scheduler_only else BENCH
+
+
+def _services(args: argparse.Namespace) -> str:
+    if args.scheduler_only:
+        return "the core alone"
+    return f"{args.executors} executor(s) x {args.concurrency}, monitor"
+
+
 def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
     plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
@@ -230,8 +245,7 @@ def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
     top.set_yscale("log")
     top.set_ylabel("lateness (ms) of the slots of that second")
     top.set_title(
-        f"precision: {args.tasks:,} tasks every second for {args.seconds} s "
-        f"({args.executors} executor(s) x {args.concurrency})"
+        f"precision: {args.tasks:,} tasks every second for {args.seconds} s ({_services(args)})"
     )
     top.legend(fontsize="small", ncol=3)
     top.grid(alpha=0.3, which="both")
@@ -244,7 +258,7 @@ def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
     bottom.set_xlabel("seconds since the first slot")
     bottom.legend(fontsize="small")
     bottom.grid(alpha=0.3)
-    return save_chart(fig, BENCH)
+    return save_chart(fig, _bench(args))
 
 
 def main() -> int:
@@ -264,6 +278,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--drain", type=float, default=15.0, help="seconds to wait after the last slot"
+    )
+    parser.add_argument(
+        "--scheduler-only",
+        action="store_true",
+        help="the core alone: no executor or monitor (fire lateness only; nothing starts)",
     )
     parser.add_argument("--log-level", default="WARNING", help="TASKSTREAM_LOG_LEVEL")
     parser.add_argument("--code", type=Path, help="run the services from this tree")
@@ -292,7 +311,7 @@ def main() -> int:
     rows.append(["skipped slots", *figures["skipped_slots"].values()])
     print(
         f"\n{args.tasks:,} tasks every 1 s for {args.seconds} s ({args.tasks:,} fires/s due), "
-        f"{args.executors} executor(s) x {args.concurrency}, {args.runs} run(s)\n"
+        f"{_services(args)}, {args.runs} run(s)\n"
     )
     print(markdown_table(["figure", "median", "min", "max"], rows))
     for number, run in enumerate(runs, 1):
@@ -304,7 +323,7 @@ def main() -> int:
             f"commit lateness (core histogram): p99 <= {committed.get('p99_at_most_ms')} ms, "
             f"share within: {committed.get('share')}"
         )
-    path = write_results(BENCH, figures, runs, vars(args), started)
+    path = write_results(_bench(args), figures, runs, vars(args), started)
     print(f"\nresults: {path}")
     if args.chart:
         print(f"chart: {_chart(runs[-1], args)}")

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 SIZE=${BENCH_SIZE:-full}
-ONLY=${BENCH_ONLY:-"limit cost throughput peers submission precision failover rebuild scale"}
+ONLY=${BENCH_ONLY:-"limit cost throughput peers submission precision precision-core failover rebuild scale"}
 OUT=bench/results/run-all-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -54,6 +54,9 @@ step precision bash -c "$PY bench/precision.py --tasks $((PRECISION_TASKS / 10))
   && $PY bench/precision.py --tasks $PRECISION_TASKS --seconds $SECONDS_ --runs $RUNS --chart \
   && $PY bench/peers/apscheduler_precision.py --jobs $PRECISION_TASKS --seconds $SECONDS_ \
   --runs $RUNS"
+# The scheduler alone at the target rate (no executor or monitor): its own lateness.
+step precision-core $PY bench/precision.py --tasks "$PRECISION_TASKS" --seconds "$SECONDS_" \
+  --runs "$RUNS" --scheduler-only
 step failover $PY bench/failover.py --runs "$RUNS" --session-timeout-ms 3000
 step rebuild $PY bench/rebuild.py "${REBUILD_ARGS[@]}" --runs "$RUNS"
 step scale $PY bench/scale.py --tasks "$SCALE_TASKS" --every 1h --steady 20 --runs "$RUNS"
