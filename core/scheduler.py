@@ -94,7 +94,6 @@ class Scheduler:
                     "transactional.id": settings.scheduler_transactional_id,
                     "transaction.timeout.ms": settings.scheduler_transaction_timeout_ms,
                     "partitioner": "murmur2_random",
-                    "linger.ms": 1,
                 },
             )
         )

@@ -40,7 +40,7 @@ def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any
         "logger": _client_logger,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 2,
+        "linger.ms": settings.kafka_linger_ms,
         "compression.type": settings.kafka_compression,
     }
     config.update(overrides)

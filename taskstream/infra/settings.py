@@ -91,6 +91,15 @@ class CommonSettings(BaseSettings):
     kafka_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
         default="lz4", description="compression of produced batches"
     )
+    kafka_linger_ms: int = Field(
+        default=2,
+        ge=0,
+        le=1000,
+        description=(
+            "how long a producer waits to fill a batch (librdkafka's linger.ms): every "
+            "service's, on the dispatch path too (see docs/benchmarks.md for the sweep)"
+        ),
+    )
     execution_log_retention: Duration = Field(
         default=timedelta(days=7),
         description="how long per-execution logs are kept (the topic and the core's table)",

@@ -10,6 +10,7 @@ from core.settings import CoreSettings
 from executor.settings import ExecutorSettings
 from monitor.settings import MonitorSettings
 from taskstream.cli import main
+from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import EXTRA_VARIABLES, unknown_variables
 
 SERVICES = [CoreSettings, ExecutorSettings, MonitorSettings]
@@ -59,3 +60,12 @@ def test_every_setting_is_documented_in_the_readme_with_its_default() -> None:
             if field.default_factory is None and isinstance(field.default, str | int | float):
                 assert table[variable] == str(field.default), variable
     assert EXTRA_VARIABLES <= set(table)
+
+
+def test_every_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKSTREAM_KAFKA_LINGER_MS", "7")
+    assert producer_config(CoreSettings())["linger.ms"] == 7
+    assert producer_config(ExecutorSettings(), **{"linger.ms": 0})["linger.ms"] == 0
+    monkeypatch.setenv("TASKSTREAM_KAFKA_LINGER_MS", "-1")
+    with pytest.raises(ValidationError, match="kafka_linger_ms"):
+        CoreSettings()
