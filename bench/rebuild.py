@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
@@ -253,14 +254,12 @@ def main() -> int:
             f"{bootstrap} in {produce_seconds:.1f} s ({written / produce_seconds:.0f} events/s)",
             flush=True,
         )
-        rates: dict[str, list[float]] = {name: [] for name in databases}
-        runs: list[dict[str, object]] = []
+        runs: list[dict[str, Any]] = []
         for number in range(args.runs):
             for name in databases:
                 report, cpu = rebuild_once(name, bootstrap, prefix, args)
                 if report.events != written:
                     raise SystemExit(f"{name}: replayed {report.events} of {written} events")
-                rates[name].append(report.events_per_second)
                 runs.append(
                     {
                         "run": number + 1,
@@ -280,7 +279,10 @@ def main() -> int:
                     f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
                     flush=True,
                 )
-    figures = {name: summary(values) for name, values in rates.items()}
+    figures = {
+        name: summary([r["events_per_second"] for r in runs if r["database"] == name])
+        for name in databases
+    }
     path = write_results(
         "rebuild",
         {"machine": machine(), "events": written, "figures": figures, "runs": runs},

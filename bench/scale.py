@@ -264,6 +264,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"scale-{stamp}.json"
     runs: list[dict[str, Any]] = []
+    document: dict[str, Any] = {}
     try:
         for number in range(args.runs):
             print(f"run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
@@ -290,7 +291,7 @@ def main() -> int:
             f"/ {run['restart_peak_mib']} MiB | {steady['p50']} / {steady['p99']} / "
             f"{steady['max']} ms | {across['p99']} / {across['max']} ms |"
         )
-    print(json.dumps({"bench": "scale", "figures": runs[-1], "runs": runs}))
+    print(json.dumps(document))
     print(f"results: {path}", flush=True)
     return 0
 
