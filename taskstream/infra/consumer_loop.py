@@ -87,7 +87,8 @@ class ConsumerLoop:
     (partition EOF), unless ``handle_batch(messages)`` is given, which takes the whole
     poll. ``record_failed(message, exc)`` decides what a record that raised means; without
     it the record is logged and skipped. ``tick()`` runs after every poll (the scheduler
-    fires what is due); without a consumer it is the loop's whole step. ``ready()`` says
+    fires what is due); without a consumer it is the loop's whole step. ``setup()`` runs
+    first, in the thread (assigning partitions once the topic exists). ``ready()`` says
     the component has caught up (``starting`` until then). ``on_exit(error)`` runs in the
     thread as it ends (``error`` is None after :meth:`stop`).
     """
@@ -101,6 +102,7 @@ class ConsumerLoop:
         handle_batch: Callable[[list[Message]], object] | None = None,
         record_failed: Callable[[Message, Exception], None] | None = None,
         tick: Callable[[], None] | None = None,
+        setup: Callable[[], None] | None = None,
         ready: Callable[[], bool] | None = None,
         on_exit: Callable[[BaseException | None], None] | None = None,
         poll_timeout: float | Callable[[], float] = 0.1,
@@ -119,6 +121,7 @@ class ConsumerLoop:
         self._handle_batch = handle_batch
         self._record_failed = record_failed
         self._tick = tick
+        self._setup = setup
         self._ready = ready
         self._on_exit = on_exit
         self._poll_timeout = poll_timeout
@@ -219,6 +222,8 @@ class ConsumerLoop:
     def _run(self) -> None:
         error: BaseException | None = None
         try:
+            if self._setup is not None:
+                self._setup()
             while not self.stopping.is_set():
                 self._step()
         except BaseException as exc:
