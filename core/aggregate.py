@@ -27,6 +27,7 @@ from schemas import (
     TaskCreated,
     TaskDeleted,
     TaskPaused,
+    TaskQuarantined,
     TaskResumed,
     TaskSpec,
     TaskUpdated,
@@ -54,6 +55,9 @@ class TaskStatus(StrEnum):
     COMPLETED = "completed"
     """No slot is left (a one-shot fired, or the schedule's end passed)."""
     DELETED = "deleted"
+    QUARANTINED = "quarantined"
+    """A component could not evaluate the task (``TaskQuarantined``): it is not scheduled
+    until a change (``TaskUpdated``, ``TaskResumed``) lifts the quarantine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,19 @@ def slot_folded(event: Event) -> datetime | None:
     return None
 
 
+def _quarantined(state: TaskState | None, data: TaskQuarantined) -> TaskState | Rejected:
+    """Set the task aside, unless it changed since the component failed on it."""
+    if state is None:
+        return Rejected("unknown_task")
+    if state.status is TaskStatus.QUARANTINED:
+        return state  # a replay, or a second component failing on the same task
+    if state.status in (TaskStatus.DELETED, TaskStatus.COMPLETED):
+        return Rejected(f"a {state.status.value} task is not scheduled")
+    if data.change_event_id != state.last_change_event_id:
+        return Rejected("stale_quarantine: the task changed since")
+    return replace(state, status=TaskStatus.QUARANTINED)
+
+
 def _after_slot(state: TaskState, slot: datetime) -> TaskState:
     status, last_slot = after_slot(
         state.status, state.spec.schedule, state.anchor, state.last_slot, slot
@@ -135,7 +152,7 @@ def folds(event: Event) -> bool:
     data = event.data
     if isinstance(data, ExecutionScheduled):
         return data.trigger is Trigger.SCHEDULE
-    return isinstance(data, TaskCreated | ExecutionSkipped | _CHANGES)
+    return isinstance(data, TaskCreated | ExecutionSkipped | TaskQuarantined | _CHANGES)
 
 
 def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | Rejected | None:
@@ -159,6 +176,8 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
             last_slot=None,
             last_change_event_id=event.id,
         )
+    if isinstance(data, TaskQuarantined):
+        return _quarantined(state, data)
     if isinstance(data, _CHANGES):
         if state is None:
             return Rejected("unknown_task")
@@ -176,7 +195,11 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
             changed = replace(
                 changed, spec=data.task, anchor=at if schedule_changed else state.anchor
             )
-            if (
+            if changed.status is TaskStatus.QUARANTINED:
+                # a new definition: the scheduler evaluates it afresh (and quarantines it
+                # again, naming this change, if it still cannot)
+                changed = replace(changed, status=TaskStatus.ACTIVE)
+            elif (
                 changed.status is TaskStatus.COMPLETED
                 and next_slot(data.task.schedule, anchor=changed.anchor, after=changed.last_slot)
                 is not None
@@ -188,7 +211,7 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
                 return Rejected(f"cannot pause a {state.status.value} task")
             return replace(changed, status=TaskStatus.PAUSED)
         if isinstance(data, TaskResumed):
-            if state.status is not TaskStatus.PAUSED:
+            if state.status not in (TaskStatus.PAUSED, TaskStatus.QUARANTINED):
                 return Rejected(f"cannot resume a {state.status.value} task")
             return replace(changed, status=TaskStatus.ACTIVE)
         return replace(changed, status=TaskStatus.DELETED)

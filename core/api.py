@@ -405,7 +405,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     def list_tasks(
         page: int = Query(0, ge=0),
         size: int = Query(20, ge=1, le=1000),
-        status: str | None = Query(None, pattern="^(active|paused|completed|deleted)$"),
+        status: str | None = Query(None, pattern="^(active|paused|completed|deleted|quarantined)$"),
         handler: str | None = None,
         queue: str | None = None,
     ) -> Response:
@@ -453,7 +453,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             if row.status != TaskStatus.ACTIVE.value:
                 raise _Refusal(409, "invalid_state", f"cannot pause a {row.status} task")
             return await change(task_id, TaskPaused(expected_version=version), "pause")
-        if row.status != TaskStatus.PAUSED.value:
+        if row.status not in (TaskStatus.PAUSED.value, TaskStatus.QUARANTINED.value):
             raise _Refusal(409, "invalid_state", f"cannot resume a {row.status} task")
         return await change(task_id, TaskResumed(expected_version=version), "resume")
 

@@ -15,14 +15,13 @@ few minutes).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, delete, select
@@ -33,6 +32,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.store import Base, ProjectionOffset, as_utc, lock_offsets, retrying_transient
 from schemas import ExecutionLogChunk
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -257,10 +258,30 @@ class LogProjection:
         self._consumer = Consumer(
             consumer_config(settings, f"{settings.topic_prefix}core-logs-{instance_id}")
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="log-projection", daemon=True)
         self._next_prune = 0.0
-        self.error: BaseException | None = None
+        self._loop = ConsumerLoop(
+            "execution-logs",
+            consumer=self._consumer,
+            handle_batch=self._apply,
+            handle_record=lambda message: self._apply([message]),
+            record_failed=self._step_over,
+            tick=self._maybe_prune,
+            poll_timeout=0.2,
+            batch_size=500,
+            essential=False,
+            stall_after=settings.loop_stall_after,
+        )
+
+    name = "execution_logs"
+    essential = False
+    """Without it the API serves no new logs; scheduling and the task store go on."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def start(self) -> None:
         metadata = self._consumer.list_topics(self.topic, timeout=30)
@@ -269,30 +290,36 @@ class LogProjection:
         self._consumer.assign(
             [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
         )
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._consumer.close()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._loop.alive
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._step()
-                if time.monotonic() >= self._next_prune:
-                    self._prune()
-        except BaseException as exc:  # /health turns red
-            self.error = exc
-            logger.exception("execution log projection stopped")
+    def _maybe_prune(self) -> None:
+        if time.monotonic() >= self._next_prune:
+            self._prune()
 
-    def _step(self) -> None:
+    def _step_over(self, message: Message, exc: Exception) -> None:
+        """A record the store cannot keep on its own: store its offset, log it, read on."""
+        partition, offset = message.partition() or 0, message.offset() or 0
+        logger.error(
+            "stepping over an execution-logs record the store cannot keep: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields(topic=self.topic, partition=partition, offset=offset),
+        )
+        keeping = retrying_transient("keeping execution log chunks")
+        keeping(self.store.apply, [StoredChunk(partition, offset, None)])
+
+    def _apply(self, messages: list[Message]) -> None:
         records = []
-        for message in self._consumer.consume(num_messages=500, timeout=0.2):
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:

@@ -10,6 +10,12 @@ the store no longer than one fetch and one transaction. Records are decoded and 
 :mod:`core.store_writes` (cheaply: most of an execution's records skip pydantic).
 Writers wait with :meth:`Projection.applied`, a future resolved by the projection thread
 (no thread per waiting request).
+
+The thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop`. A batch whose
+transaction raises (not a transient database error: those are retried) is applied again
+record by record; the record that still raises is stepped over (its offset is stored
+like an undecodable record's, so a restart does not meet it again), logged with its task,
+and its task quarantined with a ``TaskQuarantined`` of component ``projection``.
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from core.store import AppliedRecord, TaskStore, retrying_transient
 from core.store_writes import decode_record
-from schemas import EventDecodeError
+from schemas import Event, EventDecodeError, TaskQuarantined, quarantine_event_id
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -41,6 +51,10 @@ EVENTS_PROJECTED = Counter(
 )
 POISON_RECORDS = Counter(
     "taskstream_projection_undecodable_total", "task-events records the store could not decode"
+)
+UNAPPLIED = Counter(
+    "taskstream_projection_unapplied_total",
+    "task-events records whose application raised: stepped over, their task quarantined",
 )
 PROJECTION_LAG = Gauge(
     "taskstream_projection_lag_records", "records of task-events not yet in the task store"
@@ -56,8 +70,13 @@ class Projection:
         store: TaskStore,
         instance_id: str,
         batch_size: int = 1000,
+        quarantine: Callable[[Event], Any] | None = None,
     ) -> None:
-        """``batch_size``: the most records applied in one transaction (a rebuild takes more)."""
+        """``batch_size``: the most records applied in one transaction (a rebuild takes more).
+
+        ``quarantine`` appends a ``TaskQuarantined`` to the log (the core's publisher);
+        without it a record that cannot be applied is only stepped over and logged.
+        """
         self.store = store
         self.batch_size = batch_size
         self.topic = settings.topics.task_events
@@ -72,32 +91,54 @@ class Projection:
         self._waiters: dict[int, list[tuple[int, int, Future[bool]]]] = {}
         self._sequence = itertools.count()
         self._changed = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="projection", daemon=True)
-        self.error: BaseException | None = None
+        self._quarantine = quarantine
+        self._partitions: set[int] = set()
+        self._at_end: set[int] = set()
+        self._caught_up = False
+        self._loop = ConsumerLoop(
+            "projection",
+            consumer=self._consumer,
+            handle_batch=self._apply_batch,
+            handle_record=self._apply_one,
+            record_failed=self._step_over,
+            ready=self._is_caught_up,
+            on_exit=self._exited,
+            batch_size=batch_size,
+            stall_after=settings.loop_stall_after,
+        )
+
+    name = "projection"
+    essential = True
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def start(self) -> None:
         self._assign()
-        self._thread.start()
+        self._loop.start()
 
     def _assign(self) -> set[int]:
         metadata = self._consumer.list_topics(self.topic, timeout=30)
         partitions = sorted(metadata.topics[self.topic].partitions)
         stored = self.store.offsets()
         self._applied = {p: stored.get(p, 0) for p in partitions}
+        self._partitions = set(partitions)
         self._consumer.assign(
             [TopicPartition(self.topic, p, stored.get(p, OFFSET_BEGINNING)) for p in partitions]
         )
         return set(partitions)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._consumer.close()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._loop.alive
 
     def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
         """Wait until the record at ``offset`` of ``partition`` is in the store."""
@@ -120,7 +161,7 @@ class Projection:
         with self._changed:
             if self._applied.get(partition, 0) > offset:
                 future.set_result(True)
-            elif self.error is not None or self._stop.is_set():
+            elif self.error is not None or self._loop.stopping.is_set():
                 future.set_result(False)
             else:
                 heapq.heappush(
@@ -142,18 +183,17 @@ class Projection:
                     except InvalidStateError:
                         pass  # the waiter gave up (cancelled)
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._step()
-        except BaseException as exc:  # the service's health turns red; see alive
-            self.error = exc
-            logger.exception("projection stopped")
-            with self._changed:
-                self._changed.notify_all()
-            self._release(None, result=False)
-        else:
-            self._release(None, result=False)
+    def _exited(self, error: BaseException | None) -> None:
+        """The loop ended (stopped, or died: the health says why): no waiter waits on."""
+        with self._changed:
+            self._changed.notify_all()
+        self._release(None, result=False)
+
+    def _is_caught_up(self) -> bool:
+        """Every partition was read to its end once (ready from then on)."""
+        if not self._caught_up and self._partitions and self._at_end >= self._partitions:
+            self._caught_up = True
+        return self._caught_up
 
     def catch_up(self, timeout: float, progress: Callable[[int], None] | None = None) -> int:
         """Project in this thread until every partition is at its end; return the count.
@@ -180,9 +220,16 @@ class Projection:
 
     def _step(self) -> tuple[set[int], int]:
         """Consume and apply one batch; return the partitions found at their end, and the count."""
+        return self._apply_batch(consume_available(self._consumer, self.batch_size, 0.1))
+
+    def _apply_one(self, message: Message) -> None:
+        self._apply_batch([message])
+
+    def _apply_batch(self, messages: list[Message]) -> tuple[set[int], int]:
+        """Apply consumed records in one transaction; the partitions at their end, the count."""
         ended: set[int] = set()
         records = []
-        for message in consume_available(self._consumer, self.batch_size, 0.1):
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -192,21 +239,61 @@ class Projection:
                 continue
             records.append(self._decode(message))
         if records:
-            applying = retrying_transient("applying task-events to the store")
-            rejected = applying(self.store.apply, records)
-            for event_id, reason in rejected.items():
-                logger.info("change %s rejected: %s", event_id, reason)
-            EVENTS_PROJECTED.inc(len(records))
-            reached: dict[int, int] = {}
-            for record in records:  # in offset order within each partition
-                reached[record.partition] = record.offset + 1
-            with self._changed:
-                for partition, offset in reached.items():
-                    self._applied[partition] = max(self._applied.get(partition, 0), offset)
-                self._changed.notify_all()
-            self._release(set(reached))
-            self._update_lag()
+            self._store(records)
+            self._at_end -= {record.partition for record in records}
+        self._at_end |= ended
         return ended, len(records)
+
+    def _store(self, records: list[AppliedRecord]) -> None:
+        applying = retrying_transient("applying task-events to the store")
+        rejected = applying(self.store.apply, records)
+        for event_id, reason in rejected.items():
+            logger.info("change %s rejected: %s", event_id, reason)
+        EVENTS_PROJECTED.inc(len(records))
+        reached: dict[int, int] = {}
+        for record in records:  # in offset order within each partition
+            reached[record.partition] = record.offset + 1
+        with self._changed:
+            for partition, offset in reached.items():
+                self._applied[partition] = max(self._applied.get(partition, 0), offset)
+            self._changed.notify_all()
+        self._release(set(reached))
+        self._update_lag()
+
+    def _step_over(self, message: Message, exc: Exception) -> None:
+        """A record whose application raised on its own: store its offset, quarantine its task."""
+        UNAPPLIED.inc()
+        partition, offset = message.partition() or 0, message.offset() or 0
+        key = message.key()
+        task_id = key.decode(errors="replace") if key else None
+        logger.error(
+            "stepping over a record the store cannot apply: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields(
+                task_id=task_id,
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+                action="record_skipped",
+            ),
+        )
+        self._store([AppliedRecord(partition, offset, None)])
+        row = self.store.get(task_id) if task_id else None
+        if row is None or self._quarantine is None:
+            return
+        data = TaskQuarantined(
+            component=self.name,
+            error_type=type(exc).__name__,
+            error_message=f"applying the record at {partition}@{offset}: {exc}"[:1000],
+            change_event_id=row.last_change_event_id,
+            event_id=_event_id(message.value()),
+            partition=partition,
+            offset=offset,
+        )
+        event_id = quarantine_event_id(row.id, row.last_change_event_id, self.name)
+        self._quarantine(Event.create(row.id, data, event_id=event_id))
 
     def _decode(self, message: Message) -> AppliedRecord:
         partition, offset = message.partition() or 0, message.offset() or 0
@@ -231,3 +318,13 @@ class Projection:
             if high >= 0:
                 lag += max(high - applied, 0)
         PROJECTION_LAG.set(lag)
+
+
+def _event_id(value: bytes | None) -> str | None:
+    """The ``id`` of a record's envelope, if it has one that reads as a string."""
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    found = document.get("id") if isinstance(document, dict) else None
+    return found if isinstance(found, str) else None

@@ -8,13 +8,17 @@ one Kafka transaction: the work orders, the events (``ExecutionScheduled``,
 ``ExecutionSkipped``, ``CancelRequested``) and the consumed offsets with the group's
 generation, so a fenced zombie's commit fails. What is due is decided by
 :class:`core.shard.Shard`; this module does the I/O.
+
+The thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop`: a record whose
+task the shard cannot evaluate quarantines that task (a ``TaskQuarantined`` in the next
+fire transaction) and the loop goes on; only a fault of the loop itself (a fenced
+producer, a fatal client error) stops it, and :meth:`Scheduler.health` then says why.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -37,6 +41,7 @@ from schemas import (
     EventDecodeError,
     ExecutionScheduled,
     ExecutionSkipped,
+    TaskQuarantined,
     decode_event,
     encode_event,
     encode_work_order,
@@ -44,7 +49,9 @@ from schemas import (
     work_order_headers,
 )
 from schemas.codec import HEADER_EVENT_TYPE
-from taskstream.infra.kafka import consume_available, consumer_config, producer_config
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
+from taskstream.infra.kafka import consumer_config, producer_config
 from taskstream.infra.logs import fields
 
 __all__ = ["Scheduler"]
@@ -62,6 +69,14 @@ FIRE_LATENESS = Histogram(
 OWNED_TASKS = Gauge("taskstream_scheduler_owned_tasks", "tasks this instance schedules")
 OWNED_PARTITIONS = Gauge("taskstream_scheduler_owned_partitions", "task-events partitions owned")
 ABORTED = Counter("taskstream_scheduler_aborted_transactions_total", "fire transactions aborted")
+QUARANTINED = Gauge(
+    "taskstream_quarantined_tasks",
+    "tasks this instance's scheduler set aside (quarantined) because it cannot evaluate them",
+)
+UNFOLDED = Counter(
+    "taskstream_scheduler_unfolded_records_total",
+    "task-events records the scheduler could not fold and skipped (no task to quarantine)",
+)
 
 _MAX_IDLE_WAIT = 0.1
 _MAX_FIRING = 1.0
@@ -105,26 +120,54 @@ class Scheduler:
         commit, so reading them back is skipped. A new assignment rebuilds the shard from
         the store, so it takes a new mark and applies what the previous one fired."""
         self._assigned: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-        self.error: BaseException | None = None
+        self._assignment_seen = False
+        self._loop = ConsumerLoop(
+            "scheduler",
+            consumer=self._consumer,
+            handle_record=self._handle,
+            record_failed=self._record_failed,
+            tick=self._fire_due,
+            poll_timeout=self._wait,
+            ready=self._caught_up,
+            stall_after=settings.loop_stall_after,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self._producer.init_transactions(30)
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._consumer.close()
         self._producer.flush(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
+
+    # -- HealthSource -------------------------------------------------------------------
+
+    name = "scheduler"
+    essential = True
+
+    def health(self) -> ComponentStatus:
+        status = self._loop.health()
+        details = {
+            **status.details,
+            "owned_partitions": sorted(self._assigned),
+            "quarantined_tasks": self._shard.quarantined,
+        }
+        return ComponentStatus(status.state, status.reason, details)
+
+    def _caught_up(self) -> bool:
+        return self._assignment_seen and self._shard.ready_partitions >= self._assigned
 
     @property
     def owned_partitions(self) -> set[int]:
@@ -138,6 +181,8 @@ class Scheduler:
         snapshot = self.store.snapshot(owned)
         self._shard = Shard(self.settings.topics, snapshot)
         self._assigned = set(owned)
+        self._assignment_seen = True
+        QUARANTINED.set(0)
         # The shard's timers live as long as the assignment: keep the cyclic collector
         # from walking them again and again (a million tasks are millions of objects).
         gc.freeze()
@@ -162,18 +207,9 @@ class Scheduler:
         self._assigned = set()
         OWNED_PARTITIONS.set(0)
         OWNED_TASKS.set(0)
+        QUARANTINED.set(0)
 
     # -- the loop ----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                for message in consume_available(self._consumer, 1000, self._wait()):
-                    self._handle(message)
-                self._fire_due()
-        except BaseException as exc:
-            self.error = exc
-            logger.exception("scheduler stopped")
 
     def _wait(self) -> float:
         due = self._shard.next_due()
@@ -202,7 +238,25 @@ class Scheduler:
             event = decode_event(message.value())
         except EventDecodeError:
             return  # the projection logs undecodable records
-        self._shard.apply(event, partition)
+        self._shard.apply(event, partition)  # quarantines the task if it cannot fold it
+
+    def _record_failed(self, message: Message, exc: Exception) -> None:
+        """A record the shard could not fold and that names no task it holds: skip it."""
+        UNFOLDED.inc()
+        key = message.key()
+        logger.error(
+            "skipping a record the scheduler cannot fold: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=fields(
+                task_id=key.decode(errors="replace") if key else None,
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                action="record_skipped",
+            ),
+        )
 
     def _fire_due(self) -> None:
         """Fire what is due, a batch per transaction, for at most ``_MAX_FIRING`` seconds.
@@ -250,6 +304,7 @@ class Scheduler:
             self._recover(exc, plan)
             return False
         self._committed.update((tp.partition, tp.offset) for tp in positions)
+        QUARANTINED.set(self._shard.quarantined)
         committed_at = datetime.now(UTC)
         debug = logger.isEnabledFor(logging.DEBUG)  # spare building a record's fields per fire
         for event in plan.events:
@@ -269,6 +324,13 @@ class Scheduler:
                             task_id=event.task_id, execution_id=data.execution_id, action="fire"
                         ),
                     )
+            elif isinstance(data, TaskQuarantined):
+                logger.error(
+                    "quarantined the task: %s: %s (it is not scheduled until it changes)",
+                    data.error_type,
+                    data.error_message,
+                    extra=fields(task_id=event.task_id, action="quarantine"),
+                )
             elif isinstance(data, ExecutionSkipped):
                 SKIPS.labels(data.reason.value).inc(data.count)
                 logger.info(
@@ -304,5 +366,5 @@ class Scheduler:
             self._producer.abort_transaction(30)
         except KafkaException:
             logger.exception("abort failed")
-        self._stop.wait(0.2)  # do not spin on a broker that keeps refusing
+        self._loop.stopping.wait(0.2)  # do not spin on a broker that keeps refusing
         self._shard.rearm(plan)

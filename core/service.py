@@ -40,7 +40,7 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
     store = TaskStore(make_engine(settings.database_url), settings.topics.task_events)
     store.create_schema()
     publisher = EventPublisher(settings)
-    projection = Projection(settings, store, settings.instance_id)
+    projection = Projection(settings, store, settings.instance_id, quarantine=publisher.publish)
     projection.start()
     scheduler = Scheduler(settings, store)
     scheduler.start()

@@ -20,6 +20,13 @@ Per slot, in this order:
    execution to cancel and fires;
 5. otherwise the slot fires.
 
+**Quarantine.** Nothing about one task may stop the shard: an exception while folding an
+event of a task, computing its next slot or planning its fire is caught at that task. The
+task's timers are dropped and the next plan carries a ``TaskQuarantined`` event naming
+the error (its id is deterministic: the task, its last change, ``scheduler``), so a
+restart that meets the same record again writes the same event. Once that event is
+folded the task is ``quarantined`` and not evaluated again until a change lifts it.
+
 Memory: one instance holds a million schedules in well under 1 GB (``docs/benchmarks.md``).
 A task is not kept as a :class:`TaskState` holding its pydantic ``TaskSpec`` (3 to 5 KB
 resident a task, and about ten objects for the garbage collector to walk) but as a compact
@@ -78,15 +85,22 @@ from schemas import (
     OverlapPolicy,
     Schedule,
     SkipReason,
+    TaskQuarantined,
     TaskSpec,
     Trigger,
     WorkOrder,
     execution_id,
+    quarantine_event_id,
 )
 from schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from taskstream.infra.settings import Topics
 
-__all__ = ["IGNORED_EVENT_TYPES", "MAX_CATCH_UP_FIRES", "Plan", "Shard"]
+__all__ = ["COMPONENT", "IGNORED_EVENT_TYPES", "MAX_CATCH_UP_FIRES", "Plan", "Shard"]
+
+COMPONENT = "scheduler"
+"""The ``component`` of the quarantines the shard decides."""
+_MAX_ERROR_MESSAGE = 1000
+"""Characters of an exception's message kept in a ``TaskQuarantined``."""
 
 IGNORED_EVENT_TYPES = frozenset({ExecutionStarted.TYPE})
 """Events :meth:`Shard.apply` does nothing with: the scheduler skips them undecoded (by
@@ -262,6 +276,10 @@ class Shard:
         self._sweep_at = _MIN_SWEEP
         self._last_schedule: tuple[tuple[Any, ...], Schedule] | None = None
         self._last_policy: tuple[tuple[Any, ...], TaskSpec] | None = None
+        self._quarantines: dict[str, Event] = {}
+        """``TaskQuarantined`` events decided and not yet planned, by task id."""
+        self._quarantined: set[str] = set()
+        """Tasks whose status is ``quarantined``."""
         """The last value interned, and what it was made of: specs read from the store share
         these very objects (:class:`core.spec_reader.SpecReader`), so an identity check
         spares computing a key (a third of a restore's time)."""
@@ -293,8 +311,16 @@ class Shard:
         return self._state(task) if task else None
 
     def next_due(self) -> float | None:
-        """The epoch time of the earliest timer (possibly stale), or None."""
+        """The epoch time of the earliest timer (possibly stale), or None (now, with a
+        quarantine to plan)."""
+        if self._quarantines:
+            return 0.0
         return self._heap[0][0] if self._heap else None
+
+    @property
+    def quarantined(self) -> int:
+        """How many tasks of the shard are quarantined."""
+        return len(self._quarantined)
 
     # -- folding the log --------------------------------------------------------------
 
@@ -311,7 +337,19 @@ class Shard:
                 self._push_run(run)
 
     def apply(self, event: Event, partition: int) -> None:
-        """Fold one event of an owned partition (idempotent)."""
+        """Fold one event of an owned partition (idempotent).
+
+        An exception while folding it quarantines the event's task (see the module).
+        """
+        try:
+            self._apply(event, partition)
+        except Exception as exc:
+            task = self._tasks.get(event.task_id)
+            if task is None:
+                raise  # no task to set aside: the caller decides about the record
+            self._quarantine(task, "folding", exc, event)
+
+    def _apply(self, event: Event, partition: int) -> None:
         data = event.data
         task = self._tasks.get(event.task_id)
         slot = slot_folded(event) if task is not None else None
@@ -490,26 +528,63 @@ class Shard:
 
     def _arm(self, task: _Task) -> None:
         task.due = None  # any entry already in the heap is stale from here on
+        if task.status is TaskStatus.QUARANTINED:
+            self._quarantined.add(task.task_id)
+            self._quarantines.pop(task.task_id, None)  # folded: nothing left to plan
+            task.next = None
+            return
+        self._quarantined.discard(task.task_id)
         if task.status in (TaskStatus.DELETED, TaskStatus.COMPLETED):
             task.next = None
             return
         if task.partition not in self._ready:
             task.next = None  # mark_ready() arms it: no need to compute the slot twice
             return
-        schedule = _schedule(task)
-        slot = next_slot(schedule, anchor=_time(task.anchor), after=_time_or_none(task.last_slot))
+        try:
+            schedule = _schedule(task)
+            slot = next_slot(
+                schedule, anchor=_time(task.anchor), after=_time_or_none(task.last_slot)
+            )
+            delay = None if slot is None else jitter_offset(task.task_id, slot.at, schedule.jitter)
+            due_at = None if slot is None or delay is None else (slot.at + delay).timestamp()
+        except Exception as exc:
+            self._quarantine(task, "computing its next slot", exc)
+            return
         if slot is None:
             task.next = None
             return
         at = task.next = _stamp(slot.at)
         task.dst = slot.kind is SlotKind.SKIP_DST
-        delay = jitter_offset(task.task_id, slot.at, schedule.jitter)
-        due = at if isinstance(at, float) and not delay else (slot.at + delay).timestamp()
+        assert due_at is not None
+        due = at if isinstance(at, float) and not delay else due_at
         task.due = due
         heapq.heappush(self._heap, (due, task.task_id, _TASK))
 
+    def _quarantine(
+        self, task: _Task, doing: str, exc: Exception, event: Event | None = None
+    ) -> None:
+        """Drop the task's timers; the next plan carries its ``TaskQuarantined``."""
+        task.next = task.due = None
+        if task.task_id in self._quarantines:
+            return
+        _, _, change = _unpack(task.details)
+        message = str(exc) or repr(exc)
+        data = TaskQuarantined(
+            component=COMPONENT,
+            error_type=type(exc).__name__,
+            error_message=f"{doing}: {message}"[:_MAX_ERROR_MESSAGE],
+            change_event_id=change,
+            event_id=None if event is None else event.id,
+        )
+        self._quarantines[task.task_id] = Event.create(
+            task.task_id, data, event_id=quarantine_event_id(task.task_id, change, COMPONENT)
+        )
+
     def rearm(self, plan: Plan) -> None:
         """A plan was not committed: arm its tasks and runs again."""
+        for event in plan.events:
+            if isinstance(event.data, TaskQuarantined):
+                self._quarantines.setdefault(event.task_id, event)
         for task_id in plan.partitions:
             task = self._tasks.get(task_id)
             if task is not None:
@@ -524,6 +599,7 @@ class Shard:
     def due(self, now: datetime, limit: int) -> Plan:
         """Everything due at ``now``, as one plan of at most ``limit`` timers."""
         plan = Plan()
+        self._plan_quarantines(plan, limit)
         epoch = now.timestamp()
         heap = self._heap
         while heap and heap[0][0] <= epoch and plan.slots < limit:
@@ -534,15 +610,42 @@ class Shard:
                     continue  # stale
                 if task.partition not in self._ready:
                     continue
-                self._plan_task(task, now, plan)
+                planned = len(plan.events), len(plan.orders)
+                try:
+                    self._plan_task(task, now, plan)
+                except Exception as exc:
+                    del plan.events[planned[0] :], plan.orders[planned[1] :]
+                    self._quarantine(task, "planning its slot", exc)
                 task.next = task.due = None  # until the plan's events come back through apply()
             else:
                 run = self._runs.get(ident)
                 if run is None or run.partition not in self._ready:
                     continue
-                self._plan_run(run, plan)
+                planned = len(plan.events), len(plan.orders)
+                try:
+                    self._plan_run(run, plan)
+                except Exception as exc:
+                    del plan.events[planned[0] :], plan.orders[planned[1] :]
+                    self._runs.pop(run.execution_id, None)
+                    owner = self._tasks.get(run.task_id)
+                    if owner is None:
+                        raise
+                    self._quarantine(owner, f"planning run {run.execution_id}", exc)
             plan.slots += 1
+        self._plan_quarantines(plan, limit)
         return plan
+
+    def _plan_quarantines(self, plan: Plan, limit: int) -> None:
+        for task_id in list(self._quarantines):
+            if plan.slots >= limit:
+                return
+            task = self._tasks.get(task_id)
+            event = self._quarantines.pop(task_id)
+            if task is None or task.partition not in self._ready:
+                continue
+            plan.events.append(event)
+            plan.partitions[task_id] = task.partition
+            plan.slots += 1
 
     def _plan_task(self, task: _Task, now: datetime, plan: Plan) -> None:
         assert task.next is not None

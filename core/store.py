@@ -89,6 +89,8 @@ class TaskRow(Base):
     executions_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     executions_failed: Mapped[int] = mapped_column(Integer, default=0)
     executions_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    quarantine: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Why the task is quarantined (``component``, ``error_type``, ``reason``, ``at``...)."""
 
 
 class ActiveExecution(Base):
@@ -461,6 +463,7 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
         "last_scheduled_for": as_utc(row.last_slot),
         "last_execution_id": row.last_execution_id,
         "last_status": row.last_status,
+        "quarantined": row.quarantine,
         "executions": {
             "scheduled": row.executions_scheduled,
             "succeeded": row.executions_succeeded,

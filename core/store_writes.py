@@ -61,6 +61,7 @@ from schemas import (
     ExecutionSucceeded,
     ExecutionTimedOut,
     Schedule,
+    TaskQuarantined,
     TaskSpec,
     Trigger,
     decode_event,
@@ -265,7 +266,11 @@ class Fold:
         if row is None:
             return None
         data = event.data
-        if isinstance(data, ExecutionSkipped):
+        if isinstance(data, TaskQuarantined):
+            if row["status"] == TaskStatus.QUARANTINED.value and row.get("quarantine") is None:
+                row["quarantine"] = quarantine_record(event.occurred_at, data)
+                self.changed.add(event.task_id)
+        elif isinstance(data, ExecutionSkipped):
             row["executions_skipped"] += data.count
             self.changed.add(event.task_id)
         else:
@@ -363,6 +368,7 @@ class Fold:
                 "executions_succeeded": 0,
                 "executions_failed": 0,
                 "executions_skipped": 0,
+                "quarantine": None,
             }
         spec = state.spec
         if self._specs.get(state.task_id) is not spec or "spec" not in row:
@@ -385,8 +391,23 @@ class Fold:
             last_slot=state.last_slot,
             last_change_event_id=state.last_change_event_id,
         )
+        if state.status is not TaskStatus.QUARANTINED:
+            row["quarantine"] = None  # a change lifted it
         self.changed.add(state.task_id)
         return row
+
+
+def quarantine_record(at: datetime, data: TaskQuarantined) -> dict[str, Any]:
+    """What the API shows of a quarantine (the ``quarantined`` field of a task)."""
+    return {
+        "reason": f"{data.error_type}: {data.error_message}",
+        "component": data.component,
+        "at": at.astimezone(UTC).isoformat(),
+        "error_type": data.error_type,
+        "event_id": data.event_id,
+        "partition": data.partition,
+        "offset": data.offset,
+    }
 
 
 def read_tasks(
@@ -422,6 +443,7 @@ _MUTABLE = (
     "executions_succeeded",
     "executions_failed",
     "executions_skipped",
+    "quarantine",
 )
 """The columns of a task that change while its spec does not."""
 

@@ -17,11 +17,20 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from prometheus_client import Counter, Gauge
 
 from core.settings import CoreSettings
 from schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 
@@ -145,22 +154,41 @@ class WorkerDirectory:
         )
         self._targets: dict[int, int] = {}  # partition -> end offset seen at start, not reached
         self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="workers", daemon=True)
-        self.error: BaseException | None = None
+        self._loop = ConsumerLoop(
+            "workers",
+            consumer=self._consumer,
+            setup=self._setup,
+            handle_batch=self._apply,
+            handle_record=lambda message: self._apply([message]),
+            record_failed=self._skip,
+            ready=self._ready.is_set,
+            poll_timeout=0.5,
+            batch_size=500,
+            essential=False,
+            stall_after=settings.loop_stall_after,
+        )
+
+    name = "workers"
+    essential = False
+    """The API only warns about a handler no executor serves without it."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._consumer.close()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._loop.alive
 
     @property
     def ready(self) -> bool:
@@ -186,17 +214,11 @@ class WorkerDirectory:
 
     # -- the thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            # Right after the topic is created its leader may not be elected yet.
-            for attempt in retrying_kafka("reading the workers topic", 60):
-                with attempt:
-                    self._assign()
-            while not self._stop.is_set():
-                self._step()
-        except BaseException as exc:  # the service's health turns red; see alive
-            self.error = exc
-            logger.exception("executor directory stopped")
+    def _setup(self) -> None:
+        # Right after the topic is created its leader may not be elected yet.
+        for attempt in retrying_kafka("reading the workers topic", 60):
+            with attempt:
+                self._assign()
 
     def _assign(self) -> None:
         topic = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
@@ -214,8 +236,19 @@ class WorkerDirectory:
         if not self._targets:
             self._ready.set()
 
-    def _step(self) -> None:
-        messages = self._consumer.consume(num_messages=500, timeout=0.5)
+    def _skip(self, message: Message, exc: Exception) -> None:
+        """A heartbeat the table could not apply: log it and read on."""
+        partition, offset = message.partition() or 0, message.offset() or 0
+        logger.error(
+            "skipping a heartbeat the directory cannot apply: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra=fields(topic=self.topic, partition=partition, offset=offset),
+        )
+        with self._lock:
+            self._reached(partition, offset + 1)
+
+    def _apply(self, messages: list[Message]) -> None:
         with self._lock:
             for message in messages:
                 partition, offset = message.partition() or 0, message.offset() or 0

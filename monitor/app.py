@@ -20,6 +20,7 @@ from monitor.metrics import event_counters, install_metrics
 from monitor.projection import install_projection
 from monitor.settings import MonitorSettings
 from monitor.tables import MonitorTables
+from monitor.task_faults import TaskFaults
 
 __all__ = ["create_app"]
 
@@ -52,7 +53,10 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
     app.producer.buffer.max_messages = _PRODUCER_BUFFER_MESSAGES
     tables = MonitorTables.create(app, settings.task_events_partitions)
     lag = ConsumerLag(settings.topics.task_events)
-    task_events = install_projection(app, settings, tables, lag, *event_counters(metrics))
+    faults = TaskFaults(metrics)
+    task_events = install_projection(
+        app, settings, tables, lag, *event_counters(metrics), faults
+    )  # task_events.health: the agent's HealthSource (monitor/agent_health.py)
     install_api(app, settings, tables, lag)
     install_metrics(app, metrics, tables, lag)
     install_alerts(

@@ -29,6 +29,7 @@ Bounds:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from bisect import bisect_right
@@ -39,6 +40,7 @@ from typing import Any
 import faust
 from prometheus_client import Counter
 
+from monitor.agent_health import AgentHealth
 from monitor.batch import WorkingCopy
 from monitor.lag import ConsumerLag
 from monitor.records import (
@@ -50,6 +52,7 @@ from monitor.records import (
 from monitor.settings import MonitorSettings
 from monitor.stats import stats_after, stats_after_skip, totals_after, totals_after_skip
 from monitor.tables import MonitorTables, at_event
+from monitor.task_faults import TaskFaults
 from monitor.transitions import transition
 from monitor.windows import (
     WINDOW_SECONDS,
@@ -273,10 +276,16 @@ an event of that partition, so its table reads and writes are that partition's.
 
 
 class TaskEventsFeed:
-    """The one agent's decoded batches, for other folds than the projection (alerts)."""
+    """The one agent's decoded batches, for other folds than the projection (alerts).
 
-    def __init__(self) -> None:
+    ``health`` is the agent's :class:`~monitor.agent_health.AgentHealth` (a HealthSource
+    for the monitor's board); ``faults`` counts what was isolated per task.
+    """
+
+    def __init__(self, health: AgentHealth | None = None, faults: TaskFaults | None = None) -> None:
         self._sinks: list[EventSink] = []
+        self.health = health
+        self.faults = faults
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -293,6 +302,7 @@ def install_projection(
     lag: ConsumerLag,
     events_seen: Counter,
     undecodable: Counter,
+    faults: TaskFaults,
 ) -> TaskEventsFeed:
     """The agent over ``task-events`` and the timer that measures its lag.
 
@@ -301,7 +311,10 @@ def install_projection(
     into the tables and hands them to the feed's subscribers; only then does it ack the
     records, so no offset is committed past an event whose writes have not been made
     (faust flushes the producer before it commits). A poison record is counted, logged
-    and skipped.
+    and skipped. A partition's batch that raises is folded again event by event, and
+    an event that still raises is skipped, logged with its task and counted
+    (:class:`~monitor.task_faults.TaskFaults`): one task never stops the agent. If the
+    agent dies anyway, its :class:`~monitor.agent_health.AgentHealth` says so.
     """
     source = app.topic(
         settings.topics.task_events,
@@ -317,7 +330,21 @@ def install_projection(
         recent_size=settings.monitor_recent_size,
         window_retention=settings.monitor_window_retention,
     )
-    feed = TaskEventsFeed()
+    health = AgentHealth(lag, settings.loop_stall_after)
+    feed = TaskEventsFeed(health, faults)
+
+    def fold_partition(events: list[Event], partition: int, now: datetime) -> None:
+        try:
+            projection.apply_batch(events, partition, now)
+        except Exception:
+            if len(events) == 1:
+                raise
+            for event in events:  # the batch wrote nothing: fold it event by event
+                try:
+                    projection.apply_batch([event], partition, now)
+                except Exception as exc:
+                    faults.record("projection", event.task_id, exc, event.id)
+        feed.publish(events, partition, now)
 
     def fold(records: Sequence[Any]) -> None:
         by_partition: dict[int, tuple[Any, list[Event]]] = {}
@@ -338,8 +365,10 @@ def install_projection(
         now = datetime.now(UTC)
         for partition, (record, events) in by_partition.items():
             with at_event(record):
-                projection.apply_batch(events, partition, now)
-                feed.publish(events, partition, now)
+                try:
+                    fold_partition(events, partition, now)
+                except Exception as exc:
+                    faults.record("projection", events[0].task_id, exc, events[0].id)
         for event_type, count in types.items():
             events_seen.labels(event_type).inc(count)
         for partition, offset in next_offsets.items():
@@ -350,10 +379,20 @@ def install_projection(
         batches = stream.noack_take(
             settings.monitor_batch_size, within=settings.monitor_batch_wait.total_seconds()
         )
-        async for records in batches:
-            fold(records)  # if it raises, the records stay unacked: nothing is committed
-            for record in records:
-                await stream.ack(record)
+        health.started()
+        try:
+            async for records in batches:
+                fold(records)  # if it raises, the records stay unacked: nothing is committed
+                for record in records:
+                    await stream.ack(record)
+                health.advanced()
+        except asyncio.CancelledError:
+            health.stopped()
+            raise
+        except BaseException as exc:
+            health.died(exc)  # faust would go on serving: the health says it died
+            raise
+        health.stopped()
 
     async def measure_lag() -> None:
         await lag.refresh(app.consumer)

@@ -34,12 +34,13 @@ from schemas.events import (
     TaskCreated,
     TaskDeleted,
     TaskPaused,
+    TaskQuarantined,
     TaskResumed,
     TaskUpdated,
     Trigger,
 )
 from schemas.execution_log import ExecutionLogChunk, LogLine, LogStream
-from schemas.ids import execution_id
+from schemas.ids import execution_id, quarantine_event_id
 from schemas.task import (
     DEFAULT_QUEUE,
     MisfirePolicy,
@@ -91,6 +92,7 @@ __all__ = [
     "TaskCreated",
     "TaskDeleted",
     "TaskPaused",
+    "TaskQuarantined",
     "TaskResumed",
     "TaskSpec",
     "TaskUpdated",
@@ -106,5 +108,6 @@ __all__ = [
     "execution_id",
     "format_duration",
     "parse_duration",
+    "quarantine_event_id",
     "work_order_headers",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "TaskCreated",
     "TaskDeleted",
     "TaskPaused",
+    "TaskQuarantined",
     "TaskResumed",
     "TaskUpdated",
     "Trigger",
@@ -113,6 +114,31 @@ class TaskDeleted(_Change):
     """The task is gone: no more slots, and the API answers 404 for it."""
 
     TYPE: ClassVar[str] = "TaskDeleted"
+
+
+@event_type
+class TaskQuarantined(EventData):
+    """A component could not evaluate the task and set it aside; the loop went on.
+
+    The task is not scheduled until it changes (a ``TaskUpdated`` or ``TaskResumed``
+    lifts the quarantine). ``change_event_id`` is the task's last change when it failed:
+    a quarantine that names an older change than the task's current one is stale and
+    ignored. The event id is :func:`schemas.ids.quarantine_event_id`, so a component that meets the
+    same record again (a restart) writes the same event, which the fold ignores.
+    """
+
+    TYPE: ClassVar[str] = "TaskQuarantined"
+    component: str
+    """Which loop failed on the task: ``scheduler``, ``projection``..."""
+    error_type: str
+    error_message: str
+    change_event_id: str
+    """The task's last change (``TaskCreated``/``TaskUpdated``/...) when it failed."""
+    event_id: str | None = None
+    """The event whose handling raised, if it was an event (not arming a timer)."""
+    partition: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0)
+    """Where the record that raised is on ``task-events``, if one did."""
 
 
 @event_type

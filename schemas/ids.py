@@ -6,10 +6,11 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 
-__all__ = ["execution_id"]
+__all__ = ["execution_id", "quarantine_event_id"]
 
 _EXECUTION_NAMESPACE = uuid.UUID("6f1c1e52-8f44-4a8e-9a4c-2b8f3e0c7d15")
 _NAMESPACE_BYTES = _EXECUTION_NAMESPACE.bytes
+_QUARANTINE_NAMESPACE = uuid.UUID("5f0c7f4e-8a53-4c39-9d63-2f3f8f1d7a10")
 
 
 def execution_id(task_id: str, slot: datetime, attempt: int) -> str:
@@ -34,3 +35,12 @@ def _uuid5(name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def quarantine_event_id(task_id: str, change_event_id: str, component: str) -> str:
+    """The id of the one ``TaskQuarantined`` ``component`` writes for a task's change.
+
+    A component that meets the same record again (after a restart) quarantines with the
+    same id, so consumers that deduplicate by event id count it once.
+    """
+    return str(uuid.uuid5(_QUARANTINE_NAMESPACE, f"{task_id}|{change_event_id}|{component}"))

@@ -38,6 +38,7 @@ from monitor.alerts.rules import (
     parse_rule,
     rule_as_dict,
 )
+from monitor.task_faults import TaskFaults
 from monitor.workers import WorkerBook
 from schemas import AlertNotification, AlertStatus, AlertSubject, Event
 
@@ -84,7 +85,10 @@ class AlertBook:
         dispatcher: Dispatcher,
         active: Gauge,
         recent_size: int,
+        faults: TaskFaults | None = None,
     ) -> None:
+        """``faults``: where an exception raised for one task is logged and counted (the
+        task's facts or rules are skipped and the others go on)."""
         self.file_rules = {rule.id: rule for rule in file_rules}
         self._rules_table = rules_table
         self._states_table = states_table
@@ -97,6 +101,13 @@ class AlertBook:
         self._recent_size = recent_size
         self._parsed: dict[str, tuple[Any, Rule | None]] = {}
         self._facts_parsed: dict[str, tuple[Any, TaskFacts]] = {}
+        self._faults = faults
+
+    def _fault(self, stage: str, task_id: str, exc: Exception, event_id: str | None = None) -> None:
+        if self._faults is None:
+            logger.exception("skipping task %s in %s", task_id, stage)
+        else:
+            self._faults.record(stage, task_id, exc, event_id)
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -156,7 +167,12 @@ class AlertBook:
         """A task's facts changed: evaluate the task rules for it."""
         rules = [r for r in self.rules().values() if isinstance(r, TaskRule)]
         if rules:
-            self._apply(evaluate_task(rules, facts, self._states, now))
+            try:
+                changes = evaluate_task(rules, facts, self._states, now)
+            except Exception as exc:  # one task's rules: the others are evaluated
+                self._fault("alert_rules", facts.task_id, exc)
+                return
+            self._apply(changes)
 
     def on_executor(self, executor_id: str, now: datetime) -> None:
         """An executor heartbeated or left: evaluate the executor rules for it."""
@@ -177,8 +193,11 @@ class AlertBook:
         changes: list[Transition] = []
         if task_rules:
             for task_id, raw in list(self._facts.items()):
-                facts = self._task_facts(task_id, raw)
-                changes += evaluate_task(task_rules, facts, self._states, now)
+                try:
+                    facts = self._task_facts(task_id, raw)
+                    changes += evaluate_task(task_rules, facts, self._states, now)
+                except Exception as exc:  # one task's rules: the others are evaluated
+                    self._fault("alert_rules", task_id, exc)
         if executor_rules:
             heartbeats = self.workers.all()
             subjects = set(heartbeats) | {
@@ -214,8 +233,12 @@ class AlertBook:
         changed: dict[str, TaskFacts] = {}
         for event in events:
             task_id = event.task_id
-            facts = working[task_id] if task_id in working else self._stored_facts(task_id)
-            after = fold(facts, event)
+            try:
+                facts = working[task_id] if task_id in working else self._stored_facts(task_id)
+                after = fold(facts, event)
+            except Exception as exc:  # this task's facts skip the event; the others go on
+                self._fault("alert_facts", task_id, exc, event.id)
+                continue
             if after is None:
                 working[task_id] = facts
                 continue

@@ -19,6 +19,7 @@ from monitor.alerts.rules import (
     FailureRateRule,
     LongRunRule,
     MissedScheduleRule,
+    TaskQuarantinedRule,
     TaskRule,
 )
 from schemas import WorkerHeartbeat, format_duration
@@ -90,6 +91,16 @@ def task_condition(rule: TaskRule, facts: TaskFacts, now: datetime) -> Condition
         )
     if isinstance(rule, MissedScheduleRule):
         return _missed(rule, facts, now, name, base)
+    if isinstance(rule, TaskQuarantinedRule):
+        if facts.status != "quarantined":
+            return None
+        quarantine = facts.quarantine or {}
+        return Condition(
+            f"task {name}: quarantined by the {quarantine.get('component', '?')} "
+            f"({quarantine.get('reason', 'no reason recorded')}); it is not scheduled "
+            "until it is changed",
+            {**base, "quarantine": quarantine},
+        )
     assert isinstance(rule, DeadLetterRule)
     if facts.dead_letters == 0:
         return None

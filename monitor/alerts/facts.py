@@ -29,6 +29,7 @@ from schemas import (
     TaskCreated,
     TaskDeleted,
     TaskPaused,
+    TaskQuarantined,
     TaskResumed,
     TaskUpdated,
     Trigger,
@@ -41,7 +42,7 @@ _OUTCOMES = 500
 _RUNNING = 100
 _OUTCOME_AGE = timedelta(days=7)
 
-Status = Literal["active", "paused", "deleted", "unknown"]
+Status = Literal["active", "paused", "quarantined", "deleted", "unknown"]
 
 
 class Outcome(BaseModel):
@@ -75,6 +76,11 @@ class TaskFacts(BaseModel):
     """Dead letters since the last success."""
     last_dead_letter: dict[str, Any] | None = None
     event_ids: tuple[str, ...] = ()
+    change_event_id: str | None = None
+    """The task's last change (creation, update, pause...): a ``TaskQuarantined`` that
+    names another one is stale, as in the core's aggregate."""
+    quarantine: dict[str, Any] | None = None
+    """While ``quarantined``: the component, the error and when (``TaskQuarantined``)."""
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -114,15 +120,31 @@ def _changes(facts: TaskFacts, event: Event) -> dict[str, Any] | None:
             "version": 1,
             "schedule": data.task.schedule,
             "anchor": at,
+            "change_event_id": event.id,
+        }
+    if isinstance(data, TaskQuarantined):
+        if facts.status in ("unknown", "deleted", "quarantined"):
+            return None
+        if facts.change_event_id is not None and data.change_event_id != facts.change_event_id:
+            return None  # the task changed since the component failed on it
+        return {
+            "status": "quarantined",
+            "quarantine": {
+                "component": data.component,
+                "reason": f"{data.error_type}: {data.error_message}"[:500],
+                "at": at.isoformat(),
+            },
         }
     if isinstance(data, TaskUpdated | TaskPaused | TaskResumed | TaskDeleted):
         if facts.status in ("unknown", "deleted"):
             return None
         if data.expected_version is not None and data.expected_version != facts.version:
             return None
-        changes: dict[str, Any] = {"version": facts.version + 1}
+        changes: dict[str, Any] = {"version": facts.version + 1, "change_event_id": event.id}
         if isinstance(data, TaskUpdated):
             changes.update(name=data.task.name, schedule=data.task.schedule)
+            if facts.status == "quarantined":  # a new definition lifts the quarantine
+                changes.update(status="active", quarantine=None)
             if data.task.schedule != facts.schedule:
                 changes["anchor"] = at
         elif isinstance(data, TaskPaused):
@@ -130,9 +152,9 @@ def _changes(facts: TaskFacts, event: Event) -> dict[str, Any] | None:
                 return None
             changes["status"] = "paused"
         elif isinstance(data, TaskResumed):
-            if facts.status != "paused":
+            if facts.status not in ("paused", "quarantined"):
                 return None
-            changes["status"] = "active"
+            changes.update(status="active", quarantine=None)
         else:
             changes["status"] = "deleted"
         return changes

@@ -107,6 +107,7 @@ def install_alerts(
         dispatcher=dispatcher,
         active=active,
         recent_size=settings.monitor_alert_recent_size,
+        faults=task_events.faults,
     )
 
     def fold_facts(events: Sequence[Event], partition: int, now: datetime) -> None:

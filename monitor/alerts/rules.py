@@ -31,6 +31,7 @@ __all__ = [
     "MissedScheduleRule",
     "Rule",
     "RuleError",
+    "TaskQuarantinedRule",
     "TaskRule",
     "field_error",
     "parse_rule",
@@ -143,6 +144,13 @@ class DeadLetterRule(TaskRule):
     kind: Literal["dead_letter"]
 
 
+class TaskQuarantinedRule(TaskRule):
+    """A component set the task aside (``TaskQuarantined``: it cannot evaluate it); clears
+    when a change lifts the quarantine."""
+
+    kind: Literal["task_quarantined"]
+
+
 class ExecutorLostRule(_RuleBase):
     """An executor's last heartbeat is older than ``timeout``; clears when it heartbeats
     again or leaves cleanly (a tombstone). The subject is the executor id."""
@@ -167,6 +175,7 @@ Rule = Annotated[
     | LongRunRule
     | MissedScheduleRule
     | DeadLetterRule
+    | TaskQuarantinedRule
     | ExecutorLostRule,
     Field(discriminator="kind"),
 ]
@@ -178,6 +187,7 @@ RULE_KINDS = (
     "missed_schedule",
     "executor_lost",
     "dead_letter",
+    "task_quarantined",
 )
 
 

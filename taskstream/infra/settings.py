@@ -114,6 +114,15 @@ class CommonSettings(BaseSettings):
             "of MiB per consumer while the core caught up with a long log)"
         ),
     )
+    loop_stall_after: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "seconds a consumer loop may go without advancing while records wait (or one "
+            "call into its component may take) before its health says unavailable"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="'json' lines for machines, 'text' for people"

@@ -31,6 +31,7 @@ from schemas import (
     TaskCreated,
     TaskDeleted,
     TaskPaused,
+    TaskQuarantined,
     TaskResumed,
     TaskSpec,
     TaskUpdated,
@@ -334,3 +335,39 @@ def test_a_disabled_rule_does_nothing(disabled: dict[str, Any]) -> None:
     h = Harness(rule(kind="dead_letter", **disabled))
     h.event(ExecutionDeadLettered(execution_id="e1", attempt=1, scheduled_for=T0, reason="x"), 0)
     assert h.notices == []
+
+
+def _quarantined(change_event_id: str) -> TaskQuarantined:
+    return TaskQuarantined(
+        component="scheduler",
+        error_type="CronSimError",
+        error_message="computing its next slot: Bad day-of-month",
+        change_event_id=change_event_id,
+    )
+
+
+def test_task_quarantined_fires_with_the_reason_and_resolves_when_a_change_lifts_it() -> None:
+    h = Harness(rule(kind="task_quarantined"))
+    h.event(TaskCreated(task=spec()), 0, event_id="created")
+    h.event(_quarantined("created"), 1)
+    assert h.notices == [("r", "firing", 0)]
+    assert h.facts is not None and h.facts.status == "quarantined"
+    details = h.states["r|task-1"].details
+    assert details["quarantine"]["component"] == "scheduler"
+    assert details["quarantine"]["reason"].startswith("CronSimError: ")
+    h.event(TaskUpdated(task=spec(every="2m")), 2, event_id="updated")
+    assert h.facts.status == "active" and h.facts.quarantine is None
+    assert h.notices[-1] == ("r", "resolved", 0)
+
+
+def test_a_quarantine_naming_an_older_change_is_ignored_and_resume_lifts_one() -> None:
+    h = Harness(rule(kind="task_quarantined"))
+    h.event(TaskCreated(task=spec()), 0, event_id="created")
+    h.event(TaskUpdated(task=spec(every="2m")), 1, event_id="updated")
+    h.event(_quarantined("created"), 2)  # decided before the update: stale
+    assert h.facts is not None and h.facts.status == "active" and h.notices == []
+    h.event(_quarantined("updated"), 3)
+    assert h.facts.status == "quarantined"
+    h.event(TaskResumed(), 4)
+    assert h.facts.status == "active"
+    assert [status for _, status, _ in h.notices] == ["firing", "resolved"]

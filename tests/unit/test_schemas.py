@@ -229,6 +229,7 @@ def test_public_surface_is_pinned() -> None:
         "TaskCreated",
         "TaskDeleted",
         "TaskPaused",
+        "TaskQuarantined",
         "TaskResumed",
         "TaskSpec",
         "TaskUpdated",
@@ -244,6 +245,7 @@ def test_public_surface_is_pinned() -> None:
         "execution_id",
         "format_duration",
         "parse_duration",
+        "quarantine_event_id",
         "work_order_headers",
     ]
     for name in schemas.__all__:
