@@ -13,7 +13,14 @@ from schemas.codec import (
     work_order_headers,
 )
 from schemas.durations import Duration, format_duration, parse_duration
-from schemas.errors import DurationError, EventDecodeError, SchemaError, UnknownEventTypeError
+from schemas.errors import (
+    CronError,
+    DurationError,
+    EventDecodeError,
+    ScheduleError,
+    SchemaError,
+    UnknownEventTypeError,
+)
 from schemas.events import (
     EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
@@ -62,6 +69,7 @@ __all__ = [
     "AlertStatus",
     "AlertSubject",
     "CancelRequested",
+    "CronError",
     "Duration",
     "DurationError",
     "Event",
@@ -85,6 +93,7 @@ __all__ = [
     "RetryScheduled",
     "RunRequested",
     "Schedule",
+    "ScheduleError",
     "ScheduleKind",
     "SchemaError",
     "SkipReason",

@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 import schemas
 from schemas import (
@@ -26,6 +26,7 @@ from schemas import (
     format_duration,
     parse_duration,
 )
+from schemas.durations import MAX_DURATION
 from schemas.ids import _EXECUTION_NAMESPACE
 from schemas.jsonschema import SCHEMA_DIR, build_schemas, render
 
@@ -51,6 +52,31 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects_garbage_with_a_hint(text: str) -> None:
     with pytest.raises(schemas.DurationError, match="30s"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "99999999999999999h",
+        "100000000d",
+        "36526d",
+        "1e400",
+        "nan",
+        "inf",
+        -5,
+        1e300,
+        pytest.param(10**400, id="10**400"),
+    ],
+)
+def test_durations_beyond_100_years_negative_or_not_finite_are_duration_errors(
+    value: object,
+) -> None:
+    with pytest.raises(ValidationError, match="out of range"):
+        TypeAdapter(schemas.Duration).validate_python(value)
+
+
+def test_the_longest_duration_is_100_years() -> None:
+    assert parse_duration("36525d") == MAX_DURATION
 
 
 @pytest.mark.parametrize("text", ["30s", "1h30m", "250ms", "2d", "1m1s"])
@@ -197,6 +223,7 @@ def test_public_surface_is_pinned() -> None:
         "AlertStatus",
         "AlertSubject",
         "CancelRequested",
+        "CronError",
         "DEFAULT_QUEUE",
         "Duration",
         "DurationError",
@@ -222,6 +249,7 @@ def test_public_surface_is_pinned() -> None:
         "RetryScheduled",
         "RunRequested",
         "Schedule",
+        "ScheduleError",
         "ScheduleKind",
         "SchemaError",
         "SkipReason",
