@@ -78,6 +78,19 @@ MAX_BATCH = 1000
 MAX_PAGE = 1_000_000_000
 """The highest page ``GET /api/tasks`` takes (its offset must fit the store's integers)."""
 _UUID = {"format": "uuid"}
+_BATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": {"$ref": "#/components/schemas/CreateTaskRequest"},
+            }
+        }
+    },
+}
 _WRITE_ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
 SUBMISSIONS = Counter("taskstream_task_submissions_total", "tasks accepted by the API")
@@ -362,6 +375,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         status_code=201,
         summary=f"Create up to {MAX_BATCH} tasks: a JSON list of task bodies",
         response_model=None,
+        openapi_extra={"requestBody": _BATCH_BODY},
         responses=error_responses(
             400,
             401,
