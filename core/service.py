@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from core.api import CoreRuntime, create_api
+from core.event_size import EventSizeLimit
 from core.execution_logs import ExecutionLogStore, LogProjection
 from core.projection import Projection
 from core.publisher import EventPublisher
@@ -37,6 +38,8 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
         settings.api_insecure,
     )
     ensure_topics(settings, standard_topics(settings, settings.queues))
+    event_limit = EventSizeLimit.from_broker(settings)
+    logger.info("events on %s take at most %d bytes", event_limit.topic, event_limit.max_bytes)
     store = TaskStore(make_engine(settings.database_url), settings.topics.task_events)
     store.create_schema()
     publisher = EventPublisher(settings)
@@ -61,6 +64,7 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
         logs=logs,
         workers=workers,
         registry=registry or HandlerRegistry.from_entry_points(),
+        event_limit=event_limit,
     )
 
 

@@ -62,6 +62,13 @@ class CoreSettings(CommonSettings):
         default=timedelta(seconds=20),
         description="an executor whose last heartbeat is older than this is not live",
     )
+    min_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "the shortest gap between two slots of a task: an 'every' below it, or a cron "
+            "whose next slots fall closer, is refused with 422"
+        ),
+    )
     unserved_handler: Literal["warn", "reject", "ignore"] = Field(
         default="warn",
         description=(

@@ -65,6 +65,7 @@ from schemas import (
     TaskSpec,
     Trigger,
     decode_event,
+    recorded,
 )
 from schemas.codec import event_from_document
 
@@ -228,7 +229,8 @@ def _schedule(spec: dict[str, Any]) -> Schedule:
     if schedule is None:
         if len(_SCHEDULES) >= _MAX_SCHEDULES:
             _SCHEDULES.clear()
-        schedule = _SCHEDULES[key] = Schedule.model_validate(spec["schedule"])
+        with recorded():
+            schedule = _SCHEDULES[key] = Schedule.model_validate(spec["schedule"])
     return schedule
 
 
@@ -343,7 +345,8 @@ class Fold:
     def _state(self, row: dict[str, Any]) -> TaskState:
         spec = self._specs.get(row["id"])
         if spec is None:
-            spec = self._specs[row["id"]] = TaskSpec.model_validate(row["spec"])
+            with recorded():
+                spec = self._specs[row["id"]] = TaskSpec.model_validate(row["spec"])
         return TaskState(
             task_id=row["id"],
             partition=row["partition"],
