@@ -9,6 +9,7 @@ dashboard's static page stay open.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ import pytest
 from taskstream.dev import service_env
 from taskstream.infra.processes import free_port
 from tests.e2e.stack import Stack, running_stack
+from tests.e2e.test_dashboard import _browse, _Dom
 from tests.listening import listening_addresses
 from tests.support import eventually
 
@@ -130,3 +132,14 @@ def test_probes_and_the_dashboard_page_stay_open(monitor: Stack) -> None:
     with _client(monitor, None) as client:
         for path in ("/health", "/metrics", "/dashboard", "/dashboard/dashboard.js"):
             assert client.get(path).status_code == 200, path
+
+
+def test_the_dashboard_asks_for_the_token_it_needs(monitor: Stack, tmp_path: Path) -> None:
+    dom = _browse(tmp_path / "profile", f"{monitor.monitor}/dashboard", "--dump-dom").stdout
+    parsed = _Dom()
+    parsed.feed(dom)
+    for panel in ("totals", "executions", "workers"):
+        assert parsed.panels[panel] == "unavailable", parsed.panels
+    assert "a valid bearer token is needed (401)" in dom
+    form = re.search(r'<form id="token-form"[^>]*>', dom)
+    assert form is not None and "hidden" not in form.group(0), "the token form is shown"
