@@ -84,6 +84,7 @@ def monitor(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         prefix,
         tmp_path_factory.mktemp("monitor"),
         names=("monitor",),
+        TASKSTREAM_MONITOR_HOST="0.0.0.0",  # allowed: it has tokens
         TASKSTREAM_MONITOR_TOKENS=TOKEN,
     ) as stack:
         yield stack
@@ -129,6 +130,8 @@ def test_the_monitor_api_answers_the_right_token(monitor: Stack) -> None:
 
 
 def test_probes_and_the_dashboard_page_stay_open(monitor: Stack) -> None:
+    port = urlsplit(monitor.monitor).port
+    assert port is not None and listening_addresses(port) == {"0.0.0.0"}, "as configured"
     with _client(monitor, None) as client:
         for path in ("/health", "/metrics", "/dashboard", "/dashboard/dashboard.js"):
             assert client.get(path).status_code == 200, path
