@@ -49,7 +49,7 @@ from core.requests import (
     admission_errors,
 )
 from core.scheduler import Scheduler
-from core.security import BodySizeLimit, TokenAuth, load_tokens
+from core.security import SETTINGS_PREFIX, BodySizeLimit, TokenAuth, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskRow, TaskStore, task_as_dict
 from core.workers import WorkerDirectory, loading_message, unserved_message, worker_as_dict
@@ -696,7 +696,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    tokens = load_tokens(settings.api_tokens, settings.api_tokens_file)
+    tokens = load_tokens(settings.api_tokens, settings.api_tokens_file, SETTINGS_PREFIX)
     app.add_middleware(TokenAuth, tokens=tokens)
     app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     return app

@@ -17,7 +17,7 @@ from core.execution_logs import ExecutionLogStore, LogProjection
 from core.projection import Projection
 from core.publisher import EventPublisher
 from core.scheduler import Scheduler
-from core.security import check_exposure, load_tokens
+from core.security import check_exposure, core_exposure
 from core.settings import CoreSettings
 from core.store import TaskStore, make_engine
 from core.workers import WorkerDirectory
@@ -32,11 +32,7 @@ logger = logging.getLogger(__name__)
 
 def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -> CoreRuntime:
     """Create the topics and the store; start the projection, scheduler and directory."""
-    check_exposure(
-        settings.api_host,
-        load_tokens(settings.api_tokens, settings.api_tokens_file),
-        settings.api_insecure,
-    )
+    check_exposure(core_exposure(settings))
     ensure_topics(settings, standard_topics(settings, settings.queues))
     event_limit = EventSizeLimit.from_broker(settings)
     logger.info("events on %s take at most %d bytes", event_limit.topic, event_limit.max_bytes)

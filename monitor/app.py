@@ -18,6 +18,7 @@ from monitor.dashboard import install_dashboard
 from monitor.lag import ConsumerLag
 from monitor.metrics import event_counters, install_metrics
 from monitor.projection import install_projection
+from monitor.security import auth_middleware
 from monitor.settings import MonitorSettings
 from monitor.tables import MonitorTables
 from monitor.task_faults import TaskFaults
@@ -37,7 +38,9 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         store=settings.monitor_store,
         datadir=str(settings.monitor_data_dir),
         web_host=settings.monitor_host,
+        web_bind=settings.monitor_host,  # faust binds web_bind (0.0.0.0 by default), not web_host
         web_port=settings.monitor_port,
+        web_application_options={"middlewares": [auth_middleware(settings)]},
         web_enabled=True,
         topic_partitions=settings.task_events_partitions,
         topic_replication_factor=settings.replication_factor,

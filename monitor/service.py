@@ -10,8 +10,10 @@ from faust.worker import Worker
 from monitor.alerts.config import AlertConfigError
 from monitor.alerts.rules import RuleError
 from monitor.app import create_app
+from monitor.security import monitor_exposure
 from monitor.settings import MonitorSettings
 from taskstream.infra.kafka import TopicSpec, ensure_topics, standard_topics
+from taskstream.infra.security import check_exposure
 
 __all__ = ["changelog_topics", "make_worker", "run"]
 
@@ -37,7 +39,12 @@ def changelog_topics(app: faust.App) -> list[TopicSpec]:
 
 
 def run(settings: MonitorSettings) -> None:
-    """Run the monitor until SIGINT or SIGTERM."""
+    """Run the monitor until SIGINT or SIGTERM.
+
+    Raises :class:`~taskstream.infra.security.InsecureConfigurationError` before anything
+    connects if it would listen beyond this machine without tokens.
+    """
+    check_exposure(monitor_exposure(settings))
     try:
         app = create_app(settings)  # a bad rules file stops it before it connects
     except (RuleError, AlertConfigError) as exc:

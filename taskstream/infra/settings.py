@@ -12,16 +12,33 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas import Duration
 
-__all__ = ["ENV_PREFIX", "EXTRA_VARIABLES", "CommonSettings", "Topics", "unknown_variables"]
+__all__ = [
+    "ENV_PREFIX",
+    "EXTRA_VARIABLES",
+    "CommonSettings",
+    "TokenList",
+    "Topics",
+    "unknown_variables",
+]
 
 ENV_PREFIX = "TASKSTREAM_"
+
+
+def _split_tokens(value: object) -> object:
+    if isinstance(value, str):
+        return [token.strip() for token in value.split(",") if token.strip()]
+    return value
+
+
+TokenList = Annotated[list[str], NoDecode, BeforeValidator(_split_tokens)]
+"""Bearer tokens of a listener: a comma-separated variable (``a,b``), or a list."""
 
 
 EXTRA_VARIABLES = frozenset(
