@@ -40,14 +40,13 @@ class BrokerHealth:
         self._after = settings.kafka_unreachable_after.total_seconds()
         self._interval = min(2.0, self._after / 3)
         self._timeout = max(0.5, self._after / 2)
-        config: dict[str, Any] = {
+        self._config: dict[str, Any] = {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "logger": logging.getLogger("librdkafka.health"),
             "error_cb": self._on_error,
             "socket.connection.setup.timeout.ms": int(self._timeout * 1000),
             "reconnect.backoff.max.ms": 1000,
         }
-        self._admin = AdminClient(config)
         self._lock = threading.Lock()
         self._last_ok = time.monotonic()
         self._down_since: float | None = None
@@ -59,11 +58,14 @@ class BrokerHealth:
         self._thread = threading.Thread(target=self._run, name="broker-health", daemon=True)
 
     def start(self) -> None:
+        """Connect and probe (nothing connects before)."""
+        self._last_ok = time.monotonic()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(self._timeout + 1)
+        if self._thread.is_alive():
+            self._thread.join(self._timeout + 1)
 
     def unreachable(self) -> str | None:
         """Why the broker counts as unreachable right now, or None if it answers."""
@@ -88,6 +90,7 @@ class BrokerHealth:
     # -- the probe ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._admin = AdminClient(self._config)
         while not self._stop.is_set():
             began = time.monotonic()
             try:
