@@ -40,7 +40,7 @@ from core.event_size import EventSizeLimit, EventTooLarge
 from core.execution_logs import LogProjection
 from core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
 from core.projection import Projection
-from core.publisher import EventPublisher, PublishError, RecordPosition
+from core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
 from core.requests import (
     CreateTaskRequest,
     PatchTaskRequest,
@@ -68,6 +68,8 @@ from schemas import (
     execution_id,
     recorded,
 )
+from taskstream.infra.broker_health import BrokerHealth
+from taskstream.infra.health import HealthBoard, health_answer, ready_answer
 from taskstream.infra.logs import fields
 
 __all__ = ["MAX_BATCH", "CoreRuntime", "create_api"]
@@ -114,6 +116,8 @@ class CoreRuntime:
     workers: WorkerDirectory
     registry: HandlerRegistry
     event_limit: EventSizeLimit
+    broker: BrokerHealth
+    board: HealthBoard
 
 
 class _Refusal(Exception):
@@ -278,13 +282,30 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             raise _Refusal(404, "not_found", f"task {task_id!r} {gone}")
         return row
 
+    def writable() -> None:
+        """503 at once while the broker is unreachable: nothing is queued for it."""
+        down = runtime.broker.unreachable()
+        if down is not None:
+            raise _Refusal(
+                503,
+                "kafka_unavailable",
+                f"Kafka is {down}; nothing was written: retry once /health answers 200",
+            )
+
     async def publish(event: Event) -> TaskRow | None:
         """Append ``event``; return the task once the store shows the event (or None)."""
         sized(event)
+        writable()
         try:
-            position = await asyncio.wrap_future(runtime.publisher.publish(event))
+            position = await confirmed(runtime.publisher.publish(event), runtime.publisher.timeout)
         except PublishError as exc:
-            raise _Refusal(503, "kafka_unavailable", f"{exc}; retry the request") from None
+            raise _Refusal(
+                503,
+                "kafka_unavailable",
+                f"{exc}; the write most likely was not written (read task "
+                f"{event.task_id!r} to be sure), retry the request",
+                task_id=event.task_id,
+            ) from None
         seen = await _settled(
             runtime.projection.applied(position.partition, position.offset),
             settings.read_your_writes_timeout,
@@ -421,18 +442,23 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     async def create_batch(prepared: list[_Refusal | tuple[Event, list[str]]]) -> Response:
         results: list[dict[str, Any]] = [{"index": n} for n in range(len(prepared))]
         pending: dict[int, tuple[Event, list[str], Future[RecordPosition]]] = {}
+        down = runtime.broker.unreachable()
         for index, item in enumerate(prepared):
             if isinstance(item, _Refusal):
                 results[index].update(status=item.status, **item.body)
                 continue
             event, warnings = item
+            if down is not None:
+                unavailable = _Refusal(503, "kafka_unavailable", f"Kafka is {down}; retry the task")
+                results[index].update(status=503, **unavailable.body)
+                continue
             try:
                 pending[index] = (event, warnings, runtime.publisher.publish(event))
             except (BufferError, KafkaException) as exc:
                 unavailable = _Refusal(503, "kafka_unavailable", f"{exc}; retry the task")
                 results[index].update(status=503, **unavailable.body)
         delivered = await asyncio.gather(
-            *(asyncio.wrap_future(future) for _, _, future in pending.values()),
+            *(confirmed(future, runtime.publisher.timeout) for _, _, future in pending.values()),
             return_exceptions=True,
         )
         written: dict[int, tuple[Event, list[str]]] = {}
@@ -668,29 +694,24 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     # -- operations ---------------------------------------------------------------------
 
-    @app.get("/health", summary="Liveness of the API, projection, scheduler and directory")
-    def health() -> Response:
-        components = {
-            "projection": "ok"
-            if runtime.projection.alive
-            else f"failed: {runtime.projection.error!r}",
-            "scheduler": "ok"
-            if runtime.scheduler.alive
-            else f"failed: {runtime.scheduler.error!r}",
-            "execution_logs": "ok" if runtime.logs.alive else f"failed: {runtime.logs.error!r}",
-            "workers": "ok" if runtime.workers.alive else f"failed: {runtime.workers.error!r}",
+    def identity() -> dict[str, Any]:
+        return {
+            "instance": settings.instance_id,
+            "owned_partitions": sorted(runtime.scheduler.owned_partitions),
         }
-        healthy = all(value == "ok" for value in components.values())
-        return JSONResponse(
-            {
-                "status": "ok" if healthy else "failing",
-                "service": "core",
-                "instance": settings.instance_id,
-                "components": components,
-                "owned_partitions": sorted(runtime.scheduler.owned_partitions),
-            },
-            status_code=200 if healthy else 503,
-        )
+
+    @app.get(
+        "/health",
+        summary="Liveness: 503 names each failed or unavailable component (kafka, threads)",
+    )
+    def health() -> Response:
+        status, body = health_answer(runtime.board.snapshot(), **identity())
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/ready", summary="Readiness: 200 only when every component is ok")
+    def ready() -> Response:
+        status, body = ready_answer(runtime.board.snapshot(), **identity())
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -3,10 +3,15 @@
 The producer is idempotent with ``acks=all``; :meth:`EventPublisher.publish` returns a
 future that resolves to the record's partition and offset once the broker has it, so
 the API can wait for the projection to reach exactly that offset (read-your-writes).
+
+A write is bounded: the client gives a record up after ``kafka_write_timeout``
+(``message.timeout.ms``) and :func:`confirmed` stops waiting a moment later, so a dead
+broker gets the API a :class:`PublishError` (503 ``kafka_unavailable``), never a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -18,7 +23,10 @@ from schemas import Event, encode_event, event_headers
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
-__all__ = ["EventPublisher", "PublishError", "RecordPosition"]
+__all__ = ["EventPublisher", "PublishError", "RecordPosition", "confirmed"]
+
+_MARGIN = 1.0
+"""Seconds :func:`confirmed` waits beyond the client's own message timeout."""
 
 
 class PublishError(RuntimeError):
@@ -35,7 +43,14 @@ class RecordPosition:
 class EventPublisher:
     def __init__(self, settings: CommonSettings) -> None:
         self.topic = settings.topics.task_events
-        self._producer = Producer(producer_config(settings, partitioner="murmur2_random"))
+        self.timeout = settings.kafka_write_timeout.total_seconds()
+        self._producer = Producer(
+            producer_config(
+                settings,
+                partitioner="murmur2_random",
+                **{"message.timeout.ms": int(self.timeout * 1000)},
+            )
+        )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="event-publisher", daemon=True)
         self._poller.start()
@@ -68,3 +83,12 @@ class EventPublisher:
         self._stop.set()
         self._poller.join(timeout)
         return self._producer.flush(timeout)
+
+
+async def confirmed(future: Future[RecordPosition], timeout: float) -> RecordPosition:
+    """Wait for ``future`` at most ``timeout`` (+ a margin) seconds; :class:`PublishError`
+    if the broker did not confirm the record by then."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout + _MARGIN)
+    except TimeoutError:
+        raise PublishError(f"the broker did not confirm the write within {timeout:g}s") from None

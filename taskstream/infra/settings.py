@@ -140,6 +140,20 @@ class CommonSettings(BaseSettings):
             "call into its component may take) before its health says unavailable"
         ),
     )
+    kafka_write_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "the longest an API write (a task change, an alert rule) waits for the broker "
+            "before it answers 503 kafka_unavailable (librdkafka's message.timeout.ms)"
+        ),
+    )
+    kafka_unreachable_after: Duration = Field(
+        default=timedelta(seconds=6),
+        description=(
+            "a broker that answered no metadata request for this long (or that every "
+            "connection lost) is unreachable: /health answers 503 and writes are refused"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="'json' lines for machines, 'text' for people"
@@ -150,6 +164,13 @@ class CommonSettings(BaseSettings):
     def _positive_retention(cls, value: timedelta) -> timedelta:
         if value.total_seconds() < 60:
             raise ValueError(f"must be at least a minute, got {value}")
+        return value
+
+    @field_validator("kafka_write_timeout", "kafka_unreachable_after")
+    @classmethod
+    def _kafka_timeouts(cls, value: timedelta) -> timedelta:
+        if not 1 <= value.total_seconds() <= 300:
+            raise ValueError(f"must be between 1s and 5m, got {value}")
         return value
 
     @property
