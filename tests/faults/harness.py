@@ -129,21 +129,32 @@ class FlowWatch:
 class Load:
     task_ids: list[str]
     created_at: datetime
-    ends_at: datetime
+    ends_at: datetime | None
 
 
-def create_load(api: str, tasks: int, duration: timedelta, *, failing_every: int = 10) -> Load:
-    """``tasks`` interval tasks every second until now + ``duration``: noop, and every
+def stop_load(api: str, load: Load) -> datetime:
+    """Delete the load's tasks (no more slots); returns when the last delete answered."""
+    with httpx.Client(timeout=60) as client:
+        for task_id in load.task_ids:
+            response = client.delete(f"{api}/api/tasks/{task_id}")
+            assert response.status_code == 204, response.text
+    return datetime.now(UTC)
+
+
+def create_load(
+    api: str, tasks: int, duration: timedelta | None, *, failing_every: int = 10
+) -> Load:
+    """``tasks`` interval tasks every second until now + ``duration`` (None: until
+    :func:`stop_load` deletes them): noop, and every
     ``failing_every``-th fails its first attempt and succeeds on the retry; half keep the
     default misfire policy (fire_once after 5 s), half fire late slots within a minute."""
-    ends_at = datetime.now(UTC) + duration
+    ends_at = datetime.now(UTC) + duration if duration is not None else None
+    schedule: dict[str, str] = {"every": "1s"}
+    if ends_at is not None:
+        schedule["end"] = ends_at.isoformat()
     bodies: list[dict[str, Any]] = []
     for n in range(tasks):
-        body: dict[str, Any] = {
-            "name": f"load-{n}",
-            "schedule": {"every": "1s", "end": ends_at.isoformat()},
-            "handler": "noop",
-        }
+        body: dict[str, Any] = {"name": f"load-{n}", "schedule": schedule, "handler": "noop"}
         if failing_every and n % failing_every == 0:
             body["handler"] = "fail"
             body["params"] = {"until_attempt": 2}
@@ -219,7 +230,7 @@ class FaultRig:
         self.stack.services[name] = service
         wait_healthy(service, timeout=120)
 
-    def inject(self, fault: str, outage: float = 3.0, timeout: float = 120.0) -> Recovery:
+    def inject(self, fault: str, outage: float = 3.0, timeout: float = 60.0) -> Recovery:
         """kill -9 ``fault`` (one of :data:`FAULT_KINDS`), leave it down ``outage`` s,
         bring it back and time the recovery (at most ``timeout`` s after the restart)."""
         before = self.monitor_succeeded() or 0

@@ -51,6 +51,8 @@ _END_EVENTS = {
     "ExecutionTimedOut": "timed_out",
     "ExecutionCancelled": "cancelled",
 }
+DELETE_MARGIN = timedelta(seconds=2)
+"""Slots due this shortly before their task's ``TaskDeleted`` may be dropped by it."""
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -201,18 +203,25 @@ class TaskLedger:
     skipped_total: int = 0
     problems: list[str] = field(default_factory=list)
 
-    def expected_slots(self, horizon: datetime) -> tuple[list[datetime], datetime | None]:
-        """The slots that must be accounted for, and the one that may or may not be (a slot
-        at exactly ``end``: the bound's inclusiveness is not the ledger's to assume)."""
+    def expected_slots(self, horizon: datetime) -> tuple[list[datetime], set[datetime]]:
+        """The slots that must be accounted for, and those that may or may not be: a slot
+        at exactly ``end`` (the bound's inclusiveness is not the ledger's to assume), and
+        those due in the last ``DELETE_MARGIN`` before the task was deleted (a delete can
+        overtake a slot that is due but not fired yet)."""
         if self.created is None or self.every is None:
-            return [], None
+            return [], set()
         stop = min(t for t in (self.end, self.deleted, horizon) if t is not None)
-        slots = []
+        settled = stop - DELETE_MARGIN if stop == self.deleted else stop
+        slots: list[datetime] = []
+        optional: set[datetime] = set()
         k = 1
-        while (slot := self.created + k * self.every) < stop:
-            slots.append(slot)
+        while (slot := self.created + k * self.every) <= stop:
+            if slot < settled:
+                slots.append(slot)
+            elif slot < stop or slot == self.end or stop == self.deleted:
+                optional.add(slot)
             k += 1
-        return slots, (slot if slot == stop else None)
+        return slots, optional
 
 
 @dataclass
@@ -296,7 +305,7 @@ class _Folded:
 def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded:
     folded = _Folded()
     tasks, executions = folded.tasks, folded.executions
-    pending_retries: dict[str, tuple[str, str]] = {}  # new id -> (failed id, task)
+    pending_retries: dict[str, tuple[str, str, datetime]] = {}  # new -> (failed, task, due)
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         event = record.value
         task_id = event.get("task_id")
@@ -356,13 +365,14 @@ def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded
             failed = data["failed_execution_id"]
             if failed in executions:
                 executions[failed].retried_by = data["execution_id"]
-            pending_retries[data["execution_id"]] = (failed, task_id)
+            pending_retries[data["execution_id"]] = (failed, task_id, _when(data["due_at"]))
         elif kind in ("ExecutionStarted", "ExecutionDeadLettered", *_END_EVENTS):
             folded.orphans.append(f"{kind} at {where} for unscheduled {data.get('execution_id')}")
-    folded.lost_retries = [
-        f"retry {new} of {failed} (task {task}) was never fired"
-        for new, (failed, task) in pending_retries.items()
-    ]
+    for new, (failed, task_id, due) in pending_retries.items():
+        deleted = tasks[task_id].deleted
+        if deleted is not None and due >= deleted - DELETE_MARGIN:
+            continue  # due after (or just before) its task was deleted: not owed
+        folded.lost_retries.append(f"retry {new} of {failed} (task {task_id}) was never fired")
     return folded
 
 
@@ -406,7 +416,7 @@ def _account_slots(ledger: Ledger, horizon: datetime) -> None:
         ledger.disagreements += [f"task {task.task_id}: {p}" for p in task.problems]
         expected, optional = task.expected_slots(horizon)
         ledger.slots_expected += len(expected)
-        known = set(expected) | ({optional} if optional else set())
+        known = set(expected) | optional
         bound = task.end or task.deleted
         for slot, idents in task.fired.items():
             if len(idents) > 1:
