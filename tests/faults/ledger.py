@@ -502,8 +502,13 @@ def _log_counts(ledger: Ledger, task_id: str) -> dict[str, int]:
 def _compare_store(ledger: Ledger, core_url: str, token: str | None) -> None:
     """The store counts each execution once: ``scheduled`` the executions fired,
     ``succeeded`` / ``failed`` those whose run ended so, ``skipped`` the skipped slots."""
+    deleted: dict[str, Any] | None = None
     for task_id in ledger.tasks:
         status, body = _get_json(f"{core_url}/api/tasks/{task_id}", token)
+        if status == 404 and ledger.tasks[task_id].deleted is not None:
+            if deleted is None:  # a deleted task is listed with status=deleted only
+                deleted = _deleted_tasks(core_url, token)
+            status, body = (200, deleted[task_id]) if task_id in deleted else (status, body)
         if status != 200:
             ledger.disagreements.append(f"store: GET task {task_id} answered {status}: {body}")
             continue
@@ -517,6 +522,20 @@ def _compare_store(ledger: Ledger, core_url: str, token: str | None) -> None:
         have = {k: body.get("executions", {}).get(k) for k in want}
         if have != want:
             ledger.disagreements.append(f"store: task {task_id} counters {have}, log {want}")
+
+
+def _deleted_tasks(core_url: str, token: str | None) -> dict[str, Any]:
+    """Every deleted task of the store, by id (``GET /api/tasks?status=deleted``)."""
+    found: dict[str, Any] = {}
+    page = 0
+    while True:
+        status, body = _get_json(
+            f"{core_url}/api/tasks?status=deleted&page={page}&size=1000", token
+        )
+        if status != 200 or not body.get("items"):
+            return found
+        found.update((item["id"], item) for item in body["items"])
+        page += 1
 
 
 def _compare_monitor(ledger: Ledger, monitor_url: str, token: str | None, *, totals: bool) -> None:
