@@ -79,6 +79,9 @@ UNFOLDED = Counter(
 )
 
 _MAX_IDLE_WAIT = 0.1
+_MAX_RENEWALS = 5
+_RENEWAL_WINDOW = 300.0
+"""More than ``_MAX_RENEWALS`` fatal producer errors in this many seconds stop the scheduler."""
 _MAX_FIRING = 1.0
 """Seconds of firing before the loop reads the log again, even with more timers due."""
 _IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
@@ -102,16 +105,9 @@ class Scheduler:
                 },
             )
         )
-        self._producer = Producer(
-            producer_config(
-                settings,
-                **{
-                    "transactional.id": settings.scheduler_transactional_id,
-                    "transaction.timeout.ms": settings.scheduler_transaction_timeout_ms,
-                    "partitioner": "murmur2_random",
-                },
-            )
-        )
+        self._producer = self._new_producer()
+        self._renewals: list[float] = []
+        """When the producer was renewed after a fatal error (monotonic), recent ones."""
         self._shard = Shard(settings.topics)
         self._committed: dict[int, int] = {}
         """The task-events offset last committed per owned partition."""
@@ -130,6 +126,19 @@ class Scheduler:
             poll_timeout=self._wait,
             ready=self._caught_up,
             stall_after=settings.loop_stall_after,
+        )
+
+    def _new_producer(self) -> Producer:
+        settings = self.settings
+        return Producer(
+            producer_config(
+                settings,
+                **{
+                    "transactional.id": settings.scheduler_transactional_id,
+                    "transaction.timeout.ms": settings.scheduler_transaction_timeout_ms,
+                    "partitioner": "murmur2_random",
+                },
+            )
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -359,7 +368,8 @@ class Scheduler:
     def _recover(self, exc: KafkaException, plan: Plan) -> None:
         error: KafkaError = exc.args[0]
         if error.fatal():
-            raise exc  # fenced by a newer instance: stop, health turns red
+            self._renew_producer(exc)
+            return
         ABORTED.inc()
         logger.warning("fire transaction failed (%s); aborting and retrying", error.str())
         try:
@@ -368,3 +378,47 @@ class Scheduler:
             logger.exception("abort failed")
         self._loop.stopping.wait(0.2)  # do not spin on a broker that keeps refusing
         self._shard.rearm(plan)
+
+    def _renew_producer(self, exc: KafkaException) -> None:
+        """Start over with a new transactional producer after a fatal error.
+
+        A broker outage longer than ``transaction.timeout.ms`` ends this way: the broker
+        aborts the open fire transaction by bumping the producer's epoch, and librdkafka
+        then reports the producer *fenced* (fatal) although no other instance exists
+        (confluentinc/librdkafka#3928). ``init_transactions`` on a new producer takes the
+        transactional id back; the transaction was aborted, so nothing of the plan is on
+        the log, and the shard is rebuilt from the store and the log as after an
+        assignment. Fencing is still safe: every fire commits the group's generation, so
+        an instance that lost its partitions cannot fire them. Only a fence that comes
+        back again and again (another live instance with this instance id) stops the
+        scheduler.
+        """
+        now = time.monotonic()
+        self._renewals = [t for t in self._renewals if now - t < _RENEWAL_WINDOW] + [now]
+        if len(self._renewals) > _MAX_RENEWALS:
+            logger.error(
+                "the fire producer was fenced %d times in %.0fs: another instance runs with "
+                "instance id %r? set a distinct TASKSTREAM_INSTANCE_ID",
+                len(self._renewals),
+                _RENEWAL_WINDOW,
+                self.settings.instance_id,
+            )
+            raise exc
+        logger.warning("fire producer failed for good (%s); starting a new one", exc.args[0])
+        self._producer.purge()
+        while not self._loop.stopping.is_set():
+            producer = self._new_producer()
+            try:
+                producer.init_transactions(30)
+            except KafkaException as init_error:
+                logger.warning("new fire producer not ready (%s); retrying", init_error)
+                self._loop.stopping.wait(1.0)
+                continue
+            self._producer = producer
+            break
+        else:
+            return
+        assignment = self._consumer.assignment()
+        self._on_revoke(self._consumer, assignment)
+        if assignment:
+            self._on_assign(self._consumer, assignment)

@@ -125,13 +125,12 @@ class TopicSpec:
 
 
 def standard_topics(settings: CommonSettings, queues: list[str]) -> list[TopicSpec]:
-    """Every topic the pipeline uses for ``queues``, with its partitions and retention."""
+    """Every topic the pipeline uses for ``queues``, with its partitions, retention and
+    ``min.insync.replicas`` (``settings.min_insync_replicas``)."""
     topics = settings.topics
     specs = [
         TopicSpec(
-            topics.task_events,
-            settings.task_events_partitions,
-            {"retention.ms": _UNLIMITED, "min.insync.replicas": "1"},
+            topics.task_events, settings.task_events_partitions, {"retention.ms": _UNLIMITED}
         ),
         TopicSpec(topics.dead_letter, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(topics.workers, 1, {"cleanup.policy": "compact"}),
@@ -151,6 +150,9 @@ def standard_topics(settings: CommonSettings, queues: list[str]) -> list[TopicSp
                     {"retention.ms": _DAYS_7},
                 )
             )
+    min_isr = str(settings.min_insync_replicas)
+    for spec in specs:
+        spec.config["min.insync.replicas"] = min_isr
     return specs
 
 

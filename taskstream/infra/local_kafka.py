@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Final
@@ -210,6 +210,12 @@ class LocalKafkaBroker:
         log_file: Path | str | None = None,
         *,
         cache_dir: Path | None = None,
+        node_id: int = 1,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
+        overrides: Mapping[str, str] | None = None,
     ) -> None:
         for name, value in (("port", port), ("controller_port", controller_port)):
             if not 0 <= value <= 65535:
@@ -219,6 +225,18 @@ class LocalKafkaBroker:
         if not _HEAP_RE.match(heap):
             raise ValueError(f"heap must look like '512m' or '1g', got {heap!r}")
         check_version(version)
+        if quorum_voters is not None and not (port and controller_port):
+            raise ValueError("a node of a cluster needs fixed ports (its peers name them)")
+        if not 1 <= min_insync_replicas <= replication_factor:
+            raise ValueError(
+                f"min_insync_replicas must be in 1..replication_factor ({replication_factor}), "
+                f"got {min_insync_replicas}"
+            )
+        self._node_id = node_id
+        self._quorum_voters = quorum_voters
+        self._replication_factor = replication_factor
+        self._min_insync_replicas = min_insync_replicas
+        self._overrides = dict(overrides or {})
         self._requested_port = port
         self._requested_controller_port = controller_port
         self._requested_data_dir = Path(data_dir).expanduser() if data_dir is not None else None
@@ -234,7 +252,7 @@ class LocalKafkaBroker:
         self._data_dir: Path | None = None
         self._owns_data_dir = False
         self._log_file: Path | None = None
-        self._cluster_id: str | None = None
+        self._cluster_id: str | None = cluster_id
         self._launched_ports: tuple[int, int] | None = None
         """The ports of the last JVM that served clients: a restart after a crash reuses
         them (clients reconnect to the address they know); :meth:`stop` forgets them."""
@@ -301,12 +319,15 @@ class LocalKafkaBroker:
 
     # -- lifecycle --------------------------------------------------------- #
 
-    def start(self, timeout: float = 90) -> str:
+    def start(self, timeout: float = 90, *, wait: bool = True) -> str:
         """Start the broker and wait until it serves clients; return the bootstrap address.
 
         ``timeout`` bounds the broker start-up (formatting storage, launching the
         JVM, first metadata answer). The one-time jar download that may precede
         it is not counted. Calling ``start()`` on a running broker is a no-op.
+        With ``wait=False`` it returns once the JVM runs: a node of a cluster
+        cannot serve before a majority of its quorum runs, so a cluster launches
+        every node and then calls :meth:`wait_ready` on each.
 
         Raises:
             KafkaDistributionError: the jars could not be fetched.
@@ -332,7 +353,7 @@ class LocalKafkaBroker:
                 attempts = 3 if auto_ports else 1
                 for attempt in range(1, attempts + 1):
                     try:
-                        self._launch(java, libs, deadline)
+                        self._launch(java, libs, deadline, wait)
                         break
                     except _PortTakenError:
                         if attempt == attempts:
@@ -343,14 +364,40 @@ class LocalKafkaBroker:
                 self._stop_locked(timeout=10)
                 raise
             logger.info(
-                "Kafka %s broker ready on %s (pid %s, data %s) after %.1fs",
+                "Kafka %s broker %s on %s (pid %s, data %s) after %.1fs",
                 self._version,
+                "ready" if wait else "launched",
                 self.bootstrap_servers,
                 self.pid,
                 self._data_dir,
                 time.monotonic() - started,
             )
             return self.bootstrap_servers
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until this (launched) broker serves clients and lists itself as a broker.
+
+        Raises:
+            KafkaStartError: it is not running, died, or did not answer in time.
+        """
+        with self._lock:
+            proc, port = self._proc, self._port
+            if proc is None or port is None:
+                raise KafkaStartError("the Kafka broker was not started; call start() first")
+        self._wait_ready(proc, port, time.monotonic() + timeout)
+
+    def kill(self) -> None:
+        """``kill -9`` the JVM, as a crash would: no shutdown, the data directory and the
+        ports stay, so :meth:`start` brings the same node back. Idempotent."""
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                logger.info(
+                    "killing Kafka broker %d (pid %d) with SIGKILL", self._node_id, proc.pid
+                )
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            self._kill(timeout=0)
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the broker: SIGTERM, wait up to ``timeout`` s, then SIGKILL.
@@ -359,16 +406,6 @@ class LocalKafkaBroker:
         """
         with self._lock:
             self._stop_locked(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the JVM (a crash, for fault tests); :meth:`start` brings it back on the
-        same ports with the same data."""
-        with self._lock:
-            proc = self._proc
-            if proc is not None and proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
-            self._cleanup_after_exit()
 
     def __enter__(self) -> LocalKafkaBroker:
         self.start()
@@ -402,28 +439,31 @@ class LocalKafkaBroker:
         self._log_file.parent.mkdir(parents=True, exist_ok=True)
 
     def _server_properties(self, port: int, controller_port: int, log_dir: Path) -> dict[str, str]:
-        return {
-            # KRaft combined mode: this single node is broker and sole controller.
+        voters = self._quorum_voters or f"{self._node_id}@{_LOOPBACK}:{controller_port}"
+        replicas, min_isr = str(self._replication_factor), str(self._min_insync_replicas)
+        props = {
+            # KRaft combined mode: this node is a broker and a controller (alone, or one of
+            # the quorum_voters of a local cluster).
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{_LOOPBACK}:{controller_port}",
+            "node.id": str(self._node_id),
+            "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://{_LOOPBACK}:{port},CONTROLLER://{_LOOPBACK}:{controller_port}",
             "advertised.listeners": f"PLAINTEXT://{_LOOPBACK}:{port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(log_dir),
-            # Single replica everywhere; small internal topics for a fast start.
+            # Replication as asked (1 for a single node); small internal topics for a fast start.
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "share.coordinator.state.topic.num.partitions": "4",
             "group.initial.rebalance.delay.ms": "0",
             # Let a core instance choose a session below the stock 6 s minimum (a faster
@@ -438,6 +478,8 @@ class LocalKafkaBroker:
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
         }
+        props.update(self._overrides)
+        return props
 
     def _write_config(self, port: int, controller_port: int) -> tuple[Path, Path, Path]:
         assert self._data_dir is not None
@@ -472,7 +514,8 @@ class LocalKafkaBroker:
     def _format_storage(
         self, java: str, libs: Path, log4j: Path, server_properties: Path, deadline: float
     ) -> None:
-        self._cluster_id = _new_cluster_id()
+        if self._cluster_id is None:
+            self._cluster_id = _new_cluster_id()
         cmd = [
             java,
             "-Xmx256m",
@@ -505,7 +548,7 @@ class LocalKafkaBroker:
                 f"{tail_lines(output.decode('utf-8', errors='replace'))}"
             )
 
-    def _launch(self, java: str, libs: Path, deadline: float) -> None:
+    def _launch(self, java: str, libs: Path, deadline: float, wait: bool) -> None:
         assert self._data_dir is not None and self._log_file is not None
         launched = self._launched_ports or (0, 0)
         port = self._requested_port or launched[0] or _free_port()
@@ -539,7 +582,8 @@ class LocalKafkaBroker:
         self._proc, self._log_handle = proc, log_handle
         with _LIVE_LOCK:
             _LIVE_BROKERS.add(self)
-        self._wait_ready(proc, port, deadline)
+        if wait:
+            self._wait_ready(proc, port, deadline)
         self._launched_ports = (port, controller_port)
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, deadline: float) -> None:
@@ -581,9 +625,9 @@ class LocalKafkaBroker:
             except KafkaException as exc:
                 last_error = f"metadata request failed: {exc}"
             else:
-                if metadata.brokers:
+                if self._node_id in metadata.brokers:
                     return
-                last_error = "metadata lists no live broker yet"
+                last_error = f"metadata does not list broker {self._node_id} yet"
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
 

@@ -12,9 +12,9 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas import Duration
@@ -122,6 +122,15 @@ class CommonSettings(BaseSettings):
         description="how long per-execution logs are kept (the topic and the core's table)",
     )
     replication_factor: int = Field(default=1, ge=1, description="replication of new topics")
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "min.insync.replicas of the topics the services create: how many replicas must "
+            "have a write before acks=all succeeds (at most the replication factor; 2 of 3 "
+            "keeps writing with one broker down without losing an acknowledged write)"
+        ),
+    )
     kafka_consumer_queue_kbytes: int = Field(
         default=8192,
         ge=1024,
@@ -172,6 +181,16 @@ class CommonSettings(BaseSettings):
         if not 1 <= value.total_seconds() <= 300:
             raise ValueError(f"must be between 1s and 5m, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Self:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
+                f"replication_factor ({self.replication_factor}): no write could succeed; "
+                "lower TASKSTREAM_MIN_INSYNC_REPLICAS or raise TASKSTREAM_REPLICATION_FACTOR"
+            )
+        return self
 
     @property
     def topics(self) -> Topics:

@@ -69,3 +69,18 @@ def test_every_producer_lingers_as_configured(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TASKSTREAM_KAFKA_LINGER_MS", "-1")
     with pytest.raises(ValidationError, match="kafka_linger_ms"):
         CoreSettings()
+
+
+def test_min_insync_replicas_is_on_every_topic_and_never_above_the_replication() -> None:
+    from taskstream.infra.kafka import standard_topics
+    from taskstream.infra.settings import CommonSettings
+
+    settings = CommonSettings(replication_factor=3, min_insync_replicas=2)
+    specs = standard_topics(settings, ["default"])
+    assert {spec.config["min.insync.replicas"] for spec in specs} == {"2"}
+    assert {
+        spec.config["min.insync.replicas"]
+        for spec in standard_topics(CommonSettings(), ["default"])
+    } == {"1"}
+    with pytest.raises(ValidationError, match="cannot exceed replication_factor"):
+        CommonSettings(replication_factor=1, min_insync_replicas=2)
