@@ -6,25 +6,16 @@ The API runs in-process, served by uvicorn on a free port, over a real core runt
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-import uvicorn
 
-from core.api import MAX_BATCH, CoreRuntime, create_api
-from core.service import bootstrap, shutdown
-from core.settings import CoreSettings
-from handlers import HandlerRegistry
-from handlers.builtin import EchoHandler, NoopHandler
-from taskstream.infra.processes import free_port
+from core.api import MAX_BATCH, CoreRuntime
+from tests.integration.core_api import core_runtime, served
 from tests.kafka_read import read_topic
 from tests.support import eventually
 
@@ -33,43 +24,8 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture
 def core(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[CoreRuntime]:
-    """A core runtime in-process with the noop and echo handlers, SQLite in ``tmp_path``."""
-    registry = HandlerRegistry()
-    registry.register(NoopHandler)
-    registry.register(EchoHandler)
-    settings = CoreSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        task_events_partitions=3,
-        execution_partitions=1,
-        database_url=f"sqlite:///{tmp_path / 'store.db'}",
-        unserved_handler="ignore",
-    )
-    runtime = bootstrap(settings, registry)
-    try:
+    with core_runtime(kafka_bootstrap, topic_prefix, tmp_path) as runtime:
         yield runtime
-    finally:
-        shutdown(runtime)
-
-
-@contextmanager
-def _api(runtime: CoreRuntime, **settings: Any) -> Iterator[httpx.Client]:
-    """The API over ``runtime`` with some settings changed, on a free port."""
-    changed = runtime.settings.model_copy(update=settings)
-    app = create_api(dataclasses.replace(runtime, settings=changed))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, port=port, log_config=None, access_log=False, lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: server.started, what="the API to listen")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _task(name: str, **fields: Any) -> dict[str, Any]:
@@ -100,7 +56,7 @@ def test_a_batch_creates_every_task_and_answers_with_their_ids(core: CoreRuntime
             "maxRetries": 2,
         },
     ]
-    with _api(core) as api:
+    with served(core) as api:
         response = api.post("/api/tasks/batch", json=body)
         assert response.status_code == 201, response.text
         answer = response.json()
@@ -129,7 +85,7 @@ def test_bad_items_are_refused_one_by_one_and_the_good_ones_written(core: CoreRu
         _task("bad-queue", queue="elsewhere"),
         _task("good-5", priority="high"),
     ]
-    with _api(core) as api:
+    with served(core) as api:
         response = api.post("/api/tasks/batch", json=body)
     assert response.status_code == 207, response.text
     answer = response.json()
@@ -149,7 +105,7 @@ def test_bad_items_are_refused_one_by_one_and_the_good_ones_written(core: CoreRu
 
 
 def test_a_batch_with_nothing_to_write_is_refused_whole(core: CoreRuntime) -> None:
-    with _api(core) as api:
+    with served(core) as api:
         nothing = api.post("/api/tasks/batch", json=[_task("x", schedule={"every": "0s"})])
         assert nothing.status_code == 422, nothing.text
         answer = nothing.json()
@@ -176,7 +132,7 @@ def test_a_full_batch_is_one_request_within_the_body_limit(core: CoreRuntime) ->
     body = [_task(f"bulk-{n}", params={"n": n}) for n in range(MAX_BATCH)]
     payload = orjson.dumps(body)
     assert len(payload) < core.settings.api_max_body_bytes
-    with _api(core) as api:
+    with served(core) as api:
         response = api.post(
             "/api/tasks/batch", content=payload, headers={"Content-Type": "application/json"}
         )
@@ -189,7 +145,7 @@ def test_a_full_batch_is_one_request_within_the_body_limit(core: CoreRuntime) ->
 
 
 def test_tokens_body_limit_and_unserved_handlers_apply_to_batches(core: CoreRuntime) -> None:
-    with _api(core, api_tokens=["t0ken"], api_max_body_bytes=2048) as api:
+    with served(core, api_tokens=["t0ken"], api_max_body_bytes=2048) as api:
         anonymous = api.post("/api/tasks/batch", json=[_task("x")])
         assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
         authorized = {"Authorization": "Bearer t0ken"}
@@ -200,13 +156,13 @@ def test_tokens_body_limit_and_unserved_handlers_apply_to_batches(core: CoreRunt
     assert _created(core) == {}
 
     eventually(lambda: core.workers.ready, what="the executor directory to catch up")
-    with _api(core, unserved_handler="reject") as api:
+    with served(core, unserved_handler="reject") as api:
         refused = api.post("/api/tasks/batch", json=[_task("nobody-runs-me")])
         assert refused.status_code == 422
         [item] = refused.json()["items"]
         assert (item["status"], item["error"]) == (422, "handler_unserved")
         assert (item["handler"], item["queue"]) == ("noop", "default")
-    with _api(core, unserved_handler="warn") as api:
+    with served(core, unserved_handler="warn") as api:
         warned = api.post("/api/tasks/batch", json=[_task("warned")])
         assert warned.status_code == 201
         [item] = warned.json()["items"]
