@@ -3,18 +3,26 @@
 The producer is idempotent with ``acks=all``; :meth:`EventPublisher.publish` returns a
 future that resolves to the record's partition and offset once the broker has it, so
 the API can wait for the projection to reach exactly that offset (read-your-writes).
+
+The thread that serves the delivery callbacks is a
+:class:`taskstream.infra.consumer_loop.ConsumerLoop` (``event-publisher``, essential:
+without it no write of the API is ever confirmed). A caller that stopped waiting may
+cancel its future (``asyncio.wrap_future`` does when the awaiting task is cancelled or
+times out); its delivery is then dropped quietly, and a callback that raises for any
+other reason is logged and counted, never the end of the thread.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas import Event, encode_event, event_headers
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -36,24 +44,49 @@ class EventPublisher:
     def __init__(self, settings: CommonSettings) -> None:
         self.topic = settings.topics.task_events
         self._producer = Producer(producer_config(settings, partitioner="murmur2_random"))
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="event-publisher", daemon=True)
-        self._poller.start()
+        self._loop = ConsumerLoop(
+            "event-publisher",
+            tick=self._poll,
+            isolate_ticks=True,
+            stall_after=settings.loop_stall_after,
+        )
+        self._loop.start()
+
+    name = "event-publisher"
+    essential = True
+    """Every write of the API waits for its delivery callback."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
+        self._producer.poll(0.05)
 
     def publish(self, event: Event) -> Future[RecordPosition]:
         result: Future[RecordPosition] = Future()
 
         def delivered(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
-                result.set_exception(PublishError(f"event {event.id} not written: {error.str()}"))
-            else:
-                result.set_result(
-                    RecordPosition(self.topic, message.partition() or 0, message.offset() or 0)
-                )
+            if result.done():
+                return  # its caller cancelled it: nobody waits for this answer
+            try:
+                if error is not None:
+                    result.set_exception(
+                        PublishError(f"event {event.id} not written: {error.str()}")
+                    )
+                else:
+                    result.set_result(
+                        RecordPosition(self.topic, message.partition() or 0, message.offset() or 0)
+                    )
+            except InvalidStateError:
+                pass  # cancelled between the check and the answer
 
         self._producer.produce(
             self.topic,
@@ -65,6 +98,5 @@ class EventPublisher:
         return result
 
     def close(self, timeout: float = 10.0) -> Any:
-        self._stop.set()
-        self._poller.join(timeout)
+        self._loop.stop(timeout)
         return self._producer.flush(timeout)

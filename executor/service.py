@@ -69,6 +69,7 @@ class ExecutorService:
             settings.executor_id,
             max_bytes=settings.executor_log_max_bytes,
             interval=settings.executor_log_flush_interval.total_seconds(),
+            stall_after=settings.loop_stall_after,
         )
         self.executions = Executions(
             settings.topics,
@@ -95,6 +96,7 @@ class ExecutorService:
             queues=settings.executor_queues,
             handlers=self.runner.handler_names(),
             capacity=settings.executor_concurrency,
+            stall_after=settings.loop_stall_after,
         )
         self.ops = OpsServer(settings.executor_host, settings.executor_port, self.health)
         self._stopped = False

@@ -120,7 +120,7 @@ class ConsumerLoop:
         handle_record: Callable[[Message], object] | None = None,
         handle_batch: Callable[[list[Message]], object] | None = None,
         record_failed: Callable[[Message, Exception], None] | None = None,
-        tick: Callable[[], None] | None = None,
+        tick: Callable[[], object] | None = None,
         setup: Callable[[], None] | None = None,
         ready: Callable[[], bool] | None = None,
         on_exit: Callable[[BaseException | None], None] | None = None,
