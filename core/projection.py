@@ -121,6 +121,11 @@ class Projection:
     def error(self) -> BaseException | None:
         return self._loop.error
 
+    @property
+    def record_errors(self) -> int:
+        """Records whose application raised and that were stepped over."""
+        return self._loop.record_errors
+
     def start(self) -> None:
         self._assign()
         self._loop.start()

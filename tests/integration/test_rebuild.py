@@ -346,6 +346,7 @@ def test_a_rebuilt_store_equals_the_live_one(
         )
         assert report.events == records
         assert report.seconds > 0 and report.events_per_second > 0
+        assert report.stepped_over == 1  # the poison fire, stepped over as live
         assert progress == sorted(progress) and progress[-1] == records
 
         expected = live.dump()
@@ -367,7 +368,7 @@ def test_a_rebuilt_store_equals_the_live_one(
         assert poisoned.quarantine["reason"].startswith("CronSimError: ")
 
         again = rebuild(_settings(kafka_bootstrap, topic_prefix, rebuilt_url), timeout=120)
-        assert again.events == records
+        assert again.events == records and again.stepped_over == 1
         assert rebuilt.dump() == expected
     finally:
         live.engine.dispose()
