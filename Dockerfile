@@ -10,7 +10,8 @@ COPY executor executor
 COPY monitor monitor
 COPY taskstream taskstream
 RUN pip install '.[postgres]'
-RUN useradd --create-home taskstream
+RUN useradd --create-home taskstream \
+    && mkdir -p /run/taskstream && chown taskstream /run/taskstream && chmod 700 /run/taskstream
 USER taskstream
 WORKDIR /home/taskstream
 ENTRYPOINT ["taskstream"]

@@ -25,11 +25,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-import orjson
 from confluent_kafka import KafkaException
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -37,12 +36,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 
 from core.aggregate import TaskStatus
+from core.event_size import EventSizeLimit, EventTooLarge
 from core.execution_logs import LogProjection
+from core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
 from core.projection import Projection
-from core.publisher import EventPublisher, PublishError, RecordPosition
-from core.requests import CreateTaskRequest, PatchTaskRequest, ReplaceTaskRequest, StatusRequest
+from core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
+from core.requests import (
+    CreateTaskRequest,
+    PatchTaskRequest,
+    ReplaceTaskRequest,
+    StatusRequest,
+    admission_errors,
+)
 from core.scheduler import Scheduler
-from core.security import BodySizeLimit, TokenAuth, load_tokens
+from core.security import SETTINGS_PREFIX, BodySizeLimit, TokenAuth, load_tokens
 from core.settings import CoreSettings
 from core.store import TaskRow, TaskStore, task_as_dict
 from core.workers import WorkerDirectory, loading_message, unserved_message, worker_as_dict
@@ -59,7 +66,10 @@ from schemas import (
     TaskSpec,
     TaskUpdated,
     execution_id,
+    recorded,
 )
+from taskstream.infra.broker_health import BrokerHealth
+from taskstream.infra.health import HealthBoard, health_answer, ready_answer
 from taskstream.infra.logs import fields
 
 __all__ = ["MAX_BATCH", "CoreRuntime", "create_api"]
@@ -68,6 +78,23 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 """Most tasks ``POST /api/tasks/batch`` takes in one request."""
+MAX_PAGE = 1_000_000_000
+"""The highest page ``GET /api/tasks`` takes (its offset must fit the store's integers)."""
+_UUID = {"format": "uuid"}
+_BATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": {"$ref": "#/components/schemas/CreateTaskRequest"},
+            }
+        }
+    },
+}
+_WRITE_ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
 SUBMISSIONS = Counter("taskstream_task_submissions_total", "tasks accepted by the API")
 CHANGES = Counter("taskstream_task_changes_total", "task changes accepted by the API", ["kind"])
@@ -88,6 +115,9 @@ class CoreRuntime:
     logs: LogProjection
     workers: WorkerDirectory
     registry: HandlerRegistry
+    event_limit: EventSizeLimit
+    broker: BrokerHealth
+    board: HealthBoard
 
 
 class _Refusal(Exception):
@@ -156,6 +186,13 @@ def _if_match(value: str | None) -> int | None:
     return int(text)
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
+
+
 def create_api(runtime: CoreRuntime) -> FastAPI:
     settings = runtime.settings
     app = FastAPI(
@@ -163,6 +200,8 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         version="1",
         description="Create and manage scheduled tasks; every change is an event on Kafka.",
     )
+    app.router.route_class = StrictJsonRoute
+    install_error_handlers(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -182,7 +221,16 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def check_spec(spec: TaskSpec) -> TaskSpec:
+    def check_spec(spec: TaskSpec, current: TaskSpec | None = None) -> TaskSpec:
+        """``spec`` with its handler's canonical name, or 422 naming what is refused."""
+        refused = admission_errors(
+            spec,
+            now=datetime.now(UTC),
+            min_interval=settings.min_interval,
+            schedule_changed=current is None or current.schedule != spec.schedule,
+        )
+        if refused:
+            raise _invalid(refused)
         try:
             handler = runtime.registry.canonical_name(spec.handler)
         except UnknownHandlerError as exc:
@@ -224,23 +272,54 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             logger.warning("task %s: %s", task_id, message, extra=logged)
 
     def live_task(task_id: str) -> TaskRow:
+        if not _is_uuid(task_id):
+            raise _Refusal(
+                404, "not_found", f"no task {task_id!r}: task ids are UUIDs (lower case)"
+            )
         row = runtime.store.get(task_id)
         if row is None or row.status == TaskStatus.DELETED.value:
             gone = "was deleted" if row is not None else "does not exist"
             raise _Refusal(404, "not_found", f"task {task_id!r} {gone}")
         return row
 
+    def writable() -> None:
+        """503 at once while the broker is unreachable: nothing is queued for it."""
+        down = runtime.broker.unreachable()
+        if down is not None:
+            raise _Refusal(
+                503,
+                "kafka_unavailable",
+                f"Kafka is {down}; nothing was written: retry once /health answers 200",
+            )
+
     async def publish(event: Event) -> TaskRow | None:
         """Append ``event``; return the task once the store shows the event (or None)."""
+        sized(event)
+        writable()
         try:
-            position = await asyncio.wrap_future(runtime.publisher.publish(event))
+            position = await confirmed(runtime.publisher.publish(event), runtime.publisher.timeout)
         except PublishError as exc:
-            raise _Refusal(503, "kafka_unavailable", f"{exc}; retry the request") from None
+            raise _Refusal(
+                503,
+                "kafka_unavailable",
+                f"{exc}; the write most likely was not written (read task "
+                f"{event.task_id!r} to be sure), retry the request",
+                task_id=event.task_id,
+            ) from None
         seen = await _settled(
             runtime.projection.applied(position.partition, position.offset),
             settings.read_your_writes_timeout,
         )
         return runtime.store.get(event.task_id) if seen else None
+
+    def sized(event: Event) -> None:
+        """413 if the broker would refuse ``event`` for its size."""
+        try:
+            runtime.event_limit.check(event)
+        except EventTooLarge as exc:
+            raise _Refusal(
+                413, "event_too_large", str(exc), limit_bytes=runtime.event_limit.max_bytes
+            ) from None
 
     async def change(
         task_id: str, data: EventData, kind: str, warnings: Sequence[str] = ()
@@ -282,7 +361,19 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     # -- tasks --------------------------------------------------------------------------
 
-    @app.post("/api/tasks", status_code=201, summary="Create a task")
+    @app.post(
+        "/api/tasks",
+        status_code=201,
+        summary="Create a task",
+        responses=error_responses(
+            400,
+            401,
+            413,
+            422,
+            503,
+            also={202: {"description": "written; the store does not show it yet"}},
+        ),
+    )
     async def create_task(body: CreateTaskRequest) -> Response:
         spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
         task_id = str(uuid.uuid4())
@@ -306,16 +397,21 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         status_code=201,
         summary=f"Create up to {MAX_BATCH} tasks: a JSON list of task bodies",
         response_model=None,
+        openapi_extra={"requestBody": _BATCH_BODY},
+        responses=error_responses(
+            400,
+            401,
+            413,
+            422,
+            503,
+            also={
+                202: {"description": "written; the store does not show them yet"},
+                207: {"description": "some items written, others refused: see each item"},
+            },
+        ),
     )
     async def create_tasks(request: Request) -> Response:
-        try:
-            items = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            raise _Refusal(
-                400,
-                "malformed_json",
-                "the request body is not valid JSON: send a JSON list of task bodies",
-            ) from None
+        items = await request.json()  # strict: see core.http_errors
         if not isinstance(items, list):
             raise _invalid_field(
                 "body", "send a JSON list of task bodies, as POST /api/tasks takes", "list_type"
@@ -337,25 +433,32 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
             task_id = str(uuid.uuid4())
             warnings = served(spec, task_id)
+            event = Event.create(task_id, TaskCreated(task=spec))
+            sized(event)
         except _Refusal as refusal:
             return refusal
-        return Event.create(task_id, TaskCreated(task=spec)), warnings
+        return event, warnings
 
     async def create_batch(prepared: list[_Refusal | tuple[Event, list[str]]]) -> Response:
         results: list[dict[str, Any]] = [{"index": n} for n in range(len(prepared))]
         pending: dict[int, tuple[Event, list[str], Future[RecordPosition]]] = {}
+        down = runtime.broker.unreachable()
         for index, item in enumerate(prepared):
             if isinstance(item, _Refusal):
                 results[index].update(status=item.status, **item.body)
                 continue
             event, warnings = item
+            if down is not None:
+                unavailable = _Refusal(503, "kafka_unavailable", f"Kafka is {down}; retry the task")
+                results[index].update(status=503, **unavailable.body)
+                continue
             try:
                 pending[index] = (event, warnings, runtime.publisher.publish(event))
             except (BufferError, KafkaException) as exc:
                 unavailable = _Refusal(503, "kafka_unavailable", f"{exc}; retry the task")
                 results[index].update(status=503, **unavailable.body)
         delivered = await asyncio.gather(
-            *(asyncio.wrap_future(future) for _, _, future in pending.values()),
+            *(confirmed(future, runtime.publisher.timeout) for _, _, future in pending.values()),
             return_exceptions=True,
         )
         written: dict[int, tuple[Event, list[str]]] = {}
@@ -397,17 +500,21 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             status_code=status,
         )
 
-    @app.get("/api/tasks/{task_id}", summary="Get a task")
-    def get_task(task_id: str) -> Response:
+    @app.get("/api/tasks/{task_id}", summary="Get a task", responses=error_responses(401, 404))
+    def get_task(task_id: str = Path(json_schema_extra=_UUID)) -> Response:
         return _task_body(live_task(task_id))
 
-    @app.get("/api/tasks", summary="List tasks, a page at a time, with filters")
+    @app.get(
+        "/api/tasks",
+        summary="List tasks, a page at a time, with filters",
+        responses=error_responses(401, 422),
+    )
     def list_tasks(
-        page: int = Query(0, ge=0),
+        page: int = Query(0, ge=0, le=MAX_PAGE),
         size: int = Query(20, ge=1, le=1000),
         status: str | None = Query(None, pattern="^(active|paused|completed|deleted|quarantined)$"),
-        handler: str | None = None,
-        queue: str | None = None,
+        handler: str | None = Query(None, max_length=300, pattern="^[^\\x00]*$"),
+        queue: str | None = Query(None, max_length=300, pattern="^[^\\x00]*$"),
     ) -> Response:
         rows, total = runtime.store.list_tasks(
             page=page, size=size, status=status, handler=handler, queue=queue
@@ -421,30 +528,56 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             }
         )
 
-    @app.put("/api/tasks/{task_id}", summary="Replace a task's definition")
+    @app.put(
+        "/api/tasks/{task_id}",
+        summary="Replace a task's definition",
+        responses=error_responses(
+            *_WRITE_ERRORS, also={202: {"description": "written; the store does not show it yet"}}
+        ),
+    )
     async def replace_task(
-        task_id: str, body: ReplaceTaskRequest, if_match: str | None = Header(None)
+        body: ReplaceTaskRequest,
+        task_id: str = Path(json_schema_extra=_UUID),
+        if_match: str | None = Header(None),
     ) -> Response:
         row, version = versioned(task_id, body.expected_version, if_match)
-        spec = check_spec(_validated(lambda: body.to_spec(body.handler)))
+        current = _stored_spec(row)
+        spec = check_spec(_validated(lambda: body.to_spec(body.handler)), current)
         warnings = served(spec, task_id, introduced=_moves(row, spec))
         updated = TaskUpdated(task=spec, expected_version=version)
         return await change(task_id, updated, "update", warnings)
 
-    @app.patch("/api/tasks/{task_id}", summary="Change some fields of a task")
+    @app.patch(
+        "/api/tasks/{task_id}",
+        summary="Change some fields of a task",
+        responses=error_responses(
+            *_WRITE_ERRORS, also={202: {"description": "written; the store does not show it yet"}}
+        ),
+    )
     async def patch_task(
-        task_id: str, body: PatchTaskRequest, if_match: str | None = Header(None)
+        body: PatchTaskRequest,
+        task_id: str = Path(json_schema_extra=_UUID),
+        if_match: str | None = Header(None),
     ) -> Response:
         row, version = versioned(task_id, body.expected_version, if_match)
-        current = TaskSpec.model_validate(row.spec)
-        spec = check_spec(_validated(lambda: TaskSpec.model_validate(body.merged(current))))
+        current = _stored_spec(row)
+        merged = _validated(lambda: TaskSpec.model_validate(body.merged(current)))
+        spec = check_spec(merged, current)
         warnings = served(spec, task_id, introduced=_moves(row, spec))
         updated = TaskUpdated(task=spec, expected_version=version)
         return await change(task_id, updated, "update", warnings)
 
-    @app.put("/api/tasks/{task_id}/status", summary="Pause or resume a task")
+    @app.put(
+        "/api/tasks/{task_id}/status",
+        summary="Pause or resume a task",
+        responses=error_responses(
+            *_WRITE_ERRORS, also={202: {"description": "written; the store does not show it yet"}}
+        ),
+    )
     async def set_status(
-        task_id: str, body: StatusRequest, if_match: str | None = Header(None)
+        body: StatusRequest,
+        task_id: str = Path(json_schema_extra=_UUID),
+        if_match: str | None = Header(None),
     ) -> Response:
         row, version = versioned(task_id, body.expected_version, if_match)
         if row.status == body.status:
@@ -457,15 +590,34 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             raise _Refusal(409, "invalid_state", f"cannot resume a {row.status} task")
         return await change(task_id, TaskResumed(expected_version=version), "resume")
 
-    @app.delete("/api/tasks/{task_id}", status_code=204, summary="Delete a task")
-    async def delete_task(task_id: str, if_match: str | None = Header(None)) -> Response:
+    @app.delete(
+        "/api/tasks/{task_id}",
+        status_code=204,
+        summary="Delete a task",
+        responses=error_responses(
+            401,
+            404,
+            409,
+            422,
+            503,
+            also={202: {"description": "written; the store does not show it yet"}},
+        ),
+    )
+    async def delete_task(
+        task_id: str = Path(json_schema_extra=_UUID), if_match: str | None = Header(None)
+    ) -> Response:
         row = live_task(task_id)
         version = expected(row, _if_match(if_match))
         response = await change(task_id, TaskDeleted(expected_version=version), "delete")
         return Response(status_code=204) if response.status_code == 200 else response
 
-    @app.post("/api/tasks/{task_id}/run", status_code=202, summary="Run a task now")
-    async def run_now(task_id: str) -> Response:
+    @app.post(
+        "/api/tasks/{task_id}/run",
+        status_code=202,
+        summary="Run a task now",
+        responses=error_responses(401, 404, 503),
+    )
+    async def run_now(task_id: str = Path(json_schema_extra=_UUID)) -> Response:
         live_task(task_id)
         event = Event.create(task_id, RunRequested())
         await publish(event)
@@ -483,11 +635,14 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}/cancel",
         status_code=202,
         summary="Cancel a task's unfinished executions (or one of them)",
+        responses=error_responses(401, 404, 422, 503),
     )
     async def cancel(
-        task_id: str, execution: str | None = Query(None, alias="execution_id")
+        task_id: str = Path(json_schema_extra=_UUID),
+        execution_uuid: Annotated[uuid.UUID | None, Query(alias="execution_id")] = None,
     ) -> Response:
         live_task(task_id)
+        execution = None if execution_uuid is None else str(execution_uuid)
         await publish(Event.create(task_id, CancelRequested(execution_id=execution)))
         CHANGES.labels("cancel").inc()
         return JSONResponse({"task_id": task_id, "execution_id": execution}, status_code=202)
@@ -498,11 +653,15 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/executions/{execution_id}/logs",
         summary="What an execution's handler logged and printed",
         response_model=None,
+        responses=error_responses(
+            401, 404, 422, also={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+        ),
     )
     def execution_logs(
-        execution_id: str, output: str = Query("json", alias="format", pattern="^(json|text)$")
+        execution_id: str = Path(json_schema_extra=_UUID),
+        output: str = Query("json", alias="format", pattern="^(json|text)$"),
     ) -> Response:
-        log = runtime.logs.store.get(execution_id)
+        log = runtime.logs.store.get(execution_id) if _is_uuid(execution_id) else None
         if log is None:
             raise _Refusal(
                 404,
@@ -517,7 +676,11 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     # -- executors ----------------------------------------------------------------------
 
-    @app.get("/api/workers", summary="The executors known from their heartbeats")
+    @app.get(
+        "/api/workers",
+        summary="The executors known from their heartbeats",
+        responses=error_responses(401, 422),
+    )
     def list_workers(
         live: bool | None = Query(None, description="true: only live executors"),
     ) -> Response:
@@ -531,38 +694,39 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
     # -- operations ---------------------------------------------------------------------
 
-    @app.get("/health", summary="Liveness of the API, projection, scheduler and directory")
-    def health() -> Response:
-        components = {
-            "projection": "ok"
-            if runtime.projection.alive
-            else f"failed: {runtime.projection.error!r}",
-            "scheduler": "ok"
-            if runtime.scheduler.alive
-            else f"failed: {runtime.scheduler.error!r}",
-            "execution_logs": "ok" if runtime.logs.alive else f"failed: {runtime.logs.error!r}",
-            "workers": "ok" if runtime.workers.alive else f"failed: {runtime.workers.error!r}",
+    def identity() -> dict[str, Any]:
+        return {
+            "instance": settings.instance_id,
+            "owned_partitions": sorted(runtime.scheduler.owned_partitions),
         }
-        healthy = all(value == "ok" for value in components.values())
-        return JSONResponse(
-            {
-                "status": "ok" if healthy else "failing",
-                "service": "core",
-                "instance": settings.instance_id,
-                "components": components,
-                "owned_partitions": sorted(runtime.scheduler.owned_partitions),
-            },
-            status_code=200 if healthy else 503,
-        )
+
+    @app.get(
+        "/health",
+        summary="Liveness: 503 names each failed or unavailable component (kafka, threads)",
+    )
+    def health() -> Response:
+        status, body = health_answer(runtime.board.snapshot(), **identity())
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/ready", summary="Readiness: 200 only when every component is ok")
+    def ready() -> Response:
+        status, body = ready_answer(runtime.board.snapshot(), **identity())
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    tokens = load_tokens(settings.api_tokens, settings.api_tokens_file)
+    tokens = load_tokens(settings.api_tokens, settings.api_tokens_file, SETTINGS_PREFIX)
     app.add_middleware(TokenAuth, tokens=tokens)
     app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     return app
+
+
+def _stored_spec(row: TaskRow) -> TaskSpec:
+    """The task's spec as the store holds it (read as recorded: see :mod:`schemas.recorded`)."""
+    with recorded():
+        return TaskSpec.model_validate(row.spec)
 
 
 def _warnings_field(warnings: Sequence[str]) -> dict[str, Any]:

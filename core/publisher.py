@@ -4,16 +4,21 @@ The producer is idempotent with ``acks=all``; :meth:`EventPublisher.publish` ret
 future that resolves to the record's partition and offset once the broker has it, so
 the API can wait for the projection to reach exactly that offset (read-your-writes).
 
+A write is bounded: the client gives a record up after ``kafka_write_timeout``
+(``message.timeout.ms``) and :func:`confirmed` stops waiting a moment later, so a dead
+broker gets the API a :class:`PublishError` (503 ``kafka_unavailable``), never a hang.
+
 The thread that serves the delivery callbacks is a
 :class:`taskstream.infra.consumer_loop.ConsumerLoop` (``event-publisher``, essential:
 without it no write of the API is ever confirmed). A caller that stopped waiting may
-cancel its future (``asyncio.wrap_future`` does when the awaiting task is cancelled or
-times out); its delivery is then dropped quietly, and a callback that raises for any
-other reason is logged and counted, never the end of the thread.
+cancel its future (:func:`confirmed` does when it gives up, through
+``asyncio.wrap_future``); its delivery is then dropped quietly, and a callback that
+raises for any other reason is logged and counted, never the end of the thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +31,10 @@ from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
-__all__ = ["EventPublisher", "PublishError", "RecordPosition"]
+__all__ = ["EventPublisher", "PublishError", "RecordPosition", "confirmed"]
+
+_MARGIN = 1.0
+"""Seconds :func:`confirmed` waits beyond the client's own message timeout."""
 
 
 class PublishError(RuntimeError):
@@ -43,7 +51,14 @@ class RecordPosition:
 class EventPublisher:
     def __init__(self, settings: CommonSettings) -> None:
         self.topic = settings.topics.task_events
-        self._producer = Producer(producer_config(settings, partitioner="murmur2_random"))
+        self.timeout = settings.kafka_write_timeout.total_seconds()
+        self._producer = Producer(
+            producer_config(
+                settings,
+                partitioner="murmur2_random",
+                **{"message.timeout.ms": int(self.timeout * 1000)},
+            )
+        )
         self._loop = ConsumerLoop(
             "event-publisher",
             tick=self._poll,
@@ -100,3 +115,12 @@ class EventPublisher:
     def close(self, timeout: float = 10.0) -> Any:
         self._loop.stop(timeout)
         return self._producer.flush(timeout)
+
+
+async def confirmed(future: Future[RecordPosition], timeout: float) -> RecordPosition:
+    """Wait for ``future`` at most ``timeout`` (+ a margin) seconds; :class:`PublishError`
+    if the broker did not confirm the record by then."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout + _MARGIN)
+    except TimeoutError:
+        raise PublishError(f"the broker did not confirm the write within {timeout:g}s") from None

@@ -10,6 +10,7 @@ it: ``cronExpression`` -> ``schedule.cron``, ``handlerClass`` -> ``handler``,
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,8 +26,20 @@ from schemas import (
     Schedule,
     TaskSpec,
 )
+from schemas.errors import ScheduleError
+from schemas.schedules import check_schedule
 
-__all__ = ["CreateTaskRequest", "PatchTaskRequest", "ReplaceTaskRequest", "StatusRequest"]
+__all__ = [
+    "MAX_VERSION",
+    "CreateTaskRequest",
+    "PatchTaskRequest",
+    "ReplaceTaskRequest",
+    "StatusRequest",
+    "admission_errors",
+]
+
+MAX_VERSION = 2**63 - 1
+"""The largest task version a request may name (a 64-bit integer, as the store keeps it)."""
 
 
 class _Request(BaseModel):
@@ -65,7 +78,7 @@ class CreateTaskRequest(_Request):
 class ReplaceTaskRequest(CreateTaskRequest):
     """``PUT /api/tasks/{id}``: a whole new definition, optionally conditional."""
 
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
 class PatchTaskRequest(_Request):
@@ -83,7 +96,7 @@ class PatchTaskRequest(_Request):
     misfire_grace: Duration | None = None
     catch_up_window: Duration | None = None
     overlap: OverlapPolicy | None = None
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
     @model_validator(mode="before")
     @classmethod
@@ -100,7 +113,36 @@ class StatusRequest(_Request):
     """``PUT /api/tasks/{id}/status``: pause or resume."""
 
     status: str = Field(pattern="^(active|paused)$")
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+
+
+def admission_errors(
+    spec: TaskSpec, *, now: datetime, min_interval: timedelta, schedule_changed: bool = True
+) -> list[dict[str, Any]]:
+    """Why the API refuses to write ``spec`` now, one entry per field (empty: admitted).
+
+    What the event model cannot say, because it depends on the time of the write: the
+    schedule must fire after ``now``, no closer than ``min_interval``, computed by the
+    scheduler's own function (checked when the schedule is new or changed, so a change of
+    another field of a finished one-shot task is still taken); and a ``timeout`` is more
+    than zero.
+    """
+    errors: list[dict[str, Any]] = []
+    if spec.timeout is not None and spec.timeout <= timedelta(0):
+        errors.append(
+            {
+                "field": "timeout",
+                "message": "timeout must be more than 0s, e.g. '30s'; leave it out for the "
+                "executor's default (TASKSTREAM_EXECUTOR_DEFAULT_TIMEOUT)",
+                "type": "timeout_not_positive",
+            }
+        )
+    if schedule_changed:
+        try:
+            check_schedule(spec.schedule, now=now, min_interval=min_interval)
+        except ScheduleError as exc:
+            errors.append({"field": exc.field, "message": str(exc), "type": "schedule"})
+    return errors
 
 
 def _normalise_body(body: Any) -> Any:

@@ -1,29 +1,40 @@
-"""Bearer-token authentication and request size limits for the core API.
+"""Bearer-token authentication and request size limits for the core API (ASGI).
 
 Tokens come from ``TASKSTREAM_API_TOKENS`` (comma-separated) and/or the file named by
 ``TASKSTREAM_API_TOKENS_FILE`` (one per line, ``#`` comments). With tokens configured,
 every ``/api/`` request needs ``Authorization: Bearer <token>``; ``/health`` and
 ``/metrics`` stay open for probes. A core bound to a non-loopback address refuses to
 start without tokens unless ``TASKSTREAM_API_INSECURE=true`` says that is intended.
+The checks themselves are shared with the monitor: :mod:`taskstream.infra.security`.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from core.settings import CoreSettings
+from taskstream.infra.security import (
+    Exposure,
+    InsecureConfigurationError,
+    TokenChecker,
+    check_exposure,
+    load_tokens,
+)
+
 __all__ = [
+    "SETTINGS_PREFIX",
     "BodySizeLimit",
     "InsecureConfigurationError",
     "TokenAuth",
     "check_exposure",
+    "core_exposure",
     "load_tokens",
 ]
+
+SETTINGS_PREFIX = "TASKSTREAM_API"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,40 +43,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class InsecureConfigurationError(RuntimeError):
-    """The API would be reachable from other machines without authentication."""
-
-
-def load_tokens(inline: list[str], file: Path | None) -> list[str]:
-    tokens = [token.strip() for token in inline if token.strip()]
-    if file is not None:
-        try:
-            lines = file.read_text().splitlines()
-        except OSError as exc:
-            raise InsecureConfigurationError(
-                f"cannot read TASKSTREAM_API_TOKENS_FILE {file}: {exc.strerror}"
-            ) from exc
-        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return tokens
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(host: str, tokens: list[str], insecure: bool) -> None:
-    """Refuse an unauthenticated API on an address other machines can reach."""
-    if tokens or insecure or _is_loopback(host):
-        return
-    raise InsecureConfigurationError(
-        f"the core API would listen on {host} without authentication. Set "
-        "TASKSTREAM_API_TOKENS (or TASKSTREAM_API_TOKENS_FILE), bind to 127.0.0.1 with "
-        "TASKSTREAM_API_HOST, or set TASKSTREAM_API_INSECURE=true if that is really intended"
+def core_exposure(settings: CoreSettings) -> Exposure:
+    """The core API's bind address and tokens, for :func:`check_exposure`."""
+    return Exposure(
+        service="the core API",
+        prefix=SETTINGS_PREFIX,
+        host=settings.api_host,
+        tokens=tuple(load_tokens(settings.api_tokens, settings.api_tokens_file, SETTINGS_PREFIX)),
+        insecure=settings.api_insecure,
     )
 
 
@@ -92,28 +77,21 @@ class TokenAuth:
 
     def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
         self.app = app
-        self._tokens = [token.encode() for token in tokens]
+        self._checker = TokenChecker(tokens, SETTINGS_PREFIX)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._tokens or not scope["path"].startswith("/api/"):
-            await self.app(scope, receive, send)
-            return
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() == b"bearer" and any(
-            hmac.compare_digest(token.strip(), known) for known in self._tokens
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith("/api/")
+            or self._checker.allows(dict(scope["headers"]).get(b"authorization"))
         ):
             await self.app(scope, receive, send)
             return
         await _reply(
             send,
             401,
-            {
-                "error": "unauthorized",
-                "message": "missing or invalid bearer token: send 'Authorization: Bearer <token>' "
-                "with a token from TASKSTREAM_API_TOKENS",
-            },
-            [(b"www-authenticate", b'Bearer realm="taskstream"')],
+            self._checker.refusal(),
+            [(b"www-authenticate", TokenChecker.CHALLENGE.encode())],
         )
 
 

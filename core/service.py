@@ -12,31 +12,35 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from core.api import CoreRuntime, create_api
+from core.event_size import EventSizeLimit
 from core.execution_logs import ExecutionLogStore, LogProjection
 from core.projection import Projection
 from core.publisher import EventPublisher
 from core.scheduler import Scheduler
-from core.security import check_exposure, load_tokens
+from core.security import check_exposure, core_exposure
 from core.settings import CoreSettings
 from core.store import TaskStore, make_engine
 from core.workers import WorkerDirectory
 from handlers import HandlerRegistry
+from taskstream.infra.broker_health import BrokerHealth
+from taskstream.infra.health import HealthBoard, HealthSnapshot, HealthSource
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
+from taskstream.infra.thread_health import EXIT_FATAL, Watchdog
 
-__all__ = ["bootstrap", "run", "shutdown"]
+__all__ = ["bootstrap", "health_sources", "run", "shutdown"]
 
 logger = logging.getLogger(__name__)
 
 
 def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -> CoreRuntime:
     """Create the topics and the store; start the projection, scheduler and directory."""
-    check_exposure(
-        settings.api_host,
-        load_tokens(settings.api_tokens, settings.api_tokens_file),
-        settings.api_insecure,
-    )
+    check_exposure(core_exposure(settings))
+    broker = BrokerHealth(settings)
+    broker.start()
     ensure_topics(settings, standard_topics(settings, settings.queues))
+    event_limit = EventSizeLimit.from_broker(settings)
+    logger.info("events on %s take at most %d bytes", event_limit.topic, event_limit.max_bytes)
     store = TaskStore(make_engine(settings.database_url), settings.topics.task_events)
     store.create_schema()
     publisher = EventPublisher(settings)
@@ -52,6 +56,9 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
     logs.start()
     workers = WorkerDirectory(settings)
     workers.start()
+    board = HealthBoard(
+        "core", health_sources(broker, publisher, projection, scheduler, logs, workers)
+    )
     return CoreRuntime(
         settings=settings,
         store=store,
@@ -61,7 +68,22 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
         logs=logs,
         workers=workers,
         registry=registry or HandlerRegistry.from_entry_points(),
+        event_limit=event_limit,
+        broker=broker,
+        board=board,
     )
+
+
+def health_sources(
+    broker: BrokerHealth,
+    publisher: EventPublisher,
+    projection: Projection,
+    scheduler: Scheduler,
+    logs: LogProjection,
+    workers: WorkerDirectory,
+) -> list[HealthSource]:
+    """Every component ``/health`` and ``/ready`` report, in the order they show."""
+    return [broker, publisher, projection, scheduler, logs, workers]
 
 
 def shutdown(runtime: CoreRuntime) -> None:
@@ -73,6 +95,7 @@ def shutdown(runtime: CoreRuntime) -> None:
     runtime.logs.stop()
     runtime.projection.stop()
     runtime.publisher.close()
+    runtime.broker.stop()
     runtime.store.engine.dispose()
     logger.info("core stopped in %.2fs", time.monotonic() - began)
 
@@ -81,6 +104,7 @@ def run(settings: CoreSettings) -> None:
     """Run the core service until SIGINT or SIGTERM."""
     configure_logging("core", settings.log_level, settings.log_format)
     runtime = bootstrap(settings)
+    runtime.board.register_metrics()  # once per process (the registry is global)
     app = create_api(runtime)
     stopped = threading.Event()
 
@@ -107,8 +131,17 @@ def run(settings: CoreSettings) -> None:
             lifespan="on",
         )
     )
+
+    def died(_: HealthSnapshot) -> None:
+        server.should_exit = True  # uvicorn stops serving; run() then exits non-zero
+
+    watchdog = Watchdog(runtime.board, died)
+    watchdog.start()
     logger.info("core API listening on http://%s:%d", settings.api_host, settings.api_port)
     try:
         server.run()
     finally:
+        watchdog.stop()
         stop_once()  # when uvicorn ended without a signal (e.g. the port was taken)
+    if watchdog.fired is not None:
+        raise SystemExit(EXIT_FATAL)

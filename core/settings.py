@@ -7,13 +7,12 @@ import socket
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
 
 from schemas import Duration
-from taskstream.infra.settings import CommonSettings
+from taskstream.infra.settings import CommonSettings, TokenList
 
 __all__ = ["CoreSettings"]
 
@@ -41,7 +40,7 @@ class CoreSettings(CommonSettings):
     scheduler_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="a dead core instance's tasks move after this"
     )
-    api_tokens: Annotated[list[str], NoDecode] = Field(
+    api_tokens: TokenList = Field(
         default_factory=list,
         description="bearer tokens the API accepts (comma-separated); empty: no auth",
     )
@@ -61,6 +60,13 @@ class CoreSettings(CommonSettings):
     core_worker_timeout: Duration = Field(
         default=timedelta(seconds=20),
         description="an executor whose last heartbeat is older than this is not live",
+    )
+    min_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "the shortest gap between two slots of a task: an 'every' below it, or a cron "
+            "whose next slots fall closer, is refused with 422"
+        ),
     )
     unserved_handler: Literal["warn", "reject", "ignore"] = Field(
         default="warn",
@@ -83,11 +89,4 @@ class CoreSettings(CommonSettings):
     def _positive_timeout(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:
             raise ValueError(f"core_worker_timeout must be positive, got {value}")
-        return value
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _split_tokens(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
         return value

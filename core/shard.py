@@ -91,6 +91,7 @@ from schemas import (
     WorkOrder,
     execution_id,
     quarantine_event_id,
+    recorded,
 )
 from schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from taskstream.infra.settings import Topics
@@ -241,7 +242,8 @@ def _schedule(task: _Task) -> Schedule:
     """The task's schedule (a one-shot's is decoded, a start put back: a few microseconds)."""
     schedule = task.schedule
     if isinstance(schedule, bytes):
-        return Schedule.model_validate_json(schedule)
+        with recorded():
+            return Schedule.model_validate_json(schedule)
     if task.start is not None:
         return schedule.model_copy(update={"start": _time(task.start)})
     return schedule
@@ -473,7 +475,9 @@ class Shard:
         """The shared schedule without its start, and the start (see ``_Task.start``)."""
         if schedule.at is not None:
             packed = schedule.model_dump_json(exclude_defaults=True).encode()
-            if Schedule.model_validate_json(packed) == schedule:
+            with recorded():
+                unpacked = Schedule.model_validate_json(packed)
+            if unpacked == schedule:
                 return packed, None
         start = None if schedule.start is None else _stamp(_fixed_utc(schedule.start))
         parts = tuple(value for name, value in schedule.__dict__.items() if name != "start")

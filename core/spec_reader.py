@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import AwareDatetime, TypeAdapter
 
-from schemas import TaskSpec
+from schemas import TaskSpec, recorded
 
 __all__ = ["SpecReader"]
 
@@ -35,6 +35,10 @@ class SpecReader:
         self._shapes: dict[bytes, TaskSpec] = {}
 
     def read(self, raw: dict[str, Any]) -> TaskSpec:
+        with recorded():  # stored: read as it was accepted
+            return self._read(raw)
+
+    def _read(self, raw: dict[str, Any]) -> TaskSpec:
         shape_key = self._key(raw)
         if shape_key is None:
             return TaskSpec.model_validate(raw)

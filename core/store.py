@@ -36,7 +36,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from core.aggregate import PendingRunState, TaskState, TaskStatus
 from core.spec_reader import SpecReader
-from core.store_writes import ExecutionFact, Fold, read_tasks, write
+from core.store_writes import ExecutionFact, Fold, execution_ids, read_open, read_tasks, write
 from schemas import Event, Trigger
 
 __all__ = [
@@ -257,7 +257,11 @@ class TaskStore:
             positions = dict(stored)
             fresh = [r for r in records if r.offset >= positions.get(r.partition, 0)]
             tasks = tables[TaskRow.__tablename__]
-            fold = Fold(read_tasks(connection, tasks, {r.event.task_id for r in fresh if r.event}))
+            active = tables[ActiveExecution.__tablename__]
+            fold = Fold(
+                read_tasks(connection, tasks, {r.event.task_id for r in fresh if r.event}),
+                read_open(connection, active, execution_ids(r.event for r in fresh)),
+            )
             for record in fresh:
                 if record.offset < positions[record.partition]:
                     continue  # twice in this batch
@@ -267,13 +271,7 @@ class TaskStore:
                     if outcome is not None:
                         rejected[event.id] = outcome.reason
                 positions[record.partition] = record.offset + 1
-            write(
-                connection,
-                fold,
-                tasks,
-                tables[ActiveExecution.__tablename__],
-                tables[PendingRun.__tablename__],
-            )
+            write(connection, fold, tasks, active, tables[PendingRun.__tablename__])
             moved = [
                 {"b_topic": self.topic, "b_partition": p, "next_offset": o}
                 for p, o in sorted(positions.items())

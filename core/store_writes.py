@@ -65,6 +65,7 @@ from schemas import (
     TaskSpec,
     Trigger,
     decode_event,
+    recorded,
 )
 from schemas.codec import event_from_document
 
@@ -74,6 +75,8 @@ __all__ = [
     "Fold",
     "as_fact",
     "decode_record",
+    "execution_ids",
+    "read_open",
     "read_tasks",
     "write",
 ]
@@ -228,15 +231,28 @@ def _schedule(spec: dict[str, Any]) -> Schedule:
     if schedule is None:
         if len(_SCHEDULES) >= _MAX_SCHEDULES:
             _SCHEDULES.clear()
-        schedule = _SCHEDULES[key] = Schedule.model_validate(spec["schedule"])
+        with recorded():
+            schedule = _SCHEDULES[key] = Schedule.model_validate(spec["schedule"])
     return schedule
 
 
 class Fold:
-    """One batch's tasks, executions and pending runs, as plain dicts, changed by events."""
+    """One batch's tasks, executions and pending runs, as plain dicts, changed by events.
 
-    def __init__(self, tasks: dict[str, dict[str, Any]]) -> None:
+    **Each execution id counts once**, however often its events are on the log (an
+    executor killed after reporting, before committing, leaves the order to another,
+    whose rerun writes ``ExecutionStarted`` and an outcome again, with new event ids). An
+    execution is *open* from its ``ExecutionScheduled`` to its first outcome: it is in
+    ``active_executions`` (``open_ids``: those of the batch's ids that the table held when
+    the batch began) or was scheduled in this batch. Only an open execution counts its
+    schedule, changes status or counts an outcome; events of one that is not open are
+    ignored. The bound is the table itself (unfinished executions), no set of every id.
+    """
+
+    def __init__(self, tasks: dict[str, dict[str, Any]], open_ids: Iterable[str] = ()) -> None:
         self.tasks = tasks
+        self.open_ids = set(open_ids)
+        """Execution ids in ``active_executions`` before the batch (see the class doc)."""
         """Rows by id, as read (times in UTC) and then changed."""
         self.changed: set[str] = set()
         """Tasks to write."""
@@ -291,8 +307,16 @@ class Fold:
         row = self.tasks.get(fact.task_id)
         if row is None:
             return  # an unknown (or not yet created) task: nothing to count
-        self.changed.add(fact.task_id)
         kind = fact.type
+        execution = fact.execution_id
+        is_open = execution in self.active or (
+            execution in self.open_ids and execution not in self.finished
+        )
+        if kind == ExecutionScheduled.TYPE and is_open:
+            return  # the same fire read twice: counted already
+        if kind != ExecutionScheduled.TYPE and not is_open:
+            return  # a rerun of a finished execution (or one never scheduled): not counted
+        self.changed.add(fact.task_id)
         if kind == ExecutionScheduled.TYPE:
             if fact.trigger is Trigger.SCHEDULE:
                 specs = self._specs.get(fact.task_id)
@@ -343,7 +367,8 @@ class Fold:
     def _state(self, row: dict[str, Any]) -> TaskState:
         spec = self._specs.get(row["id"])
         if spec is None:
-            spec = self._specs[row["id"]] = TaskSpec.model_validate(row["spec"])
+            with recorded():
+                spec = self._specs[row["id"]] = TaskSpec.model_validate(row["spec"])
         return TaskState(
             task_id=row["id"],
             partition=row["partition"],
@@ -408,6 +433,28 @@ def quarantine_record(at: datetime, data: TaskQuarantined) -> dict[str, Any]:
         "partition": data.partition,
         "offset": data.offset,
     }
+
+
+def execution_ids(events: Iterable[Event | ExecutionFact | None]) -> set[str]:
+    """The execution ids of the lifecycle events among ``events`` (for :func:`read_open`)."""
+    ids = set()
+    for event in events:
+        if isinstance(event, Event):
+            event = as_fact(event)
+        if isinstance(event, ExecutionFact):
+            ids.add(event.execution_id)
+    return ids
+
+
+def read_open(connection: Connection, active: Table, ids: Iterable[str]) -> set[str]:
+    """Those of ``ids`` that are in ``active_executions`` (scheduled, not finished)."""
+    ordered = sorted(ids)
+    found: set[str] = set()
+    column = active.c.execution_id
+    for start in range(0, len(ordered), 500):
+        query = select(column).where(column.in_(ordered[start : start + 500]))
+        found.update(connection.execute(query).scalars())
+    return found
 
 
 def read_tasks(

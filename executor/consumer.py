@@ -10,8 +10,13 @@ read_committed, no auto-commit, no automatic offset store) and owns, on its thre
   in the tracker (a completion from an earlier assignment of the partition is ignored);
 - **back-pressure**: pauses and resumes whole lanes (:mod:`executor.backpressure`), so a
   backlog in one lane never stops the others from being fetched;
-- **commits**: every second, the lowest unfinished offset of each partition; also on
-  revoke and stop;
+- **commits**: as soon as orders finish (their records are on the broker), the lowest
+  unfinished offset of each partition that moved, in one asynchronous commit; while one
+  is in flight, completions pile up for the next, so under load it is one commit per
+  round trip, not per record. While orders run, the loop polls every
+  ``_BUSY_POLL_TIMEOUT`` so a completion waits at most that long. A failed commit is
+  retried after ``COMMIT_RETRY_INTERVAL``. Synchronous on revoke and stop. A kill -9
+  thus reruns only the orders that were running (or finished within a few ms);
 - **revoke**: waiting orders of the revoked partitions leave the lanes (the next owner runs
   them), running ones get ``TASKSTREAM_EXECUTOR_SHUTDOWN_GRACE`` to finish, then what is
   done is committed. A running order that outlives the grace is dropped: its records are
@@ -45,10 +50,11 @@ __all__ = ["QueueConsumer"]
 
 logger = logging.getLogger(__name__)
 
-COMMIT_INTERVAL = 1.0
+COMMIT_RETRY_INTERVAL = 1.0
 LAG_INTERVAL = 5.0
 _POLL_TIMEOUT = 0.1
 _PAUSED_POLL_TIMEOUT = 0.01
+_BUSY_POLL_TIMEOUT = 0.01
 
 
 class QueueConsumer:
@@ -84,6 +90,7 @@ class QueueConsumer:
                     "heartbeat.interval.ms": max(session_ms // 5, 100),
                     "fetch.wait.max.ms": 20,
                     "queued.max.messages.kbytes": 8192,
+                    "on_commit": self._on_commit,
                 },
             )
         )
@@ -97,7 +104,9 @@ class QueueConsumer:
         self._stop = threading.Event()
         self._closed_out = False
         self._thread = threading.Thread(target=self._run, name=f"consumer-{queue}", daemon=True)
-        self._next_commit = 0.0
+        self._commit_in_flight = False
+        self._uncommitted = False  # orders finished since the last commit was sent
+        self._next_commit = 0.0  # not before this (after a failed commit)
         self._next_lag = 0.0
         self.error: BaseException | None = None
         self.last_commit: datetime | None = None
@@ -145,17 +154,23 @@ class QueueConsumer:
         try:
             batch = max(1, min(100, self._limit))
             while not self._stop.is_set():
-                # while paused, poll briefly: completions must resume a lane before it runs dry
-                timeout = _PAUSED_POLL_TIMEOUT if self._paused else _POLL_TIMEOUT
+                # while paused, poll briefly: completions must resume a lane before it runs dry;
+                # while orders run, too: their completions are committed at once
+                if self._paused:
+                    timeout = _PAUSED_POLL_TIMEOUT
+                elif self._tracker.unfinished():
+                    timeout = _BUSY_POLL_TIMEOUT
+                else:
+                    timeout = _POLL_TIMEOUT
                 for message in consume_available(self._consumer, batch, timeout):
                     self._receive(message)
-                self._drain()
+                if self._drain():
+                    self._uncommitted = True
                 if self._unbalanced:  # nothing received, finished or reassigned: no change
                     self._balance()
                 now = self._clock()
-                if now >= self._next_commit:
-                    self._commit()
-                    self._next_commit = now + COMMIT_INTERVAL
+                if self._uncommitted and not self._commit_in_flight and now >= self._next_commit:
+                    self._commit_async()
                 if now >= self._next_lag:
                     self._measure_lag()
                     self._next_lag = now + LAG_INTERVAL
@@ -199,15 +214,17 @@ class QueueConsumer:
         """Called by the slot (any thread) once the order's records are on the broker."""
         self._completions.put(((item.topic, item.partition), item.offset, item.generation))
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        """Mark the reported completions in the tracker; how many were current."""
+        count = 0
         while True:
             try:
                 key, offset, generation = self._completions.get_nowait()
             except queue_module.Empty:
-                return
-            if self._generations.get(key) == generation:
-                self._tracker.finished(key, offset)
+                return count
+            if self._generations.get(key) == generation and self._tracker.finished(key, offset):
                 self._unbalanced = True
+                count += 1
 
     def _dead_letter(
         self, message: Message, key: TopicPartitionKey, offset: int, generation: int, detail: str
@@ -277,6 +294,44 @@ class QueueConsumer:
         }
 
     # -- offsets -----------------------------------------------------------------------
+
+    def _commit_async(self) -> None:
+        """Commit every offset that moved; :meth:`_on_commit` hears the outcome."""
+        self._uncommitted = False
+        pending = self._tracker.pending_commits()
+        if not pending:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            self._commit_failed(str(exc))
+            return
+        self._commit_in_flight = True
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's commit callback (served by ``consume`` on this thread)."""
+        self._commit_in_flight = False
+        if error is not None:
+            self._commit_failed(error.str())
+            return
+        done = {(tp.topic, tp.partition): tp.offset for tp in partitions if tp.error is None}
+        if done:
+            self._tracker.committed(done)
+            self.last_commit = datetime.now(UTC)
+        if len(done) < len(partitions):
+            failed = [tp.error.str() for tp in partitions if tp.error is not None]
+            self._commit_failed("; ".join(sorted(set(failed))))
+
+    def _commit_failed(self, reason: str) -> None:
+        logger.warning(
+            "commit of queue %s failed (retried in %.0fs): %s",
+            self.queue,
+            COMMIT_RETRY_INTERVAL,
+            reason,
+        )
+        self._uncommitted = True
+        self._next_commit = self._clock() + COMMIT_RETRY_INTERVAL
 
     def _commit(self, partitions: Iterable[TopicPartitionKey] | None = None) -> None:
         pending = self._tracker.pending_commits(partitions)

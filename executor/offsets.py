@@ -113,7 +113,11 @@ class OffsetTracker:
         return pending
 
     def committed(self, offsets: dict[TopicPartitionKey, int]) -> None:
-        """Record that ``offsets`` are on the broker."""
+        """Record that ``offsets`` are on the broker (never moving one back).
+
+        Commit acknowledgements may come late and out of order (an asynchronous commit's
+        after a later synchronous one's): the highest offset known committed wins.
+        """
         for key, offset in offsets.items():
             if key in self._partitions:
-                self._committed[key] = offset
+                self._committed[key] = max(offset, self._committed.get(key, offset))

@@ -33,9 +33,12 @@ from executor.publisher import Publisher
 from executor.runner import HandlerRunner
 from executor.settings import ExecutorSettings
 from handlers import HandlerEnvironment, HandlerRegistry
+from taskstream.infra.broker_health import BrokerHealth
+from taskstream.infra.health import HealthBoard, HealthSource
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
 from taskstream.infra.ops_http import OpsServer
+from taskstream.infra.thread_health import EXIT_FATAL, ThreadHealth, Watchdog
 
 __all__ = ["ExecutorService", "bootstrap", "run"]
 
@@ -98,12 +101,17 @@ class ExecutorService:
             capacity=settings.executor_concurrency,
             stall_after=settings.loop_stall_after,
         )
-        self.ops = OpsServer(settings.executor_host, settings.executor_port, self.health)
+        self.broker = BrokerHealth(settings)
+        self.board = HealthBoard("executor", self.health_sources())
+        self.ops = OpsServer(
+            settings.executor_host, settings.executor_port, self.board, self.details
+        )
         self._stopped = False
         self._captured = False
 
     def start(self) -> None:
         self.ops.start()  # first: /health answers 503 until the consumers run
+        self.broker.start()
         capture.install()
         self._captured = True
         self.logs.start()
@@ -113,15 +121,30 @@ class ExecutorService:
             consumer.start()
         self.heartbeat.start()
 
+    def health_sources(self) -> list[HealthSource]:
+        """Every component ``/health`` and ``/ready`` report, in the order they show."""
+        return [
+            self.broker,
+            self.publisher,
+            *(ThreadHealth(f"consumer:{c.queue}", c) for c in self.consumers),
+            self.cancel_listener,
+            self.heartbeat,
+            self.logs,
+        ]
+
     @property
     def alive(self) -> bool:
-        return all(c.alive for c in self.consumers) and self.cancel_listener.alive
+        return self.board.snapshot().live
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """Live or not, and the body of ``/health``."""
+        snapshot = self.board.snapshot()
+        return snapshot.live, snapshot.as_json(**self.details())
+
+    def details(self) -> dict[str, Any]:
         statuses = [c.status() for c in self.consumers]
         commits = [s["last_commit"] for s in statuses if s["last_commit"]]
-        return self.alive, {
-            "service": "executor",
+        return {
             "executor_id": self.settings.executor_id,
             "queues": self.settings.executor_queues,
             "handlers": self.runner.handler_names(),
@@ -151,6 +174,7 @@ class ExecutorService:
         self.heartbeat.stop()
         self.logs.stop()
         self.publisher.close()
+        self.broker.stop()
         self.runner.close()
         if self._captured:
             capture.uninstall()
@@ -187,8 +211,9 @@ def run(settings: ExecutorSettings) -> None:
         settings.executor_host,
         service.ops.port,
     )
+    watchdog = Watchdog(service.board, lambda _: stop.set())
     while not stop.wait(0.5):
-        if not service.alive:
-            logger.error("an executor component died; exiting")
-            break
+        watchdog.check()  # an essential component died: stop, then exit non-zero
     service.stop()
+    if watchdog.fired is not None:
+        raise SystemExit(EXIT_FATAL)

@@ -13,10 +13,12 @@ import faust
 from faust.web import Request, Response, View
 
 from monitor.lag import ConsumerLag
+from monitor.readiness import TablesReadiness
 from monitor.records import TERMINAL_STATUSES
 from monitor.settings import MonitorSettings
 from monitor.stats import COUNTED, LIVE, public_task_stats
 from monitor.tables import MonitorTables
+from taskstream.infra.health import HealthBoard, health_answer, ready_answer
 
 __all__ = ["MAX_MINUTES", "MAX_RECENT_LIMIT", "install_api"]
 
@@ -44,12 +46,34 @@ def _error(view: View, status: int, error: str, message: str) -> Response:
 
 
 def install_api(
-    app: faust.App, settings: MonitorSettings, tables: MonitorTables, lag: ConsumerLag
+    app: faust.App,
+    settings: MonitorSettings,
+    tables: MonitorTables,
+    lag: ConsumerLag,
+    board: HealthBoard,
+    readiness: TablesReadiness,
 ) -> None:
-    """Register the pages of the API and ``/health`` on ``app``."""
+    """Register the pages of the API, ``/health`` and ``/ready`` on ``app``.
+
+    While the tables are restored (see :mod:`monitor.readiness`) the data pages answer
+    503 ``recovering`` instead of the zeros the empty tables hold.
+    """
+
+    def recovering(view: View) -> Response | None:
+        if readiness.serving:
+            return None
+        status = readiness.health()
+        body = {
+            "error": status.state.value,
+            "message": f"the monitor is {status.state.value} ({status.reason}); its data is "
+            "incomplete until it is ready: retry in a few seconds (GET /ready says when)",
+        }
+        return view.json(body, status=503)
 
     @app.page("/api/monitor/tasks/{task_id}/executions")
     async def task_executions(self: View, request: Request, task_id: str) -> Response:
+        if (refusal := recovering(self)) is not None:
+            return refusal
         try:
             page = int(request.query.get("page", 0))
             size = int(request.query.get("size", 20))
@@ -67,6 +91,8 @@ def install_api(
 
     @app.page("/api/monitor/tasks/{task_id}/stats")
     async def task_stats(self: View, request: Request, task_id: str) -> Response:
+        if (refusal := recovering(self)) is not None:
+            return refusal
         stats = tables.stats.get(task_id)
         if stats is None:
             return _error(
@@ -76,6 +102,8 @@ def install_api(
 
     @app.page("/api/monitor/executions")
     async def recent_executions(self: View, request: Request) -> Response:
+        if (refusal := recovering(self)) is not None:
+            return refusal
         status = request.query.get("status") or None
         try:
             limit = _int_parameter(request, "limit", 50, 1, MAX_RECENT_LIMIT)
@@ -88,6 +116,8 @@ def install_api(
 
     @app.page("/api/monitor/metrics")
     async def metrics(self: View, request: Request) -> Response:
+        if (refusal := recovering(self)) is not None:
+            return refusal
         try:
             minutes = _int_parameter(request, "minutes", 60, 1, MAX_MINUTES)
         except _BadParameter as exc:
@@ -107,4 +137,10 @@ def install_api(
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
-        return self.json({"status": "ok", "service": "monitor", "app_id": settings.app_id})
+        status, body = health_answer(board.snapshot(), app_id=settings.app_id)
+        return self.json(body, status=status)
+
+    @app.page("/ready")
+    async def ready(self: View, request: Request) -> Response:
+        status, body = ready_answer(board.snapshot(), app_id=settings.app_id)
+        return self.json(body, status=status)

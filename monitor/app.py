@@ -12,24 +12,36 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry
 
+from monitor.agent_health import AgentHealth
 from monitor.alerts import install_alerts
 from monitor.api import install_api
 from monitor.dashboard import install_dashboard
 from monitor.lag import ConsumerLag
 from monitor.metrics import event_counters, install_metrics
 from monitor.projection import install_projection
+from monitor.readiness import TablesReadiness
+from monitor.security import auth_middleware
 from monitor.settings import MonitorSettings
 from monitor.tables import MonitorTables
 from monitor.task_faults import TaskFaults
+from taskstream.infra.broker_health import BrokerHealth
+from taskstream.infra.health import HealthBoard, HealthSource
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "health_sources"]
+
+_READINESS_REFRESH_SECONDS = 1.0
 
 
 _PRODUCER_BUFFER_MESSAGES = 50_000
 
 
-def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = None) -> faust.App:
-    """Build the faust app (nothing connects until a worker starts it)."""
+def create_app(
+    settings: MonitorSettings,
+    registry: CollectorRegistry | None = None,
+    board: HealthBoard | None = None,
+) -> faust.App:
+    """Build the faust app (nothing connects until a worker starts it); its components'
+    health goes on ``board`` (the monitor's ``/health`` and ``/ready``)."""
     metrics = registry or CollectorRegistry()
     app = faust.App(
         settings.app_id,
@@ -37,7 +49,9 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
         store=settings.monitor_store,
         datadir=str(settings.monitor_data_dir),
         web_host=settings.monitor_host,
+        web_bind=settings.monitor_host,  # faust binds web_bind (0.0.0.0 by default), not web_host
         web_port=settings.monitor_port,
+        web_application_options={"middlewares": [auth_middleware(settings)]},
         web_enabled=True,
         topic_partitions=settings.task_events_partitions,
         topic_replication_factor=settings.replication_factor,
@@ -57,10 +71,32 @@ def create_app(settings: MonitorSettings, registry: CollectorRegistry | None = N
     task_events = install_projection(
         app, settings, tables, lag, *event_counters(metrics), faults
     )  # task_events.health: the agent's HealthSource (monitor/agent_health.py)
-    install_api(app, settings, tables, lag)
+    broker = BrokerHealth(settings)
+    readiness = TablesReadiness(app, lag)
+    board = board or HealthBoard("monitor")
+    for source in health_sources(broker, readiness, task_events.health):
+        board.add(source)
+    board.register_metrics(metrics)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_broker() -> None:
+        broker.start()
+
+    async def refresh_readiness() -> None:
+        await readiness.refresh()
+
+    app.timer(_READINESS_REFRESH_SECONDS, name="tables-readiness")(refresh_readiness)
+    install_api(app, settings, tables, lag, board, readiness)
     install_metrics(app, metrics, tables, lag)
     install_alerts(
         app, settings, metrics, task_events
     )  # alerts and GET /api/workers: monitor/alerts/
     install_dashboard(app)
     return app
+
+
+def health_sources(
+    broker: BrokerHealth, readiness: TablesReadiness, agent: AgentHealth | None
+) -> list[HealthSource]:
+    """Every component ``/health`` and ``/ready`` report, in the order they show."""
+    return [broker, readiness, *([agent] if agent is not None else [])]

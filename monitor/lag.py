@@ -29,6 +29,10 @@ class ConsumerLag:
     def processed(self, partition: int, offset: int) -> None:
         self._next[partition] = offset + 1
 
+    def next_offset(self, partition: int) -> int | None:
+        """The next offset the agent will process there (None: none processed yet)."""
+        return self._next.get(partition)
+
     async def refresh(self, consumer: Any) -> None:
         """Recompute :attr:`records` from faust's consumer (``app.consumer``)."""
         try:

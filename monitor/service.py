@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 import faust
 from faust.worker import Worker
@@ -10,8 +12,12 @@ from faust.worker import Worker
 from monitor.alerts.config import AlertConfigError
 from monitor.alerts.rules import RuleError
 from monitor.app import create_app
+from monitor.security import monitor_exposure
 from monitor.settings import MonitorSettings
+from taskstream.infra.health import HealthBoard
 from taskstream.infra.kafka import TopicSpec, ensure_topics, standard_topics
+from taskstream.infra.security import check_exposure
+from taskstream.infra.thread_health import EXIT_FATAL, Watchdog
 
 __all__ = ["changelog_topics", "make_worker", "run"]
 
@@ -37,14 +43,31 @@ def changelog_topics(app: faust.App) -> list[TopicSpec]:
 
 
 def run(settings: MonitorSettings) -> None:
-    """Run the monitor until SIGINT or SIGTERM."""
+    """Run the monitor until SIGINT or SIGTERM.
+
+    Raises :class:`~taskstream.infra.security.InsecureConfigurationError` before anything
+    connects if it would listen beyond this machine without tokens.
+    """
+    check_exposure(monitor_exposure(settings))
+    board = HealthBoard("monitor")
     try:
-        app = create_app(settings)  # a bad rules file stops it before it connects
+        app = create_app(settings, board=board)  # a bad rules file stops it before it connects
     except (RuleError, AlertConfigError) as exc:
         raise SystemExit(f"taskstream monitor: {exc}") from None
+    # an essential component died: stop the worker as SIGTERM would, then exit non-zero
+    watchdog = Watchdog(board, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+
+    async def check_health() -> None:
+        watchdog.check()
+
+    app.timer(1.0, name="watchdog")(check_health)
     settings.monitor_data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, [*standard_topics(settings, []), *changelog_topics(app)])
-    make_worker(app, settings).execute_from_commandline()
+    try:
+        make_worker(app, settings).execute_from_commandline()
+    finally:
+        if watchdog.fired is not None:
+            raise SystemExit(EXIT_FATAL)
 
 
 def make_worker(app: faust.App, settings: MonitorSettings) -> Worker:

@@ -8,16 +8,26 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 
 from schemas import Duration
-from taskstream.infra.settings import CommonSettings
+from taskstream.infra.settings import CommonSettings, TokenList
 
 __all__ = ["MonitorSettings"]
 
 
 class MonitorSettings(CommonSettings):
     monitor_host: str = Field(
-        default="127.0.0.1", description="address of the monitor's web server"
+        default="127.0.0.1", description="address the monitor's web server binds"
     )
     monitor_port: int = Field(default=6066, ge=1, le=65535, description="port of the monitor")
+    monitor_tokens: TokenList = Field(
+        default_factory=list,
+        description=("bearer tokens the monitor's /api/ accepts (comma-separated); empty: no auth"),
+    )
+    monitor_tokens_file: Path | None = Field(
+        default=None, description="a file of bearer tokens, one per line (# comments)"
+    )
+    monitor_insecure: bool = Field(
+        default=False, description="allow a monitor on a non-loopback address without tokens"
+    )
     monitor_history_size: int = Field(
         default=100,
         ge=1,

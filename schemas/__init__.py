@@ -13,7 +13,14 @@ from schemas.codec import (
     work_order_headers,
 )
 from schemas.durations import Duration, format_duration, parse_duration
-from schemas.errors import DurationError, EventDecodeError, SchemaError, UnknownEventTypeError
+from schemas.errors import (
+    CronError,
+    DurationError,
+    EventDecodeError,
+    ScheduleError,
+    SchemaError,
+    UnknownEventTypeError,
+)
 from schemas.events import (
     EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
@@ -41,6 +48,7 @@ from schemas.events import (
 )
 from schemas.execution_log import ExecutionLogChunk, LogLine, LogStream
 from schemas.ids import execution_id, quarantine_event_id
+from schemas.recorded import recorded
 from schemas.task import (
     DEFAULT_QUEUE,
     MisfirePolicy,
@@ -63,6 +71,7 @@ __all__ = [
     "AlertStatus",
     "AlertSubject",
     "CancelRequested",
+    "CronError",
     "Duration",
     "DurationError",
     "Event",
@@ -86,6 +95,7 @@ __all__ = [
     "RetryScheduled",
     "RunRequested",
     "Schedule",
+    "ScheduleError",
     "ScheduleKind",
     "SchemaError",
     "SkipReason",
@@ -109,5 +119,6 @@ __all__ = [
     "format_duration",
     "parse_duration",
     "quarantine_event_id",
+    "recorded",
     "work_order_headers",
 ]

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from schemas.errors import EventDecodeError, UnknownEventTypeError
 from schemas.events import EVENT_TYPES, Event
+from schemas.recorded import recorded
 from schemas.work_order import WorkOrder
 
 __all__ = [
@@ -91,8 +92,9 @@ def event_from_document(document: object, raw: bytes) -> Event:
             raw,
         )
     try:
-        data = data_type.model_validate(document.get("data"))
-        return Event.model_validate({**document, "data": data})
+        with recorded():
+            data = data_type.model_validate(document.get("data"))
+            return Event.model_validate({**document, "data": data})
     except ValidationError as exc:
         raise EventDecodeError(f"invalid {key[0]} v{key[1]} event: {exc}", raw) from exc
 
@@ -114,6 +116,7 @@ def decode_work_order(raw: bytes | None) -> WorkOrder:
     if raw is None:
         raise EventDecodeError("empty record where a work order was expected", b"")
     try:
-        return WorkOrder.model_validate_json(raw)
+        with recorded():
+            return WorkOrder.model_validate_json(raw)
     except ValidationError as exc:
         raise EventDecodeError(f"invalid work order: {exc}", raw) from exc

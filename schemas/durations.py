@@ -4,6 +4,10 @@ A duration is written as one or more ``<number><unit>`` parts with units ``ms``,
 ``m``, ``h`` and ``d``; a bare number means seconds. :func:`format_duration` writes the
 shortest canonical form back, so a value survives a round trip through JSON unchanged.
 
+Every duration is bounded: at least 0 and at most :data:`MAX_DURATION` (100 years), so
+adding one to any date taskstream accepts (:data:`schemas.task.LATEST`) cannot overflow.
+A negative, non-finite or longer value is a :class:`DurationError` that says so.
+
 Both are memoised: every event and work order carries a few durations, nearly always the
 same handful of values, and each service decodes and encodes them for every record.
 """
@@ -11,6 +15,7 @@ same handful of values, and each service decodes and encodes them for every reco
 from __future__ import annotations
 
 import functools
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -18,8 +23,13 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from schemas.errors import DurationError
+from schemas.recorded import reading_recorded
 
-__all__ = ["Duration", "format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION", "Duration", "format_duration", "parse_duration"]
+
+MAX_DURATION = timedelta(days=36_525)
+"""The longest duration taskstream accepts: 100 years."""
+_MAX_SECONDS = MAX_DURATION.total_seconds()
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -28,18 +38,21 @@ _PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^\d+(\.\d+)?$"
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``"1h30m"`` into a :class:`~datetime.timedelta`; raise :class:`DurationError`."""
-    return _parse(text)
+    return _bounded(_parse(text), text)
 
 
 @functools.lru_cache(maxsize=4096)  # an error is raised again each time, never cached
-def _parse(text: str) -> timedelta:
+def _parse(text: str) -> float:
+    """The seconds ``text`` says, unbounded (the bound depends on who reads it)."""
     cleaned = text.strip().lower().replace(" ", "")
     if not cleaned:
         raise DurationError("empty duration: write it like '30s', '15m', '1h' or '250ms'")
     try:
-        return timedelta(seconds=float(cleaned))
+        bare = float(cleaned)
     except ValueError:
         pass
+    else:
+        return bare
     position, seconds = 0, 0.0
     for match in _PART.finditer(cleaned):
         if match.start() != position:
@@ -50,6 +63,25 @@ def _parse(text: str) -> timedelta:
         raise DurationError(
             f"invalid duration {text!r}: write it like '30s', '15m', '1h30m' or '250ms' "
             "(units ms, s, m, h, d)"
+        )
+    return seconds
+
+
+def _bounded(seconds: float, given: object) -> timedelta:
+    """``seconds`` as a timedelta; :class:`DurationError` if negative, not finite or too long.
+
+    Reading what is recorded (:func:`schemas.recorded.recorded`), a duration longer than
+    :data:`MAX_DURATION` that is still a time span is kept: it was accepted when written.
+    """
+    if reading_recorded() and math.isfinite(seconds) and seconds > _MAX_SECONDS:
+        try:
+            return timedelta(seconds=seconds)
+        except OverflowError:
+            pass  # not a time span at all: refused below
+    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_SECONDS:
+        raise DurationError(
+            f"duration {given!r} is out of range: a duration is at least 0 and at most "
+            "100 years ('36525d')"
         )
     return timedelta(seconds=seconds)
 
@@ -72,11 +104,14 @@ def format_duration(value: timedelta) -> str:
 
 def _coerce(value: Any) -> timedelta:
     if isinstance(value, timedelta):
-        return value
+        return _bounded(value.total_seconds(), str(value))
     if isinstance(value, bool):
         raise DurationError("a duration is a string such as '30s' or a number of seconds")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
+        try:
+            return _bounded(float(value), value)
+        except OverflowError:  # an int too large for a float
+            return _bounded(math.inf, value)
     if isinstance(value, str):
         return parse_duration(value)
     raise DurationError(f"a duration is a string such as '30s', not {type(value).__name__}")

@@ -2,13 +2,22 @@
 
 SchemaError
  ├── DurationError          a duration string such as "30s" could not be parsed
+ ├── CronError              a cron expression the scheduler's evaluator cannot read
+ ├── ScheduleError          a schedule that never fires, or fires too often, from now
  ├── UnknownEventTypeError  an event's type is not in the registry
  └── EventDecodeError       bytes on the wire are not a valid event (keeps the bytes)
 """
 
 from __future__ import annotations
 
-__all__ = ["DurationError", "EventDecodeError", "SchemaError", "UnknownEventTypeError"]
+__all__ = [
+    "CronError",
+    "DurationError",
+    "EventDecodeError",
+    "ScheduleError",
+    "SchemaError",
+    "UnknownEventTypeError",
+]
 
 
 class SchemaError(ValueError):
@@ -17,6 +26,19 @@ class SchemaError(ValueError):
 
 class DurationError(SchemaError):
     """A duration string could not be parsed."""
+
+
+class CronError(SchemaError):
+    """A cron expression that cronsim, the scheduler's evaluator, cannot read."""
+
+
+class ScheduleError(SchemaError):
+    """A schedule that is well formed but cannot be admitted now (see
+    :func:`schemas.schedules.check_schedule`); ``field`` names the part at fault."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownEventTypeError(SchemaError):

@@ -23,20 +23,30 @@ each matching minute, and minutes never straddle a DST transition.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from cronsim import CronSim
 
+from schemas.cron import CronExpression, parse_cron
+from schemas.durations import format_duration
+from schemas.errors import ScheduleError
 from schemas.task import Schedule, ScheduleKind
 
-__all__ = ["Slot", "SlotKind", "iter_slots", "jitter_offset", "latest_fire_slot", "next_slot"]
+__all__ = [
+    "Slot",
+    "SlotKind",
+    "check_schedule",
+    "iter_slots",
+    "jitter_offset",
+    "latest_fire_slot",
+    "next_slot",
+]
 
 _TICK = timedelta(microseconds=1)
 
@@ -52,53 +62,41 @@ class Slot:
     kind: SlotKind = SlotKind.FIRE
 
 
-@dataclass(frozen=True, slots=True)
-class _Cron:
-    minutes: str
-    """The five minute-level fields, for cronsim."""
-    seconds: tuple[int, ...]
-    fixed_time: bool
-    """Minute and hour fields without ``*``: runs once in a repeated hour."""
-
-
-@lru_cache(maxsize=4096)
-def _parse(expression: str) -> _Cron:
-    fields = expression.split()
-    if len(fields) == 6:
-        expanded = croniter.expand(expression, second_at_beginning=True)[0][-1]
-        seconds = tuple(range(60)) if expanded == ["*"] else tuple(sorted(int(s) for s in expanded))
-        fields = fields[1:]
-    else:
-        seconds = (0,)
-    fixed = not (fields[0].startswith("*") or fields[1].startswith("*"))
-    return _Cron(" ".join(fields), seconds, fixed)
-
-
-def _minute_iter(cron: _Cron, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
+def _minute_iter(cron: CronExpression, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
     """Matching minutes (aware, local) strictly after ``after``."""
     return CronSim(cron.minutes, after.astimezone(zone))
 
 
+def _first(minutes: Iterator[datetime], expression: str) -> datetime:
+    """The next matching minute; :class:`ScheduleError` if there is none for 50 years."""
+    for minute in minutes:
+        return minute
+    raise ScheduleError(
+        f"cron expression {expression!r} never fires: no matching time within 50 years",
+        "schedule.cron",
+    )
+
+
 def _cron_next(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
-    cron = _parse(expression)
+    cron = parse_cron(expression)
     local = after.astimezone(zone)
     if len(cron.seconds) > 1 or cron.seconds[0] != 0:
         minute = local.replace(second=0, microsecond=0)
-        matches_now = next(_minute_iter(cron, zone, minute - _TICK)) == minute
+        matches_now = _first(_minute_iter(cron, zone, minute - _TICK), expression) == minute
         if matches_now:
             base = minute.astimezone(UTC)
             for second in cron.seconds:
                 candidate = base + timedelta(seconds=second)
                 if candidate > after:
                     return candidate
-        following = next(_minute_iter(cron, zone, minute))
+        following = _first(_minute_iter(cron, zone, minute), expression)
         return following.astimezone(UTC) + timedelta(seconds=cron.seconds[0])
-    return next(_minute_iter(cron, zone, local)).astimezone(UTC)
+    return _first(_minute_iter(cron, zone, local), expression).astimezone(UTC)
 
 
 def _dst_twin(expression: str, zone: ZoneInfo, slot: datetime) -> datetime | None:
     """The second occurrence of a fixed-time slot that fell in a repeated hour."""
-    if not _parse(expression).fixed_time:
+    if not parse_cron(expression).fixed_time:
         return None
     local = slot.astimezone(zone)
     if local.fold != 0:
@@ -180,7 +178,7 @@ def latest_fire_slot(
         return max(base + periods * schedule.every, first.at)
     if schedule.kind is ScheduleKind.CRON:
         assert schedule.cron is not None
-        cron = _parse(schedule.cron)
+        cron = parse_cron(schedule.cron)
         reverse = CronSim(
             cron.minutes, (until + timedelta(minutes=1)).astimezone(schedule.zone), reverse=True
         )
@@ -195,6 +193,69 @@ def latest_fire_slot(
                 if next_slot(schedule, anchor=anchor, after=candidate - _TICK) == Slot(candidate):
                     return candidate
     return first.at
+
+
+def check_schedule(
+    schedule: Schedule, *, now: datetime, min_interval: timedelta, count: int = 5
+) -> list[datetime]:
+    """The next ``count`` firing slots of a schedule taking effect at ``now``.
+
+    They are computed by :func:`next_slot`, the function the scheduler fires with, so a
+    schedule that passes is one the scheduler can evaluate. Raise :class:`ScheduleError`
+    naming the field at fault if it never fires after ``now`` (a past ``at`` or ``end``, a
+    cron that never matches before ``end``), if a slot cannot be computed, or if two
+    slots fall closer than ``min_interval`` (an ``every`` below it, or a cron whose next
+    ``count`` slots do).
+    """
+    field = f"schedule.{schedule.kind.value}"
+    if schedule.every is not None and schedule.every < min_interval:
+        raise ScheduleError(
+            f"every {format_duration(schedule.every)} is below the minimum interval of "
+            f"{format_duration(min_interval)} (TASKSTREAM_MIN_INTERVAL): fire less often",
+            field,
+        )
+    slots: list[datetime] = []
+    after = now
+    try:
+        while len(slots) < count:
+            slot = next_slot(schedule, anchor=now, after=after)
+            if slot is None:
+                break
+            if slot.kind is SlotKind.FIRE:
+                slots.append(slot.at)
+            after = slot.at
+    except ScheduleError:
+        raise
+    except (OverflowError, ValueError) as exc:  # a date past datetime's range
+        raise ScheduleError(
+            f"the schedule's slots after {after.isoformat()} cannot be computed ({exc}): "
+            "choose earlier dates",
+            field,
+        ) from None
+    if not slots:
+        raise ScheduleError(_never(schedule, now), field)
+    for earlier, later in itertools.pairwise(slots):
+        if later - earlier < min_interval:
+            raise ScheduleError(
+                f"cron expression {schedule.cron!r} fires {format_duration(later - earlier)} "
+                f"apart (at {earlier.isoformat()} and {later.isoformat()}), below the minimum "
+                f"interval of {format_duration(min_interval)} (TASKSTREAM_MIN_INTERVAL)",
+                field,
+            )
+    return slots
+
+
+def _never(schedule: Schedule, now: datetime) -> str:
+    if schedule.at is not None and schedule.at <= now:
+        return (
+            f"the schedule never fires: at {schedule.at.isoformat()} is in the past; give a "
+            "later time, or run the task now with POST /api/tasks/{id}/run"
+        )
+    if schedule.end is not None and schedule.end <= now:
+        return f"the schedule never fires: end {schedule.end.isoformat()} is in the past"
+    if schedule.start is not None and schedule.at is not None and schedule.at < schedule.start:
+        return "the schedule never fires: at is before start"
+    return "the schedule never fires: it has no slot before its end"
 
 
 def jitter_offset(task_id: str, slot: datetime, jitter: timedelta | None) -> timedelta:

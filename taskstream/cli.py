@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from taskstream.dlq_cli import add_dlq_command
+from taskstream.infra.security import InsecureConfigurationError
 from taskstream.rebuild_cli import add_rebuild_command
 from taskstream.tasks_cli import add_tasks_command
 
@@ -48,7 +49,6 @@ class _UsageError(Exception):
 
 
 def _core(_: argparse.Namespace) -> int:
-    from core.security import InsecureConfigurationError
     from core.service import run
     from core.settings import CoreSettings
 
@@ -71,7 +71,10 @@ def _monitor(_: argparse.Namespace) -> int:
     from monitor.service import run
     from monitor.settings import MonitorSettings
 
-    run(MonitorSettings())
+    try:
+        run(MonitorSettings())
+    except InsecureConfigurationError as exc:
+        raise _UsageError(f"refusing to start: {exc}") from None
     return 0
 
 

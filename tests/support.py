@@ -1,10 +1,12 @@
-"""Helpers for tests: polling with a deadline (never a bare sleep)."""
+"""Helpers for tests: polling with a deadline (never a bare sleep), recorded poison input."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from schemas import Schedule, recorded
 
 T = TypeVar("T")
 
@@ -32,3 +34,13 @@ def eventually(
                 + (f": {last_error}" if last_error else "")
             )
         time.sleep(interval)  # poll interval of a deadline-bounded wait
+
+
+def recorded_schedule(**fields: object) -> Schedule:
+    """A schedule as an earlier version accepted it, which today's API refuses.
+
+    Poison records of the fault-isolation tests: put on the log directly, read back as
+    recorded (:mod:`schemas.recorded`), evaluated (and quarantined) where they fire.
+    """
+    with recorded():
+        return Schedule.model_validate(fields)

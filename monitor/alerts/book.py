@@ -40,7 +40,7 @@ from monitor.alerts.rules import (
 )
 from monitor.task_faults import TaskFaults
 from monitor.workers import WorkerBook
-from schemas import AlertNotification, AlertStatus, AlertSubject, Event
+from schemas import AlertNotification, AlertStatus, AlertSubject, Event, recorded
 
 __all__ = ["AlertBook", "ReadOnlyRuleError"]
 
@@ -260,7 +260,8 @@ class AlertBook:
         cached = self._facts_parsed.get(task_id)
         if cached is not None and cached[0] is raw:  # the cache holds raw: its id is not reused
             return cached[1]
-        facts = TaskFacts.model_validate(raw)
+        with recorded():
+            facts = TaskFacts.model_validate(raw)
         self._facts_parsed[task_id] = (raw, facts)
         return facts
 

@@ -2,6 +2,9 @@
 // Every text from the API goes through textContent or an attribute: nothing is parsed as HTML.
 // An endpoint that answers 404 or fails puts its panels in the "unavailable" state
 // (data-state="unavailable" on the <section>) without stopping the others.
+// A monitor with TASKSTREAM_MONITOR_TOKENS answers 401: the page then asks for a token,
+// keeps it in sessionStorage (this tab only, gone when it closes) and sends it as
+// "Authorization: Bearer ..." with every API call. The token never goes in the URL.
 
 import { lineChart, stackedBarChart } from "/dashboard/charts.js";
 
@@ -14,6 +17,16 @@ const FAILURES = ["failed", "timed_out", "cancelled", "dead_lettered"];
 
 const state = { task: new URLSearchParams(window.location.search).get("task") || "" };
 const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "taskstream.monitor.token";
+
+function authorization() {
+  const token = window.sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken() {
+  $("token-form").hidden = false;
+}
 
 // ---- formatting -------------------------------------------------------------------
 
@@ -101,9 +114,17 @@ function setPanel(id, panelState, reason = "") {
 async function fetchJson(url) {
   let response;
   try {
-    response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+    response = await fetch(url, {
+      cache: "no-store",
+      credentials: "omit",
+      headers: { Accept: "application/json", ...authorization() },
+    });
   } catch {
     return { ok: false, reason: "the monitor did not answer" };
+  }
+  if (response.status === 401) {
+    askForToken();
+    return { ok: false, reason: "a valid bearer token is needed (401): enter it above" };
   }
   if (response.status === 404) return { ok: false, reason: "this monitor does not serve it (404)" };
   if (!response.ok) return { ok: false, reason: `HTTP ${response.status}` };
@@ -336,5 +357,14 @@ $("task-input").value = state.task;
 $("task-form").addEventListener("submit", (event) => {
   event.preventDefault();
   selectTask($("task-input").value);
+});
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  $("token-input").value = "";
+  if (token) window.sessionStorage.setItem(TOKEN_KEY, token);
+  else window.sessionStorage.removeItem(TOKEN_KEY);
+  $("token-form").hidden = true;
+  refresh();
 });
 loop();

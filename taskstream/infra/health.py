@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-__all__ = ["ComponentStatus", "HealthBoard", "HealthSnapshot", "HealthSource", "State"]
+__all__ = [
+    "ComponentStatus",
+    "HealthBoard",
+    "HealthSnapshot",
+    "HealthSource",
+    "State",
+    "health_answer",
+    "ready_answer",
+]
 
 
 class State(StrEnum):
@@ -105,6 +113,35 @@ class HealthSnapshot:
             **extra,
             "components": {name: s.as_json() for name, s in self.components.items()},
         }
+
+
+def _problems(snapshot: HealthSnapshot, states: frozenset[State]) -> str:
+    return "; ".join(
+        f"{name}: {status.reason or status.state.value}"
+        for name, status in snapshot.components.items()
+        if status.state in states
+    )
+
+
+def health_answer(snapshot: HealthSnapshot, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """What ``/health`` answers: 200 while live, else 503 ``unhealthy`` naming each
+    failed or unavailable component with its reason (the one error shape)."""
+    body = snapshot.as_json(**extra)
+    if snapshot.live:
+        return 200, body
+    message = _problems(snapshot, frozenset({State.FAILED, State.UNAVAILABLE}))
+    return 503, {"error": "unhealthy", "message": f"{snapshot.service}: {message}", **body}
+
+
+def ready_answer(snapshot: HealthSnapshot, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """What ``/ready`` answers: 200 when every component is ok, else 503 whose ``error``
+    is the worst state (``starting``/``recovering``: wait; ``unavailable``/``failed``:
+    broken) and whose ``message`` names the components that are not ok."""
+    body = snapshot.as_json(**extra)
+    if snapshot.ready:
+        return 200, body
+    message = _problems(snapshot, frozenset(State) - {State.OK})
+    return 503, {"error": snapshot.state.value, "message": f"{snapshot.service}: {message}", **body}
 
 
 class HealthBoard:

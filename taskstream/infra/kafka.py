@@ -10,7 +10,11 @@ import logging
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, no __all__
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -24,6 +28,7 @@ __all__ = [
     "ensure_topics",
     "producer_config",
     "standard_topics",
+    "topic_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,6 +103,18 @@ def admin_client(settings: CommonSettings) -> AdminClient:
         "logger": _client_logger,
     }
     return AdminClient(config)
+
+
+def topic_config(
+    settings: CommonSettings, topic: str, name: str, timeout: float = 30.0
+) -> str | None:
+    """The broker's value of topic config ``name`` (e.g. ``max.message.bytes``), or None."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    admin = admin_client(settings)  # kept referenced until the answer: it is the handle
+    futures = admin.describe_configs([resource], request_timeout=timeout)
+    entries = futures[resource].result(timeout)
+    entry = entries.get(name)
+    return None if entry is None else str(entry.value)
 
 
 class TopicSpec:

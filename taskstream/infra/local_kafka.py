@@ -235,6 +235,9 @@ class LocalKafkaBroker:
         self._owns_data_dir = False
         self._log_file: Path | None = None
         self._cluster_id: str | None = None
+        self._launched_ports: tuple[int, int] | None = None
+        """The ports of the last JVM that served clients: a restart after a crash reuses
+        them (clients reconnect to the address they know); :meth:`stop` forgets them."""
 
     # -- properties -------------------------------------------------------- #
 
@@ -356,6 +359,16 @@ class LocalKafkaBroker:
         """
         with self._lock:
             self._stop_locked(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the JVM (a crash, for fault tests); :meth:`start` brings it back on the
+        same ports with the same data."""
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            self._cleanup_after_exit()
 
     def __enter__(self) -> LocalKafkaBroker:
         self.start()
@@ -494,11 +507,12 @@ class LocalKafkaBroker:
 
     def _launch(self, java: str, libs: Path, deadline: float) -> None:
         assert self._data_dir is not None and self._log_file is not None
-        port = self._requested_port or _free_port()
-        controller_port = self._requested_controller_port or _free_port(exclude=port)
+        launched = self._launched_ports or (0, 0)
+        port = self._requested_port or launched[0] or _free_port()
+        controller_port = self._requested_controller_port or launched[1] or _free_port(exclude=port)
         for what, value, requested in (
-            ("port", port, self._requested_port),
-            ("controller_port", controller_port, self._requested_controller_port),
+            ("port", port, self._requested_port or launched[0]),
+            ("controller_port", controller_port, self._requested_controller_port or launched[1]),
         ):
             if requested and not _port_is_free(value):
                 raise KafkaStartError(
@@ -526,6 +540,7 @@ class LocalKafkaBroker:
         with _LIVE_LOCK:
             _LIVE_BROKERS.add(self)
         self._wait_ready(proc, port, deadline)
+        self._launched_ports = (port, controller_port)
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, deadline: float) -> None:
         """Poll until a Kafka client gets metadata listing this broker."""
@@ -615,6 +630,7 @@ class LocalKafkaBroker:
 
     def _stop_locked(self, timeout: float) -> None:
         self._kill(timeout)
+        self._launched_ports = None
         if self._owns_data_dir and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None

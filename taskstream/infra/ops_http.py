@@ -1,4 +1,5 @@
-"""A small HTTP server for ``/health`` and ``/metrics`` of services without a web app."""
+"""A small HTTP server for ``/health``, ``/ready`` and ``/metrics`` of services without a
+web app; the health answers come from the service's :class:`HealthBoard`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import orjson
 from prometheus_client import make_wsgi_app
 
+from taskstream.infra.health import HealthBoard, health_answer, ready_answer
+
 __all__ = ["OpsServer"]
 
-HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
+Details = Callable[[], dict[str, Any]]
+"""What the service adds to its health answers (its id, queues, in-flight work)."""
+
+_REASONS = {200: "200 OK", 503: "503 Service Unavailable"}
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -21,10 +27,11 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class OpsServer:
-    """Serves ``GET /health`` (JSON, 200 or 503) and ``GET /metrics`` (Prometheus)."""
+    """Serves ``GET /health`` and ``/ready`` (JSON, 200 or 503) and ``GET /metrics``."""
 
-    def __init__(self, host: str, port: int, health: HealthCheck) -> None:
-        self._health = health
+    def __init__(self, host: str, port: int, board: HealthBoard, details: Details) -> None:
+        self._board = board
+        self._details = details
         self._metrics = make_wsgi_app()
         self._server: WSGIServer = make_server(host, port, self._app, handler_class=_QuietHandler)
         self._thread = threading.Thread(
@@ -46,17 +53,17 @@ class OpsServer:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return self._metrics(environ, start_response)  # type: ignore[no-any-return]
-        if path == "/health":
-            healthy, details = self._health()
-            body = orjson.dumps({"status": "ok" if healthy else "failing", **details})
-            start_response(
-                "200 OK" if healthy else "503 Service Unavailable",
-                [("Content-Type", "application/json")],
-            )
-            return [body]
+        if path in ("/health", "/ready"):
+            answer = health_answer if path == "/health" else ready_answer
+            status, body = answer(self._board.snapshot(), **self._details())
+            start_response(_REASONS[status], [("Content-Type", "application/json")])
+            return [orjson.dumps(body)]
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [
             orjson.dumps(
-                {"error": "not_found", "message": f"no route {path}; try /health or /metrics"}
+                {
+                    "error": "not_found",
+                    "message": f"no route {path}; try /health, /ready or /metrics",
+                }
             )
         ]

@@ -12,16 +12,33 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas import Duration
 
-__all__ = ["ENV_PREFIX", "EXTRA_VARIABLES", "CommonSettings", "Topics", "unknown_variables"]
+__all__ = [
+    "ENV_PREFIX",
+    "EXTRA_VARIABLES",
+    "CommonSettings",
+    "TokenList",
+    "Topics",
+    "unknown_variables",
+]
 
 ENV_PREFIX = "TASKSTREAM_"
+
+
+def _split_tokens(value: object) -> object:
+    if isinstance(value, str):
+        return [token.strip() for token in value.split(",") if token.strip()]
+    return value
+
+
+TokenList = Annotated[list[str], NoDecode, BeforeValidator(_split_tokens)]
+"""Bearer tokens of a listener: a comma-separated variable (``a,b``), or a list."""
 
 
 EXTRA_VARIABLES = frozenset(
@@ -123,6 +140,20 @@ class CommonSettings(BaseSettings):
             "call into its component may take) before its health says unavailable"
         ),
     )
+    kafka_write_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "the longest an API write (a task change, an alert rule) waits for the broker "
+            "before it answers 503 kafka_unavailable (librdkafka's message.timeout.ms)"
+        ),
+    )
+    kafka_unreachable_after: Duration = Field(
+        default=timedelta(seconds=6),
+        description=(
+            "a broker that answered no metadata request for this long (or that every "
+            "connection lost) is unreachable: /health answers 503 and writes are refused"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="'json' lines for machines, 'text' for people"
@@ -133,6 +164,13 @@ class CommonSettings(BaseSettings):
     def _positive_retention(cls, value: timedelta) -> timedelta:
         if value.total_seconds() < 60:
             raise ValueError(f"must be at least a minute, got {value}")
+        return value
+
+    @field_validator("kafka_write_timeout", "kafka_unreachable_after")
+    @classmethod
+    def _kafka_timeouts(cls, value: timedelta) -> timedelta:
+        if not 1 <= value.total_seconds() <= 300:
+            raise ValueError(f"must be between 1s and 5m, got {value}")
         return value
 
     @property

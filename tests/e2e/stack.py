@@ -63,7 +63,7 @@ def running_stack(
         for name in names:  # core first: it creates the topics
             service = start_service(name, env, f"{urls[name]}/health", workdir / f"{name}.log")
             stack.services[name] = service
-            wait_healthy(service)
+            wait_healthy(service, ready=True)
         yield stack
     finally:
         for service in reversed(list(stack.services.values())):

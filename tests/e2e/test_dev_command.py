@@ -1,4 +1,5 @@
-"""``taskstream dev`` (the README's run command) brings everything up and down cleanly."""
+"""``taskstream dev`` (the README's run command) brings everything up, keeps it up (a killed
+service is restarted) and brings it down cleanly."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def _pids_mentioning(text: str) -> list[int]:
         if text in command:
             found.append(int(entry.name))
     return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _children(pid: int) -> list[int]:
@@ -90,7 +98,11 @@ def test_dev_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         task_id = created.json()["id"]
 
         def succeeded() -> bool:
-            items = httpx.get(f"{monitor}/api/monitor/tasks/{task_id}/executions").json()["items"]
+            items = (
+                httpx.get(f"{monitor}/api/monitor/tasks/{task_id}/executions")
+                .json()
+                .get("items", [])
+            )  # 503 while recovering
             return any(item["status"] == "succeeded" for item in items)
 
         eventually(succeeded, timeout=60, what="an execution in the monitor")
@@ -98,6 +110,44 @@ def test_dev_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert _pids_mentioning(str(state / "kafka")), "the broker keeps its data in the state dir"
         children = _children(dev.pid)
         assert len(children) >= 4, "broker, core, executor and monitor run as child processes"
+
+        # kill -9 of the executor: dev says so and restarts it; the others keep running
+        [executor] = [pid for pid in children if "taskstream executor" in _cmdline(pid)]
+        others = [pid for pid in children if pid != executor]
+        os.kill(executor, signal.SIGKILL)
+        eventually(
+            lambda: "executor exited with -9; restarting in 1s (restart 1)" in output.read_text(),
+            timeout=30,
+            what=f"dev to report the restart:\n{output.read_text()}",
+        )
+
+        def restarted() -> bool:
+            now = _children(dev.pid)
+            if not any("taskstream executor" in _cmdline(pid) for pid in now):
+                return False
+            try:
+                health = httpx.get(f"http://127.0.0.1:{ports['executor']}/health", timeout=5)
+            except httpx.HTTPError:
+                return False  # not listening yet
+            return health.status_code == 200
+
+        eventually(restarted, timeout=90, what=f"the executor back:\n{output.read_text()}")
+        assert dev.poll() is None, output.read_text()
+        assert all(Path(f"/proc/{pid}").exists() for pid in others), "nothing else stopped"
+        run = httpx.post(f"{api}/api/tasks/{task_id}/run", timeout=30)
+        assert run.status_code == 202, run.text
+        execution = run.json()["execution_id"]
+
+        def ran_again() -> bool:
+            items = (
+                httpx.get(f"{monitor}/api/monitor/tasks/{task_id}/executions")
+                .json()
+                .get("items", [])
+            )  # 503 while recovering
+            return any(i["execution_id"] == execution and i["status"] == "succeeded" for i in items)
+
+        eventually(ran_again, timeout=60, what="the restarted executor to run work")
+        children = _children(dev.pid)
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(90)

@@ -30,7 +30,7 @@ from schemas import (
     event_headers,
 )
 from tests.e2e.stack import Stack, running_stack
-from tests.support import eventually
+from tests.support import eventually, recorded_schedule
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -118,7 +118,9 @@ def test_the_monitor_keeps_folding_history_beside_a_task_it_cannot_evaluate(
     log.put(
         poison,
         TaskCreated(
-            task=TaskSpec(name="poison", handler="noop", schedule=Schedule(cron="0 0 30 2 *"))
+            task=TaskSpec(
+                name="poison", handler="noop", schedule=recorded_schedule(cron="0 0 30 2 *")
+            )
         ),
     )
     later = [log.run(good) for _ in range(3)]

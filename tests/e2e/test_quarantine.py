@@ -19,13 +19,13 @@ from schemas import Event, Schedule, TaskCreated, TaskSpec, encode_event, event_
 from taskstream.dev import start_service, wait_healthy
 from tests.e2e.stack import Stack, running_stack
 from tests.kafka_read import RawRecord, read_topic
-from tests.support import eventually
+from tests.support import eventually, recorded_schedule
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 POISONS = {
-    "CronSimError": Schedule(cron="0 0 30 2 *"),  # there is no 30 February
-    "OverflowError": Schedule.model_validate({"every": "100000000d"}),
+    "CronError": recorded_schedule(cron="0 0 30 2 *"),  # there is no 30 February
+    "OverflowError": recorded_schedule(every="100000000d"),
 }
 
 
@@ -140,7 +140,7 @@ def test_a_poison_task_on_the_log_is_quarantined_and_the_other_tasks_keep_firing
 def test_a_valid_change_lifts_the_quarantine(kafka_bootstrap: str, tmp_path: Path) -> None:
     prefix = f"lift-{uuid.uuid4().hex[:8]}."
     with running_stack(kafka_bootstrap, prefix, tmp_path, names=("core",)) as stack:
-        poison = _put_on_the_log(stack, POISONS["CronSimError"])
+        poison = _put_on_the_log(stack, POISONS["CronError"])
         task = eventually(
             lambda: (t := _task(stack, poison.task_id))["status"] == "quarantined" and t,
             timeout=60,

@@ -159,11 +159,12 @@ class EventLog:
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         self.events: list[Event] = []
 
-    def poll(self) -> list[Event]:
-        """Read what arrived since the last poll (for at most a second while it keeps coming)."""
-        deadline = time.monotonic() + 1.0
+    def poll(self, most: float = 1.0, wait: float = 0.1) -> list[Event]:
+        """Read what arrived since the last poll (for at most ``most`` seconds while it keeps
+        coming, waiting ``wait`` for more each time)."""
+        deadline = time.monotonic() + most
         while time.monotonic() < deadline:
-            messages = self._consumer.consume(num_messages=2000, timeout=0.1)
+            messages = self._consumer.consume(num_messages=2000, timeout=wait)
             if not messages:
                 break
             for message in messages:

@@ -292,4 +292,4 @@ def _check_listing(api: httpx.Client) -> None:
     assert by_id["gone-quiet"]["last_seen_seconds"] >= 300
     only_live = api.get("/api/workers", params={"live": "true"}).json()["items"]
     assert [item["executor_id"] for item in only_live] == ["echo-executor"]
-    assert api.get("/health").json()["components"]["workers"] == "ok"
+    assert api.get("/health").json()["components"]["workers"]["state"] == "ok"

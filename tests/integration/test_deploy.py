@@ -13,16 +13,19 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from core.security import check_exposure, load_tokens
+from core.security import core_exposure
 from core.settings import CoreSettings
 from executor.settings import ExecutorSettings
+from monitor.security import monitor_exposure
 from monitor.settings import MonitorSettings
+from taskstream.infra.security import InsecureConfigurationError, check_exposure
 from taskstream.infra.settings import unknown_variables
 from tests.metrics_docs import ROOT, documented_metrics, metric_of_series
 
@@ -79,7 +82,7 @@ def test_promtool_accepts_the_prometheus_config() -> None:
 
 
 def test_the_compose_services_start_with_their_settings_and_are_scraped(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     services = compose["services"]
     assert {"kafka", "postgres", *SERVICES, "prometheus", "grafana"} <= services.keys()
@@ -103,10 +106,38 @@ def test_the_compose_services_start_with_their_settings_and_are_scraped(
         }[name]
         assert host == "0.0.0.0", f"{name} must listen beyond its container for Prometheus"
         assert targets[name] == [f"{name}:{port}"]
-        if name == "core":  # a core that would refuse to start without tokens
-            check_exposure(
-                host, load_tokens(core.api_tokens, core.api_tokens_file), core.api_insecure
-            )
+        if name != "executor":  # the core and the monitor refuse to start without tokens
+            _check_tokens(services, name, core if name == "core" else monitor, tmp_path)
+
+
+def _check_tokens(
+    services: dict[str, Any], name: str, settings: CoreSettings | MonitorSettings, tmp: Path
+) -> None:
+    """It reads its tokens from the file the `tokens` service generates, and then starts."""
+    if isinstance(settings, CoreSettings):
+        tokens_file, field, exposure = settings.api_tokens_file, "api_tokens_file", core_exposure
+    else:
+        tokens_file, field = settings.monitor_tokens_file, "monitor_tokens_file"
+        exposure = monitor_exposure
+    assert tokens_file is not None, f"{name} listens on 0.0.0.0: it needs a tokens file"
+    generator = services["tokens"]
+    volume, mount = generator["volumes"][0].split(":")[:2]
+    assert str(tokens_file.parent) == mount
+    assert f"{volume}:{mount}:ro" in services[name]["volumes"]
+    assert services[name]["depends_on"]["tokens"] == {"condition": "service_completed_successfully"}
+    with pytest.raises(InsecureConfigurationError, match="TOKENS_FILE"):
+        check_exposure(exposure(settings))  # not generated here
+    # run the generator's script against a temporary file instead of the volume's
+    local = tmp / "tokens"
+    script = generator["entrypoint"][-1].replace(str(tokens_file), str(local))
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+    token = local.read_text().strip()
+    assert len(token) >= 32 and local.stat().st_mode & 0o077 == 0
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+    assert local.read_text().strip() == token, "kept across restarts"
+    generated = exposure(settings.model_copy(update={field: local}))
+    assert generated.tokens == (token,)
+    check_exposure(generated)
 
 
 def test_every_mounted_file_exists(compose: dict[str, Any]) -> None:

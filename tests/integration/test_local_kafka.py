@@ -188,3 +188,43 @@ def test_stop_terminates_the_broker_process(tmp_path: Path) -> None:
     assert not data_dir.exists()  # temporary data dir removed
     assert "Kafka Server started" in (tmp_path / "broker.log").read_text(errors="replace")
     broker.stop()  # idempotent
+
+
+def test_a_killed_broker_restarts_on_the_same_port_with_its_data(tmp_path: Path) -> None:
+    """kill -9 then start(): same address (clients reconnect by themselves), same records."""
+    broker = LocalKafkaBroker(port=0, data_dir=tmp_path / "kafka")
+    bootstrap = broker.start(timeout=120)
+    try:
+        topic = f"restart-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[
+            topic
+        ].result(30)
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        producer.produce(topic, b"before the kill")
+        assert producer.flush(30) == 0
+
+        broker.kill()
+        assert not broker.is_running()
+        assert broker.start(timeout=120) == bootstrap
+
+        producer.produce(topic, b"after the restart")  # the same client, reconnected
+        assert producer.flush(60) == 0
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"g-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.subscribe([topic])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(values) < 2 and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                values.append(message.value() or b"")
+        consumer.close()
+        assert values == [b"before the kill", b"after the restart"]
+    finally:
+        broker.stop()

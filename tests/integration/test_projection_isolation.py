@@ -29,7 +29,7 @@ from schemas import (
 from taskstream.infra.health import State
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from tests.kafka_read import read_topic
-from tests.support import eventually
+from tests.support import eventually, recorded_schedule
 
 pytestmark = pytest.mark.kafka
 
@@ -79,7 +79,7 @@ def test_a_record_the_store_cannot_apply_quarantines_its_task_and_the_others_app
 ) -> None:
     # A fire of a task whose schedule cannot be evaluated: folding the fire asks the
     # schedule whether the task is complete, and cronsim raises.
-    poison = _created("poison", Schedule(cron="0 0 30 2 *"))
+    poison = _created("poison", recorded_schedule(cron="0 0 30 2 *"))
     fire = Event.create(
         "poison",
         ExecutionScheduled(
@@ -116,7 +116,7 @@ def test_a_record_the_store_cannot_apply_quarantines_its_task_and_the_others_app
         )
         assert row.quarantine is not None
         assert row.quarantine["component"] == "projection"
-        assert row.quarantine["reason"].startswith("CronSimError: ")
+        assert row.quarantine["reason"].startswith("CronError: ")
         assert row.quarantine["event_id"] == fire.id
         assert projection.alive
         eventually(lambda: projection.health().state is State.OK, timeout=30, what="health ok")

@@ -67,6 +67,12 @@ def _history(task_id: str) -> list[Event]:
         ),
         Event.create(
             task_id,
+            ExecutionScheduled(
+                execution_id="e2", topic="x", queue="default", priority=Priority.MEDIUM, **common
+            ),
+        ),
+        Event.create(
+            task_id,
             ExecutionFailed(
                 execution_id="e2",
                 worker_id="w",
@@ -83,20 +89,60 @@ def test_events_become_rows_and_offsets_advance(store: TaskStore) -> None:
     store.apply([AppliedRecord(2, offset, event) for offset, event in enumerate(_history("t1"))])
     row = store.get("t1")
     assert row is not None
-    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (1, 1, 1)
+    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (2, 1, 1)
     assert row.last_status == "failed"
     assert row.partition == 2
-    assert store.offsets() == {2: 4}
+    assert store.offsets() == {2: 5}
+
+
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_an_execution_id_counts_once_however_often_it_is_on_the_log(
+    store: TaskStore, batch: int
+) -> None:
+    """A rerun after a crash repeats Started and the outcome (new event ids); an outcome
+    whose execution was never scheduled counts nothing either: never more finished than
+    scheduled, in batches of any size (the open executions are read from the table)."""
+    history = _history("t1")
+    common: dict[str, Any] = {"attempt": 1, "scheduled_for": SLOT}
+    rerun = [
+        Event.create(
+            "t1", ExecutionStarted(execution_id="e1", worker_id="w2", handler="echo", **common)
+        ),
+        Event.create(
+            "t1",
+            ExecutionFailed(
+                execution_id="e1",
+                worker_id="w2",
+                duration_seconds=0.1,
+                error_type="E",
+                error_message="m",
+                **common,
+            ),
+        ),
+        Event.create(
+            "t1",
+            ExecutionSucceeded(execution_id="never", worker_id="w", duration_seconds=0.1, **common),
+        ),
+    ]
+    log = [*history[:3], *rerun, *history[3:], *rerun[:2]]
+    for start in range(0, len(log), batch):
+        store.apply(
+            [AppliedRecord(0, start + i, e) for i, e in enumerate(log[start : start + batch])]
+        )
+    row = store.get("t1")
+    assert row is not None
+    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (2, 1, 1)
+    assert row.last_status == "failed" and row.last_execution_id == "e2"
 
 
 def test_replaying_applied_records_changes_nothing(store: TaskStore) -> None:
     records = [AppliedRecord(0, offset, event) for offset, event in enumerate(_history("t1"))]
     store.apply(records[:3])
-    store.apply(records)  # the first three again, then the fourth
+    store.apply(records)  # the first three again, then the rest
     row = store.get("t1")
     assert row is not None
-    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (1, 1, 1)
-    assert store.offsets() == {0: 4}
+    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (2, 1, 1)
+    assert store.offsets() == {0: 5}
 
 
 def test_an_undecodable_record_still_advances_the_offset(store: TaskStore) -> None:
@@ -136,7 +182,7 @@ def test_migrations_go_down_to_base_and_up_again(store: TaskStore) -> None:
     store.apply([AppliedRecord(0, offset, event) for offset, event in enumerate(_history("t1"))])
     row = store.get("t1")
     assert row is not None
-    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (1, 1, 1)
+    assert (row.executions_scheduled, row.executions_succeeded, row.executions_failed) == (2, 1, 1)
 
 
 PARTITIONS = 4

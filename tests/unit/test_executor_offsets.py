@@ -83,3 +83,15 @@ def test_many_records_finishing_in_reverse() -> None:
         assert offsets.committable() == 0
     offsets.finished(0)
     assert offsets.committable() == 10_000
+
+
+def test_a_late_acknowledgement_never_moves_the_committed_offset_back() -> None:
+    """An asynchronous commit's callback can come after a later synchronous commit's."""
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    for n in range(4):
+        tracker.received(TP, n)
+        tracker.finished(TP, n)
+    tracker.committed({TP: 4})  # the synchronous commit of a revoke
+    tracker.committed({TP: 2})  # the earlier asynchronous one, acknowledged after it
+    assert tracker.pending_commits() == {}, "4 is committed: nothing to send again"

@@ -85,3 +85,69 @@ def test_metrics_export_up_and_state() -> None:
         registry.get_sample_value("taskstream_component_state", {**labels, "state": "unavailable"})
         == 1.0
     )
+
+
+def test_health_answer_names_each_broken_component_in_the_error_shape() -> None:
+    from taskstream.infra.health import health_answer, ready_answer
+
+    board = HealthBoard(
+        "core",
+        [
+            _Source("kafka", ComponentStatus(State.UNAVAILABLE, "unreachable since 10:00")),
+            _Source("tables", ComponentStatus(State.RECOVERING, "restoring")),
+            _Source("scheduler", ComponentStatus.ok()),
+        ],
+    )
+    status, body = health_answer(board.snapshot(), instance="i-1")
+    assert status == 503 and body["error"] == "unhealthy"
+    assert body["message"] == "core: kafka: unreachable since 10:00"
+    assert body["instance"] == "i-1" and body["components"]["scheduler"] == {"state": "ok"}
+    status, body = ready_answer(board.snapshot())
+    assert (status, body["error"]) == (503, "unavailable")
+    assert body["message"] == "core: kafka: unreachable since 10:00; tables: restoring"
+
+
+def test_ready_answer_tells_recovering_from_broken_and_200_when_all_ok() -> None:
+    from taskstream.infra.health import health_answer, ready_answer
+
+    recovering = HealthBoard("monitor", [_Source("tables", ComponentStatus(State.RECOVERING))])
+    assert health_answer(recovering.snapshot())[0] == 200  # live while it restores
+    status, body = ready_answer(recovering.snapshot())
+    assert (status, body["error"], body["message"]) == (
+        503,
+        "recovering",
+        "monitor: tables: recovering",
+    )
+    ok = HealthBoard("monitor", [_Source("tables", ComponentStatus.ok())])
+    assert ready_answer(ok.snapshot()) == (200, ok.snapshot().as_json())
+
+
+def test_thread_health_and_watchdog_fire_once_on_an_essential_death() -> None:
+    from taskstream.infra.thread_health import ThreadHealth, Watchdog
+
+    class Loop:
+        alive = True
+        error: BaseException | None = None
+
+    loop = Loop()
+    fired: list[tuple[str, ...]] = []
+    watchdog = Watchdog(
+        HealthBoard("executor", [ThreadHealth("consumer", loop)]),
+        lambda snapshot: fired.append(snapshot.fatal),
+    )
+    assert watchdog.check() is None and fired == []
+    loop.alive, loop.error = False, RuntimeError("fenced")
+    snapshot = watchdog.check()
+    assert snapshot is not None
+    assert snapshot.components["consumer"].reason == "stopped: RuntimeError('fenced')"
+    watchdog.check()
+    assert fired == [("consumer",)]
+
+
+def test_dev_backoff_doubles_caps_and_resets_after_a_stable_run() -> None:
+    from taskstream.dev import Backoff
+
+    backoff = Backoff(first=1, cap=8, stable=60)
+    assert [backoff.next_delay(uptime=1) for _ in range(5)] == [1, 2, 4, 8, 8]
+    assert backoff.next_delay(uptime=120) == 1
+    assert backoff.restarts == 6

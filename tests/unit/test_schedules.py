@@ -7,7 +7,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from schemas import Schedule
-from schemas.schedules import Slot, SlotKind, iter_slots, jitter_offset, latest_fire_slot, next_slot
+from schemas.errors import ScheduleError
+from schemas.schedules import (
+    Slot,
+    SlotKind,
+    check_schedule,
+    iter_slots,
+    jitter_offset,
+    latest_fire_slot,
+    next_slot,
+)
 
 ANCHOR = datetime(2026, 1, 1, 0, 0, 0, 300_000, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -151,3 +160,57 @@ def test_jitter_is_bounded_and_the_same_on_every_instance(jitter: timedelta) -> 
 
 def test_slot_kinds_are_fire_by_default() -> None:
     assert Slot(ANCHOR).kind is SlotKind.FIRE
+
+
+# -- one grammar: validation runs the evaluator ---------------------------------------------
+
+
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 2,4,6,9,11 *"])
+def test_a_cron_that_no_month_can_match_is_refused_as_never_firing(cron: str) -> None:
+    with pytest.raises(ValueError, match="never fires"):
+        Schedule(cron=cron)
+
+
+@pytest.mark.parametrize("cron", ["0 0 ? * *", "0 0 * * * * *", "*/0 * * * *", "0 0 L-2 * *"])
+def test_what_cronsim_cannot_read_is_refused(cron: str) -> None:
+    with pytest.raises(ValueError, match="cron expression"):
+        Schedule(cron=cron)
+
+
+def test_every_accepted_cron_yields_slots_from_the_scheduler_function() -> None:
+    for cron in ("0 0 29 2 *", "0 0 30 * *", "*/5 * * * * *", "0 0 * 2 1#5", "0 12 L * *"):
+        schedule = Schedule(cron=cron)
+        slots = check_schedule(schedule, now=ANCHOR, min_interval=timedelta(seconds=1))
+        assert len(slots) == 5 and slots == sorted(slots) and slots[0] > ANCHOR
+        assert slots[0] == _at(next_slot(schedule, anchor=ANCHOR, after=ANCHOR))
+
+
+def test_a_schedule_with_no_slot_after_now_never_fires() -> None:
+    one_second = timedelta(seconds=1)
+    with pytest.raises(ScheduleError, match="in the past") as past:
+        check_schedule(Schedule(at=ANCHOR - one_second), now=ANCHOR, min_interval=one_second)
+    assert past.value.field == "schedule.at"
+    cut = Schedule(cron="0 0 1 1 *", end=ANCHOR + timedelta(days=30))
+    with pytest.raises(ScheduleError, match="no slot before its end"):
+        check_schedule(cut, now=ANCHOR + one_second, min_interval=one_second)
+    assert check_schedule(Schedule(at=ANCHOR + one_second), now=ANCHOR, min_interval=one_second)
+
+
+def test_the_minimum_interval_bounds_every_and_the_gaps_of_a_cron() -> None:
+    ten = timedelta(seconds=10)
+    with pytest.raises(ScheduleError, match="below the minimum interval of 10s") as every:
+        check_schedule(Schedule(every="5s"), now=ANCHOR, min_interval=ten)
+    assert every.value.field == "schedule.every"
+    with pytest.raises(ScheduleError, match="fires 5s apart"):
+        check_schedule(Schedule(cron="*/5 * * * * *"), now=ANCHOR, min_interval=ten)
+    assert check_schedule(Schedule(cron="*/10 * * * * *"), now=ANCHOR, min_interval=ten)
+
+
+def test_the_latest_date_and_the_longest_durations_still_compute_without_overflow() -> None:
+    late = datetime(8999, 12, 31, 23, 59, tzinfo=UTC)
+    longest = {"every": "36525d", "start": late, "jitter": "36525d"}
+    slots = check_schedule(Schedule.model_validate(longest), now=late, min_interval=ANCHOR - ANCHOR)
+    assert slots[0] == late + timedelta(days=36_525) and len(slots) == 5
+    assert jitter_offset("task", slots[-1], timedelta(days=36_525)) < timedelta(days=36_525)
+    with pytest.raises(ValueError, match="out of range"):
+        Schedule(every="1h", start=datetime(9000, 1, 1, tzinfo=UTC))

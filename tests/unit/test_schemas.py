@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 import schemas
 from schemas import (
@@ -25,7 +25,9 @@ from schemas import (
     execution_id,
     format_duration,
     parse_duration,
+    recorded,
 )
+from schemas.durations import MAX_DURATION
 from schemas.ids import _EXECUTION_NAMESPACE
 from schemas.jsonschema import SCHEMA_DIR, build_schemas, render
 
@@ -51,6 +53,31 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects_garbage_with_a_hint(text: str) -> None:
     with pytest.raises(schemas.DurationError, match="30s"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "99999999999999999h",
+        "100000000d",
+        "36526d",
+        "1e400",
+        "nan",
+        "inf",
+        -5,
+        1e300,
+        pytest.param(10**400, id="10**400"),
+    ],
+)
+def test_durations_beyond_100_years_negative_or_not_finite_are_duration_errors(
+    value: object,
+) -> None:
+    with pytest.raises(ValidationError, match="out of range"):
+        TypeAdapter(schemas.Duration).validate_python(value)
+
+
+def test_the_longest_duration_is_100_years() -> None:
+    assert parse_duration("36525d") == MAX_DURATION
 
 
 @pytest.mark.parametrize("text", ["30s", "1h30m", "250ms", "2d", "1m1s"])
@@ -197,6 +224,7 @@ def test_public_surface_is_pinned() -> None:
         "AlertStatus",
         "AlertSubject",
         "CancelRequested",
+        "CronError",
         "DEFAULT_QUEUE",
         "Duration",
         "DurationError",
@@ -222,6 +250,7 @@ def test_public_surface_is_pinned() -> None:
         "RetryScheduled",
         "RunRequested",
         "Schedule",
+        "ScheduleError",
         "ScheduleKind",
         "SchemaError",
         "SkipReason",
@@ -246,6 +275,7 @@ def test_public_surface_is_pinned() -> None:
         "format_duration",
         "parse_duration",
         "quarantine_event_id",
+        "recorded",
         "work_order_headers",
     ]
     for name in schemas.__all__:
@@ -298,3 +328,29 @@ def test_execution_ids_are_the_uuid5_of_task_slot_and_attempt() -> None:
         stamp = slot.isoformat(timespec="microseconds")
         expected = uuid.uuid5(_EXECUTION_NAMESPACE, f"{task_id}|{stamp}|{attempt}")
         assert execution_id(task_id, slot, attempt) == str(expected)
+
+
+def test_a_recorded_event_the_grammar_now_refuses_still_decodes() -> None:
+    """What the log holds was accepted when written: it decodes, and is quarantined where
+    it is evaluated, rather than vanishing as undecodable (schemas.recorded)."""
+    import pydantic
+
+    from schemas import TaskCreated, TaskSpec, decode_event, encode_event
+
+    fields = {"cron": "0 0 30 2 *", "end": "9999-01-01T00:00:00+00:00"}
+    with pytest.raises(pydantic.ValidationError, match="never fires"):
+        Schedule.model_validate(fields)
+    with pytest.raises(pydantic.ValidationError, match="out of range"):
+        Schedule.model_validate({"every": "100000000d"})
+    with recorded():
+        poison = Schedule.model_validate(fields)
+        huge = Schedule.model_validate({"every": "100000000d"})
+    assert huge.every is not None and huge.every.days == 100_000_000
+    event = Event.create("t", TaskCreated(task=TaskSpec(name="n", handler="noop", schedule=poison)))
+    decoded = decode_event(encode_event(event))
+    assert isinstance(decoded.data, TaskCreated)
+    assert decoded.data.task.schedule == poison
+    with pytest.raises(pydantic.ValidationError):  # and outside, strict again
+        Schedule.model_validate(fields)
+    with recorded(), pytest.raises(pydantic.ValidationError):  # not a time span at all
+        Schedule.model_validate({"every": "99999999999999999h"})

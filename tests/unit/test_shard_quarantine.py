@@ -19,11 +19,12 @@ from schemas import (
     quarantine_event_id,
 )
 from taskstream.infra.settings import Topics
+from tests.support import recorded_schedule
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 PARTITION = 0
-NEVER = Schedule(cron="0 0 30 2 *")
-"""cronsim raises CronSimError for it (there is no 30 February)."""
+NEVER = recorded_schedule(cron="0 0 30 2 *")
+"""The scheduler's parser raises CronError for it (there is no 30 February)."""
 
 
 def _spec(schedule: Schedule) -> TaskSpec:
@@ -74,7 +75,7 @@ def test_a_schedule_that_cannot_be_evaluated_quarantines_its_task_and_the_others
     assert isinstance(data, TaskQuarantined)
     assert (data.component, data.error_type, data.change_event_id) == (
         "scheduler",
-        "CronSimError",
+        "CronError",
         poison.id,
     )
     assert "next slot" in data.error_message
@@ -89,7 +90,7 @@ def test_a_schedule_that_cannot_be_evaluated_quarantines_its_task_and_the_others
 
 
 def test_an_interval_that_overflows_is_quarantined_too() -> None:
-    shard = _ready(_created("huge", Schedule.model_validate({"every": "100000000d"})))
+    shard = _ready(_created("huge", recorded_schedule(every="100000000d")))
     [quarantine] = _quarantines(shard.due(T0, limit=100))
     assert isinstance(quarantine.data, TaskQuarantined)
     assert quarantine.data.error_type == "OverflowError"
