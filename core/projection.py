@@ -16,6 +16,8 @@ transaction raises (not a transient database error: those are retried) is applie
 record by record; the record that still raises is stepped over (its offset is stored
 like an undecodable record's, so a restart does not meet it again), logged with its task,
 and its task quarantined with a ``TaskQuarantined`` of component ``projection``.
+:meth:`Projection.catch_up` (``taskstream rebuild``) runs the same loop in the caller's
+thread, so a replay steps over the same records and its store equals the live one.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from core.store_writes import decode_record
 from schemas import Event, EventDecodeError, TaskQuarantined, quarantine_event_id
 from taskstream.infra.consumer_loop import ConsumerLoop
 from taskstream.infra.health import ComponentStatus
-from taskstream.infra.kafka import consume_available, consumer_config
+from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
 
@@ -95,6 +97,8 @@ class Projection:
         self._partitions: set[int] = set()
         self._at_end: set[int] = set()
         self._caught_up = False
+        self._projected = 0
+        """Records applied (undecodable and stepped-over ones included) by this projection."""
         self._loop = ConsumerLoop(
             "projection",
             consumer=self._consumer,
@@ -116,6 +120,11 @@ class Projection:
     @property
     def error(self) -> BaseException | None:
         return self._loop.error
+
+    @property
+    def record_errors(self) -> int:
+        """Records whose application raised and that were stepped over."""
+        return self._loop.record_errors
 
     def start(self) -> None:
         self._assign()
@@ -198,35 +207,39 @@ class Projection:
     def catch_up(self, timeout: float, progress: Callable[[int], None] | None = None) -> int:
         """Project in this thread until every partition is at its end; return the count.
 
-        For ``taskstream rebuild``: call instead of :meth:`start`.
+        For ``taskstream rebuild``: call instead of :meth:`start`. The records go through
+        the same loop as the live thread's (:meth:`ConsumerLoop.run_until`), so a record
+        the store cannot apply is stepped over (its offset stored, logged, counted in the
+        loop's record errors) exactly as live; a rebuild has no ``quarantine``: the task's
+        ``TaskQuarantined`` the live core appended is on the log already. ``progress`` is
+        called with the number of records applied so far (stepped-over ones included).
         """
-        partitions = self._assign()
-        deadline = time.monotonic() + timeout
-        at_end: set[int] = set()
-        applied = 0
-        while at_end != partitions:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the store did not reach the end of {self.topic} in "
-                    f"{timeout:.0f}s; {applied} records applied"
-                )
-            ended, count = self._step()
-            at_end |= ended
-            applied += count
-            if count and progress is not None:
-                progress(applied)
-        self._consumer.close()
-        return applied
+        self._assign()
+        reported = 0
 
-    def _step(self) -> tuple[set[int], int]:
-        """Consume and apply one batch; return the partitions found at their end, and the count."""
-        return self._apply_batch(consume_available(self._consumer, self.batch_size, 0.1))
+        def finished() -> bool:
+            nonlocal reported
+            if progress is not None and self._projected != reported:
+                reported = self._projected
+                progress(reported)
+            return self._is_caught_up()
+
+        try:
+            self._loop.run_until(finished, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the store did not reach the end of {self.topic} in "
+                f"{timeout:.0f}s; {self._projected} records applied"
+            ) from None
+        finally:
+            self._consumer.close()
+        return self._projected
 
     def _apply_one(self, message: Message) -> None:
         self._apply_batch([message])
 
-    def _apply_batch(self, messages: list[Message]) -> tuple[set[int], int]:
-        """Apply consumed records in one transaction; the partitions at their end, the count."""
+    def _apply_batch(self, messages: list[Message]) -> None:
+        """Apply consumed records in one transaction."""
         ended: set[int] = set()
         records = []
         for message in messages:
@@ -242,7 +255,6 @@ class Projection:
             self._store(records)
             self._at_end -= {record.partition for record in records}
         self._at_end |= ended
-        return ended, len(records)
 
     def _store(self, records: list[AppliedRecord]) -> None:
         applying = retrying_transient("applying task-events to the store")
@@ -250,6 +262,7 @@ class Projection:
         for event_id, reason in rejected.items():
             logger.info("change %s rejected: %s", event_id, reason)
         EVENTS_PROJECTED.inc(len(records))
+        self._projected += len(records)
         reached: dict[int, int] = {}
         for record in records:  # in offset order within each partition
             reached[record.partition] = record.offset + 1

@@ -7,19 +7,27 @@ the API can wait for the projection to reach exactly that offset (read-your-writ
 A write is bounded: the client gives a record up after ``kafka_write_timeout``
 (``message.timeout.ms``) and :func:`confirmed` stops waiting a moment later, so a dead
 broker gets the API a :class:`PublishError` (503 ``kafka_unavailable``), never a hang.
+
+The thread that serves the delivery callbacks is a
+:class:`taskstream.infra.consumer_loop.ConsumerLoop` (``event-publisher``, essential:
+without it no write of the API is ever confirmed). A caller that stopped waiting may
+cancel its future (:func:`confirmed` does when it gives up, through
+``asyncio.wrap_future``); its delivery is then dropped quietly, and a callback that
+raises for any other reason is logged and counted, never the end of the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas import Event, encode_event, event_headers
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -51,24 +59,49 @@ class EventPublisher:
                 **{"message.timeout.ms": int(self.timeout * 1000)},
             )
         )
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="event-publisher", daemon=True)
-        self._poller.start()
+        self._loop = ConsumerLoop(
+            "event-publisher",
+            tick=self._poll,
+            isolate_ticks=True,
+            stall_after=settings.loop_stall_after,
+        )
+        self._loop.start()
+
+    name = "event-publisher"
+    essential = True
+    """Every write of the API waits for its delivery callback."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
+        self._producer.poll(0.05)
 
     def publish(self, event: Event) -> Future[RecordPosition]:
         result: Future[RecordPosition] = Future()
 
         def delivered(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
-                result.set_exception(PublishError(f"event {event.id} not written: {error.str()}"))
-            else:
-                result.set_result(
-                    RecordPosition(self.topic, message.partition() or 0, message.offset() or 0)
-                )
+            if result.done():
+                return  # its caller cancelled it: nobody waits for this answer
+            try:
+                if error is not None:
+                    result.set_exception(
+                        PublishError(f"event {event.id} not written: {error.str()}")
+                    )
+                else:
+                    result.set_result(
+                        RecordPosition(self.topic, message.partition() or 0, message.offset() or 0)
+                    )
+            except InvalidStateError:
+                pass  # cancelled between the check and the answer
 
         self._producer.produce(
             self.topic,
@@ -80,8 +113,7 @@ class EventPublisher:
         return result
 
     def close(self, timeout: float = 10.0) -> Any:
-        self._stop.set()
-        self._poller.join(timeout)
+        self._loop.stop(timeout)
         return self._producer.flush(timeout)
 
 

@@ -6,7 +6,8 @@ corrupt database, or to move to another database (point ``TASKSTREAM_DATABASE_UR
 it). :func:`rebuild` checks that the topic exists *before* it drops anything, resets the
 schema with Alembic (down to base, then up to head) and replays every partition from its
 first record with the core's own :class:`~core.projection.Projection`, until each
-partition reports its end.
+partition reports its end. A record the store cannot apply is stepped over and logged, as
+the live projection does (the report counts them), so the rebuilt store equals the live one.
 
 Stop every core instance that uses the database first: they would write into tables
 being dropped. ``taskstream rebuild`` (``taskstream/rebuild_cli.py``) is the command.
@@ -51,6 +52,8 @@ class RebuildReport:
     seconds: float
     """Wall time of the whole rebuild: schema reset and replay."""
     events_per_second: float
+    stepped_over: int = 0
+    """Records the store could not apply: stepped over as the live projection does, logged."""
 
 
 def reset_store(engine: Engine) -> None:
@@ -128,4 +131,5 @@ def rebuild(
         events=events,
         seconds=seconds,
         events_per_second=events / seconds if seconds > 0 else 0.0,
+        stepped_over=projection.record_errors,
     )

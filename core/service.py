@@ -56,7 +56,9 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
     logs.start()
     workers = WorkerDirectory(settings)
     workers.start()
-    board = HealthBoard("core", health_sources(broker, projection, scheduler, logs, workers))
+    board = HealthBoard(
+        "core", health_sources(broker, publisher, projection, scheduler, logs, workers)
+    )
     return CoreRuntime(
         settings=settings,
         store=store,
@@ -74,13 +76,14 @@ def bootstrap(settings: CoreSettings, registry: HandlerRegistry | None = None) -
 
 def health_sources(
     broker: BrokerHealth,
+    publisher: EventPublisher,
     projection: Projection,
     scheduler: Scheduler,
     logs: LogProjection,
     workers: WorkerDirectory,
 ) -> list[HealthSource]:
     """Every component ``/health`` and ``/ready`` report, in the order they show."""
-    return [broker, projection, scheduler, logs, workers]
+    return [broker, publisher, projection, scheduler, logs, workers]
 
 
 def shutdown(runtime: CoreRuntime) -> None:

@@ -9,6 +9,10 @@ it starts; a task-wide request covers orders whose slot is not later than the re
 :class:`CancelListener` feeds it: a consumer with no group that assigns every partition
 of ``task-events`` at its end when the executor starts, and reads only records whose
 ``event-type`` header is ``CancelRequested`` (the body of anything else is never parsed).
+Its thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop` (``cancellations``,
+essential: without it no cancel reaches a running execution): a record that cannot be
+decoded is logged and skipped, and one whose handling raises anything else is isolated by
+the loop (logged, counted, shown in its health); the next request is served as usual.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas import CancelRequested, EventDecodeError, WorkOrder, decode_event
 from schemas.codec import HEADER_EVENT_TYPE, header_value
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -149,8 +155,25 @@ class CancelListener:
                 **{"enable.auto.offset.store": False, "fetch.wait.max.ms": 100},
             )
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cancellations", daemon=True)
+        self._loop = ConsumerLoop(
+            "cancellations",
+            consumer=self._consumer,
+            handle_record=self._handle,
+            poll_timeout=0.2,
+            batch_size=500,
+            stall_after=settings.loop_stall_after,
+        )
+
+    name = "cancellations"
+    essential = True
+    """Without it a cancel never reaches a running execution: the executor is broken."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def start(self, timeout: float = 30.0) -> None:
         """Assign every partition at its current end, then read in the background."""
@@ -162,7 +185,7 @@ class CancelListener:
             for partition in partitions
         ]
         self._consumer.assign(assignment)
-        self._thread.start()
+        self._loop.start()
 
     def _end_of(self, partition: int, deadline: float) -> int:
         """The partition's end now (retried while a new topic's leader is being elected)."""
@@ -177,32 +200,22 @@ class CancelListener:
         return int(high)
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._consumer.close()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._loop.alive
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                messages = self._consumer.consume(num_messages=500, timeout=0.2)
-            except Exception:
-                logger.exception("cancellation consumer failed; retrying")
-                self._stop.wait(1.0)
-                continue
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        logger.warning("cancellation consumer: %s", error.str())
-                    continue
-                if header_value(message.headers(), HEADER_EVENT_TYPE) != CancelRequested.TYPE:
-                    continue
-                self._apply(message.value())
+    def _handle(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                logger.warning("cancellation consumer: %s", error.str())
+            return
+        if header_value(message.headers(), HEADER_EVENT_TYPE) != CancelRequested.TYPE:
+            return
+        self._apply(message.value())
 
     def _apply(self, raw: bytes | None) -> None:
         try:

@@ -8,6 +8,13 @@ treats an executor whose last ``sent_at`` is older than a few intervals as lost.
 CPU and memory come from the process itself (``resource`` and ``/proc/self/statm``):
 ``cpu_percent`` is the CPU time used since the previous heartbeat over the wall time
 (100 = one core busy), ``memory_rss_bytes`` the resident set size now.
+
+The sender's thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop`
+(``heartbeat``) that beats every interval; a beat that raises is logged and counted and
+the next one is tried. It is not essential: an executor whose heartbeats fail still runs
+and commits every order it is given (only the core's advice on unserved handlers and
+``GET /api/workers`` lose it), so the executor goes on and its health says
+``heartbeat: unavailable`` with the error while every beat fails.
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ import logging
 import os
 import resource
 import socket
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from executor.publisher import Publisher
 from schemas import WorkerHeartbeat
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 
 __all__ = ["HeartbeatSender", "ProcessStats"]
 
@@ -72,10 +80,11 @@ class HeartbeatSender:
         queues: list[str],
         handlers: list[str],
         capacity: int,
+        stall_after: float = 30.0,
     ) -> None:
+        """``stall_after``: seconds of failing beats before the health says unavailable."""
         self._publisher = publisher
         self._topic = topic
-        self._interval = interval
         self._snapshot = snapshot
         self._static = {
             "executor_id": executor_id,
@@ -88,18 +97,37 @@ class HeartbeatSender:
         }
         self._key = executor_id.encode()
         self._stats = ProcessStats()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._loop = ConsumerLoop(
+            "heartbeat",
+            tick=self.beat,
+            interval=interval,
+            isolate_ticks=True,
+            essential=False,
+            stall_after=max(stall_after, 2 * interval),
+        )
         self.last_sent: datetime | None = None
 
+    name = "heartbeat"
+    essential = False
+    """Executions run and commit without it; the core only stops seeing this executor."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
+
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop beating and write the tombstone: this executor left cleanly."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
         try:
             self._publisher.send(self._topic, self._key, None).result(timeout)
         except Exception as exc:
@@ -119,12 +147,3 @@ class HeartbeatSender:
         self._publisher.send(self._topic, self._key, heartbeat.encode())
         self.last_sent = heartbeat.sent_at
         return heartbeat
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.beat()
-            except Exception:
-                logger.exception("heartbeat failed")
-            if self._stop.wait(self._interval):
-                return

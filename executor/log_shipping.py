@@ -5,6 +5,13 @@ the lines kept so far every ``interval`` seconds, so a long run's log can be rea
 it runs; :meth:`LogShipper.close` ships the rest in a ``final`` chunk and answers the
 delivery future, which the execution waits for before its offset is committed. A run
 that logged and printed nothing ships nothing (no record per no-op execution).
+
+The flushing thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop`
+(``log-shipper``): a flush that raises is logged and counted, and the next interval
+flushes again (the lines stay with their runs until then). It is not essential: the
+executions run, and their final chunks are shipped by :meth:`LogShipper.close` on the
+execution's own thread, without it; only the live view of a long run's log waits. While
+every flush fails its health says ``unavailable`` with the error.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from prometheus_client import Counter
 from executor.capture import RunLog, release
 from executor.publisher import Publisher
 from schemas import ExecutionLogChunk, LogLine, WorkOrder
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 
 __all__ = ["CHUNK_BYTES", "LogShipper", "ShippedRun"]
 
@@ -59,24 +68,44 @@ class LogShipper:
         *,
         max_bytes: int,
         interval: float,
+        stall_after: float = 30.0,
     ) -> None:
+        """``stall_after``: seconds of failing flushes before the health says unavailable."""
         self._publisher = publisher
         self._topic = topic
         self._worker_id = worker_id
         self._max_bytes = max_bytes
-        self._interval = interval
         self._runs: dict[str, ShippedRun] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
+        self._loop = ConsumerLoop(
+            "log-shipper",
+            tick=self.flush,
+            interval=interval,
+            isolate_ticks=True,
+            essential=False,
+            stall_after=max(stall_after, 2 * interval),
+        )
+
+    name = "log-shipper"
+    essential = False
+    """Runs and their final chunks go on without it; only a running log's live view waits."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
     def open(self, order: WorkOrder) -> ShippedRun:
         run = ShippedRun(order, RunLog(order.execution_id, self._max_bytes), uuid.uuid4().hex)
@@ -155,13 +184,6 @@ class LogShipper:
             )
             LOG_CHUNKS.inc()
         return future
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.flush()
-            except Exception:
-                logger.exception("shipping execution logs failed; retrying next interval")
 
 
 def _split(lines: list[LogLine]) -> list[list[LogLine]]:

@@ -6,18 +6,26 @@ so a task's events land where every other writer puts them) shared by the execut
 a record the client gives up on (delivery timeout) is produced again until it is
 delivered or the publisher closes, because a work order's offset is only committed
 after its records are on the broker.
+
+The thread that serves the delivery callbacks is a
+:class:`taskstream.infra.consumer_loop.ConsumerLoop` (``publisher``, essential: without it
+no outcome is confirmed, so no offset is committed). A caller may cancel a future it no
+longer waits for; its delivery is then dropped quietly, and a callback that raises for any
+other reason is logged and counted, never the end of the thread.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.codec import Headers
+from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -38,8 +46,28 @@ class Publisher:
             producer_config(settings, partitioner="murmur2_random", **overrides)
         )
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="publisher", daemon=True)
-        self._thread.start()
+        self._loop = ConsumerLoop(
+            "publisher",
+            tick=self._serve,
+            isolate_ticks=True,
+            stall_after=settings.loop_stall_after,
+        )
+        self._loop.start()
+
+    name = "publisher"
+    essential = True
+    """Every outcome, retry and heartbeat goes through it; offsets wait for its deliveries."""
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._loop.error
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
@@ -55,7 +83,7 @@ class Publisher:
         if remaining:
             logger.warning("%d record(s) not delivered at close", remaining)
         self._closed.set()
-        self._thread.join(timeout)
+        self._loop.stop(timeout)
 
     def _produce(
         self,
@@ -66,13 +94,22 @@ class Publisher:
         headers: Headers | None,
     ) -> None:
         def delivered(error: KafkaError | None, _: Message) -> None:
-            if error is None:
-                future.set_result(None)
-            elif self._closed.is_set():
-                future.set_exception(PublisherClosedError(error.str()))
-            else:
-                logger.warning("delivery to %s failed (%s); producing again", topic, error.str())
-                self._produce(future, topic, key, value, headers)
+            if future.done():
+                return  # its caller cancelled it: nobody waits for this record
+            try:
+                if error is None:
+                    future.set_result(None)
+                elif self._closed.is_set():
+                    future.set_exception(PublisherClosedError(error.str()))
+                else:
+                    logger.warning(
+                        "delivery to %s failed (%s); producing again", topic, error.str()
+                    )
+                    self._produce(future, topic, key, value, headers)
+            except InvalidStateError:
+                pass  # cancelled between the check and the answer
+            except KafkaException as exc:  # producing again was refused: say so to the caller
+                future.set_exception(exc)
 
         while True:
             if self._closed.is_set():
@@ -87,5 +124,7 @@ class Publisher:
                 self._producer.poll(0.1)
 
     def _serve(self) -> None:
-        while not self._closed.is_set():
+        if not self._closed.is_set():
             self._producer.poll(0.1)
+        else:
+            self._loop.stopping.wait(0.1)

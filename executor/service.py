@@ -72,6 +72,7 @@ class ExecutorService:
             settings.executor_id,
             max_bytes=settings.executor_log_max_bytes,
             interval=settings.executor_log_flush_interval.total_seconds(),
+            stall_after=settings.loop_stall_after,
         )
         self.executions = Executions(
             settings.topics,
@@ -98,6 +99,7 @@ class ExecutorService:
             queues=settings.executor_queues,
             handlers=self.runner.handler_names(),
             capacity=settings.executor_concurrency,
+            stall_after=settings.loop_stall_after,
         )
         self.broker = BrokerHealth(settings)
         self.board = HealthBoard("executor", self.health_sources())
@@ -123,8 +125,11 @@ class ExecutorService:
         """Every component ``/health`` and ``/ready`` report, in the order they show."""
         return [
             self.broker,
+            self.publisher,
             *(ThreadHealth(f"consumer:{c.queue}", c) for c in self.consumers),
-            ThreadHealth("cancellations", self.cancel_listener),
+            self.cancel_listener,
+            self.heartbeat,
+            self.logs,
         ]
 
     @property

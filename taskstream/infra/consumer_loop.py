@@ -13,7 +13,16 @@ one record is bad:
 - a fault of the **loop itself** stops it: a fatal client error (a fenced transactional
   producer, a fatal consumer error), a :class:`LoopFault`, or an exception outside the
   per-record calls (``tick``, the poll). The thread ends, :attr:`ConsumerLoop.error`
-  keeps the exception and :meth:`ConsumerLoop.health` turns ``failed`` with it.
+  keeps the exception and :meth:`ConsumerLoop.health` turns ``failed`` with it;
+- a loop made with ``isolate_ticks`` (a periodic sender: heartbeats, log shipping, a
+  producer's delivery poll) treats a ``tick`` that raises like a bad record instead: it
+  is logged and counted in ``taskstream_loop_tick_errors_total``, and the next tick runs;
+  only a loop fault stops it. While every tick has raised for ``stall_after`` seconds its
+  health is ``unavailable``, naming the error.
+
+:meth:`ConsumerLoop.run_until` runs the same steps in the calling thread until a
+condition holds (``taskstream rebuild`` replays the log this way), so a one-shot replay
+isolates a bad record exactly as the live thread does.
 
 Every loop is a :class:`taskstream.infra.health.HealthSource`: ``starting`` until the
 component says it has caught up (``ready``), then ``ok``; ``unavailable`` when it has
@@ -50,6 +59,12 @@ RECORDS = Counter(
 RECORD_ERRORS = Counter(
     "taskstream_loop_record_errors_total",
     "records whose handling raised; the loop isolated them and went on",
+    ["loop"],
+)
+TICK_ERRORS = Counter(
+    "taskstream_loop_tick_errors_total",
+    "periodic steps of a loop (a heartbeat, a log flush, a delivery poll) that raised; "
+    "the loop went on",
     ["loop"],
 )
 LAST_PROGRESS = Gauge(
@@ -91,6 +106,10 @@ class ConsumerLoop:
     first, in the thread (assigning partitions once the topic exists). ``ready()`` says
     the component has caught up (``starting`` until then). ``on_exit(error)`` runs in the
     thread as it ends (``error`` is None after :meth:`stop`).
+
+    Without a consumer, ``interval`` is the wait (cut short by :meth:`stop`) after each
+    tick; ``isolate_ticks`` makes a tick that raises a counted, logged error instead of
+    the end of the loop (a loop fault still ends it).
     """
 
     def __init__(
@@ -101,7 +120,7 @@ class ConsumerLoop:
         handle_record: Callable[[Message], object] | None = None,
         handle_batch: Callable[[list[Message]], object] | None = None,
         record_failed: Callable[[Message, Exception], None] | None = None,
-        tick: Callable[[], None] | None = None,
+        tick: Callable[[], object] | None = None,
         setup: Callable[[], None] | None = None,
         ready: Callable[[], bool] | None = None,
         on_exit: Callable[[BaseException | None], None] | None = None,
@@ -109,6 +128,8 @@ class ConsumerLoop:
         batch_size: int = 1000,
         essential: bool = True,
         stall_after: float = 30.0,
+        interval: float = 0.0,
+        isolate_ticks: bool = False,
     ) -> None:
         if consumer is not None and handle_record is None and handle_batch is None:
             raise ValueError(f"loop {name!r}: a consumer needs handle_record or handle_batch")
@@ -127,6 +148,8 @@ class ConsumerLoop:
         self._poll_timeout = poll_timeout
         self.batch_size = batch_size
         self.stall_after = stall_after
+        self._interval = interval
+        self._isolate_ticks = isolate_ticks
         self.stopping = threading.Event()
         """Set by :meth:`stop`; components may wait on it instead of sleeping."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -139,8 +162,12 @@ class ConsumerLoop:
         self._handled = 0
         self._failed = 0
         self._last_failure: str | None = None
+        self._tick_failures = 0
+        self._last_tick_failure: str | None = None
+        self._ticks_failing_since: float | None = None
         self._records = RECORDS.labels(name)
         self._record_errors = RECORD_ERRORS.labels(name)
+        self._tick_errors = TICK_ERRORS.labels(name)
         self._last_progress = LAST_PROGRESS.labels(name)
         self._lag_gauge = LAG.labels(name)
 
@@ -160,6 +187,10 @@ class ConsumerLoop:
             details["lag"] = self._lag
         if self._last_failure is not None:
             details["last_record_error"] = self._last_failure
+        if self._isolate_ticks:
+            details["tick_errors"] = self._tick_failures
+            if self._last_tick_failure is not None:
+                details["last_tick_error"] = self._last_tick_failure
         if self._error is not None:
             return ComponentStatus(
                 State.FAILED, f"{self._name} stopped: {_describe(self._error)}", details
@@ -175,6 +206,14 @@ class ConsumerLoop:
             return ComponentStatus(
                 State.UNAVAILABLE,
                 f"{self._name} is stuck: one call has not returned for {now - busy_since:.0f}s",
+                details,
+            )
+        failing_since = self._ticks_failing_since
+        if failing_since is not None and now - failing_since > self.stall_after:
+            return ComponentStatus(
+                State.UNAVAILABLE,
+                f"{self._name}: every step for {now - failing_since:.0f}s raised; "
+                f"the last: {self._last_tick_failure}",
                 details,
             )
         idle = now - self._progress_at
@@ -217,6 +256,21 @@ class ConsumerLoop:
     def record_errors(self) -> int:
         return self._failed
 
+    def run_until(self, done: Callable[[], bool], timeout: float) -> None:
+        """Run the loop's steps in the calling thread until ``done()`` is true.
+
+        For a one-shot replay (``taskstream rebuild``): the records are handled and
+        isolated exactly as :meth:`start`'s thread would; a fault of the loop is raised
+        here, and :class:`TimeoutError` once ``timeout`` seconds have passed.
+        """
+        deadline = time.monotonic() + timeout
+        if self._setup is not None:
+            self._setup()
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self._name}: not done in {timeout:.0f}s")
+            self._step()
+
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -250,13 +304,37 @@ class ConsumerLoop:
                 self._deliver(messages)
             self._measure_lag(consumer, bool(messages))
         if self._tick is not None:
-            self._busy_since = time.monotonic()
-            try:
-                self._tick()
-            finally:
-                self._busy_since = None
-            if consumer is None:
+            if self._run_tick() and consumer is None:
                 self._advanced()
+            if consumer is None and self._interval > 0:
+                self.stopping.wait(self._interval)
+
+    def _run_tick(self) -> bool:
+        """Call ``tick``; False if it raised and the loop isolates ticks."""
+        assert self._tick is not None
+        self._busy_since = time.monotonic()
+        try:
+            self._tick()
+        except Exception as exc:
+            if not self._isolate_ticks or is_loop_fault(exc):
+                raise
+            self._tick_failures += 1
+            self._tick_errors.inc()
+            self._last_tick_failure = _describe(exc)
+            if self._ticks_failing_since is None:
+                self._ticks_failing_since = time.monotonic()
+            logger.error(
+                "%s: a step raised %s; going on",
+                self._name,
+                _describe(exc),
+                exc_info=exc,
+                extra=fields(action="step_failed"),
+            )
+            return False
+        finally:
+            self._busy_since = None
+        self._ticks_failing_since = None
+        return True
 
     def _deliver(self, messages: list[Message]) -> None:
         self._busy_since = time.monotonic()

@@ -1,10 +1,13 @@
 """taskstream rebuild: a store replayed from task-events equals the one projected live.
 
 A realistic log (creations, updates, one stale update, pause/resume, deletes, runs that
-succeed, fail, retry, are skipped or still run, a run-now, a cancel, and one record that
-is not JSON) goes to a real broker over three partitions. The "live" store is built by a
-running projection thread, the "rebuilt" one by :func:`core.rebuild.rebuild` into another
-database that first holds rubbish; both must hold the same rows, on SQLite and PostgreSQL.
+succeed, fail, retry, are skipped or still run, a run-now, a cancel, one record that is
+not JSON, and one the store cannot apply: the fire of a task whose cron never matches, which
+raises while it is folded) goes to a real broker over three partitions. The "live" store is
+built by a running projection thread, which steps over the poison record and appends the
+task's ``TaskQuarantined``; the "rebuilt" one by :func:`core.rebuild.rebuild` into another
+database that first holds rubbish, which must step over the same record; both must hold the
+same rows, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from core.projection import Projection
+from core.publisher import EventPublisher
 from core.rebuild import RebuildError, rebuild
 from core.settings import CoreSettings
 from core.store import AppliedRecord, TaskStore, make_engine
@@ -57,6 +61,7 @@ TASKS = 50
 PARTITIONS = 3
 START = datetime(2030, 3, 1, 8, tzinfo=UTC)
 STALE_TASK = "task-00"
+POISON_TASK = "task-poison-cron"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -208,8 +213,39 @@ def _log() -> list[Event]:
     return interleaved
 
 
+def _poison() -> list[tuple[bytes, bytes]]:
+    """A task whose cron never matches (30 February) and a fire of it, as (key, value).
+
+    Such a task is on old logs (the API once accepted it). The creation applies; folding
+    the fire asks the schedule for its next slot, and the evaluator raises. The cron is
+    put into the bytes, so that no model validation of today refuses to build it.
+    """
+    created = Event.create(
+        POISON_TASK,
+        TaskCreated(
+            task=TaskSpec(name="never", handler="noop", schedule=Schedule(cron="0 0 1 1 *"))
+        ),
+        occurred_at=START,
+    )
+    fire = Event.create(
+        POISON_TASK,
+        ExecutionScheduled(
+            execution_id=execution_id(POISON_TASK, START, 1),
+            attempt=1,
+            scheduled_for=START,
+            topic="executions.default.medium",
+            queue="default",
+            priority=Priority.MEDIUM,
+        ),
+        occurred_at=START + timedelta(seconds=1),
+    )
+    never = encode_event(created).replace(b'"0 0 1 1 *"', b'"0 0 30 2 *"')
+    assert b'"0 0 30 2 *"' in never
+    return [(POISON_TASK.encode(), never), (POISON_TASK.encode(), encode_event(fire))]
+
+
 def _produce(bootstrap: str, topic: str, events: list[Event]) -> dict[int, int]:
-    """Produce the events and one undecodable record; the end offset of each partition."""
+    """Produce the events, one undecodable record and the poison pair; the partition ends."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -239,6 +275,8 @@ def _produce(bootstrap: str, topic: str, events: list[Event]) -> dict[int, int]:
         )
         if number == len(events) // 2:
             producer.produce(topic, key=b"task-poison", value=b"not json", on_delivery=delivered)
+            for key, value in _poison():
+                producer.produce(topic, key=key, value=value, on_delivery=delivered)
         producer.poll(0)
     remaining = producer.flush(30)
     assert remaining == 0, f"{remaining} records not delivered in 30s"
@@ -261,9 +299,13 @@ def log_on_broker(kafka_bootstrap: str, topic_prefix: str) -> Iterator[tuple[lis
 
 
 def _live_store(settings: CoreSettings, records: int) -> TaskStore:
+    """The store as a live core projects it, quarantining what it cannot apply."""
     store = TaskStore(make_engine(settings.database_url), settings.topics.task_events)
     store.create_schema()
-    projection = Projection(settings, store, instance_id=f"live-{uuid.uuid4().hex[:8]}")
+    publisher = EventPublisher(settings)
+    projection = Projection(
+        settings, store, instance_id=f"live-{uuid.uuid4().hex[:8]}", quarantine=publisher.publish
+    )
     projection.start()
     try:
         eventually(
@@ -272,8 +314,10 @@ def _live_store(settings: CoreSettings, records: int) -> TaskStore:
             what=f"the live projection to apply {records} records",
         )
         assert projection.error is None, f"the projection stopped: {projection.error!r}"
+        assert projection.health().details["record_errors"] == 1  # the poison fire
     finally:
         projection.stop()
+        publisher.close()
     return store
 
 
@@ -283,8 +327,9 @@ def test_a_rebuilt_store_equals_the_live_one(
     database_urls: tuple[str, str],
     log_on_broker: tuple[list[Event], int],
 ) -> None:
-    events, records = log_on_broker
-    assert records == len(events) + 1  # and the record that is not JSON
+    events, produced = log_on_broker
+    assert produced == len(events) + 3  # the record that is not JSON, the poison pair
+    records = produced + 1  # and the TaskQuarantined the live projection appends
     live_url, rebuilt_url = database_urls
     live = _live_store(_settings(kafka_bootstrap, topic_prefix, live_url), records)
 
@@ -301,6 +346,7 @@ def test_a_rebuilt_store_equals_the_live_one(
         )
         assert report.events == records
         assert report.seconds > 0 and report.events_per_second > 0
+        assert report.stepped_over == 1  # the poison fire, stepped over as live
         assert progress == sorted(progress) and progress[-1] == records
 
         expected = live.dump()
@@ -315,9 +361,14 @@ def test_a_rebuilt_store_equals_the_live_one(
         deleted = rebuilt.get("task-10")
         assert deleted is not None and deleted.status == "deleted"
         assert rebuilt.get("not-in-the-log") is None
+        poisoned = rebuilt.get(POISON_TASK)
+        assert poisoned is not None and poisoned.status == "quarantined"
+        assert poisoned.quarantine is not None
+        assert poisoned.quarantine["component"] == "projection"
+        assert "0 0 30 2 *" in poisoned.quarantine["reason"]
 
         again = rebuild(_settings(kafka_bootstrap, topic_prefix, rebuilt_url), timeout=120)
-        assert again.events == records
+        assert again.events == records and again.stepped_over == 1
         assert rebuilt.dump() == expected
     finally:
         live.engine.dispose()
