@@ -57,13 +57,21 @@ def _prometheus(text: str) -> dict[str, float]:
     return samples
 
 
+_PROCESS_METRICS = (
+    "taskstream_monitor_events_",
+    "taskstream_monitor_undecodable",
+    "taskstream_monitor_task_errors",  # what this process met, not a fold of the log
+    "taskstream_component_",  # the process's health now
+)
+
+
 def snapshot(stack: Stack, task_ids: list[str]) -> dict[str, Any]:
     """Everything the monitor shows, minus what depends on the clock or the process."""
     metrics = _get(stack, "/api/monitor/metrics?minutes=60")
     prometheus = {
         name: value
         for name, value in _prometheus(_get(stack, "/metrics")).items()
-        if not name.startswith(("taskstream_monitor_events_", "taskstream_monitor_undecodable"))
+        if not name.startswith(_PROCESS_METRICS) and "_created{" not in name
     }
     return {
         "totals": metrics["totals"],
