@@ -64,6 +64,7 @@ def snapshot(stack: Stack, task_ids: list[str]) -> dict[str, Any]:
         name: value
         for name, value in _prometheus(_get(stack, "/metrics")).items()
         if not name.startswith(("taskstream_monitor_events_", "taskstream_monitor_undecodable"))
+        and not name.split("{")[0].endswith("_created")  # when the process made the counter
     }
     return {
         "totals": metrics["totals"],
