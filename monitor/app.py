@@ -24,6 +24,7 @@ from monitor.security import auth_middleware
 from monitor.settings import MonitorSettings
 from monitor.tables import MonitorTables
 from monitor.task_faults import TaskFaults
+from monitor.transport import use_read_committed
 from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, HealthSource
 
@@ -60,7 +61,11 @@ def create_app(
         # a batch writes its changelog records in a burst; aiokafka's default 16 KiB
         # batches made it wait for the broker every few records (librdkafka's default)
         producer_max_batch_size=1_000_000,
+        # after a kill -9 the dead member holds the partitions until its session ends
+        broker_session_timeout=settings.monitor_session_timeout.total_seconds(),
+        broker_heartbeat_interval=settings.monitor_session_timeout.total_seconds() / 5,
     )
+    use_read_committed(app)  # never fold what an aborted transaction wrote
     # faust pauses the stream whenever more than 100 changelog records wait to be sent and
     # then drains them one event-loop round trip each ("producer buffer full"): a batch
     # writes a few thousand, so let the buffer hold a few batches' worth instead.

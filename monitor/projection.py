@@ -11,6 +11,14 @@ and each table key it changed is written once (one changelog record), per partit
 alerts' facts are folded from the same decoded events (:class:`TaskEventsFeed`). The
 records are acked only after that, so no offset is committed past unwritten changes.
 
+faust commits the consumer's offsets on an interval, after the tables' changelog records,
+so after a kill -9 the records since the last commit are delivered again to tables that
+already hold them. Each partition's totals remember the offset its tables were folded
+through (written last of a batch's keys); a record at or below it is skipped, so a
+redelivery of any length counts nothing twice (event ids alone are remembered only for a
+bounded number of executions and skips per task). The agent reads ``read_committed``
+(:mod:`monitor.transport`): what a scheduler's aborted transaction wrote is never folded.
+
 Bounds:
 
 - ``executions`` keeps a record while it is in its task's history (the last
@@ -50,7 +58,14 @@ from monitor.records import (
     push_history,
 )
 from monitor.settings import MonitorSettings
-from monitor.stats import stats_after, stats_after_skip, totals_after, totals_after_skip
+from monitor.stats import (
+    folded_through,
+    stats_after,
+    stats_after_skip,
+    totals_after,
+    totals_after_skip,
+    totals_through,
+)
 from monitor.tables import MonitorTables, at_event
 from monitor.task_faults import TaskFaults
 from monitor.transitions import transition
@@ -135,14 +150,13 @@ class _Batch:
                 self.history,
                 self.evicted,
                 self.stats,
-                self.totals,
                 self.windows,
             )
         )
         if self.recent.changed:
             tables.recent[str(self.partition)] = self.recent.entries
             written += 1
-        return written
+        return written + self.totals.write()  # last: it holds the offset folded through
 
 
 class Projection:
@@ -173,11 +187,32 @@ class Projection:
         return self.apply_batch([event], partition, now)
 
     def apply_batch(
-        self, events: Sequence[Event], partition: int, now: datetime | None = None
+        self,
+        events: Sequence[Event],
+        partition: int,
+        now: datetime | None = None,
+        offsets: Sequence[int] | None = None,
     ) -> int:
-        """Apply ``events`` of ``partition``, in order; return the table keys written."""
+        """Apply ``events`` of ``partition``, in order; return the table keys written.
+
+        With ``offsets`` (each event's offset in ``partition``), an event at or below the
+        offset the partition's tables were folded through is a redelivery and changes
+        nothing; the partition's totals then remember the last offset folded.
+        """
         now = now or datetime.now(UTC)
         batch = _Batch(self.tables, partition)
+        partition_key = str(partition)
+        through = folded_through(batch.totals.get(partition_key))
+        if offsets is not None:
+            fresh = [(e, o) for e, o in zip(events, offsets, strict=True) if o > through]
+            if len(fresh) < len(events):
+                logger.info(
+                    "partition %d: %d records redelivered (folded through offset %d): skipped",
+                    partition,
+                    len(events) - len(fresh),
+                    through,
+                )
+            events = [event for event, _ in fresh]
         for event in events:
             if isinstance(event.data, ExecutionSkipped):
                 self._skipped(batch, event, event.data)
@@ -185,6 +220,10 @@ class Projection:
                 execution_id = execution_id_of(event)
                 if execution_id is not None:
                     self._execution(batch, event, execution_id, now)
+        if offsets and offsets[-1] > through:
+            batch.totals[partition_key] = totals_through(
+                batch.totals.get(partition_key), offsets[-1]
+            )
         written = batch.write(self.tables)
         self._maybe_sweep_windows(partition, now)
         return written
@@ -333,21 +372,24 @@ def install_projection(
     health = AgentHealth(lag, settings.loop_stall_after)
     feed = TaskEventsFeed(health, faults)
 
-    def fold_partition(events: list[Event], partition: int, now: datetime) -> None:
+    def fold_partition(
+        events: list[Event], offsets: list[int], partition: int, now: datetime
+    ) -> None:
         try:
-            projection.apply_batch(events, partition, now)
+            projection.apply_batch(events, partition, now, offsets)
         except Exception:
             if len(events) == 1:
                 raise
-            for event in events:  # the batch wrote nothing: fold it event by event
+            # the batch wrote nothing: fold it event by event
+            for event, offset in zip(events, offsets, strict=True):
                 try:
-                    projection.apply_batch([event], partition, now)
+                    projection.apply_batch([event], partition, now, [offset])
                 except Exception as exc:
                     faults.record("projection", event.task_id, exc, event.id)
         feed.publish(events, partition, now)
 
     def fold(records: Sequence[Any]) -> None:
-        by_partition: dict[int, tuple[Any, list[Event]]] = {}
+        by_partition: dict[int, tuple[Any, list[Event], list[int]]] = {}
         next_offsets: dict[int, int] = {}
         types: dict[str, int] = {}
         for record in records:
@@ -360,13 +402,15 @@ def install_projection(
                 logger.error("skipping undecodable task-events record: %s", exc)
             else:
                 types[event.type] = types.get(event.type, 0) + 1
-                by_partition.setdefault(partition, (record, []))[1].append(event)
+                _, events, offsets = by_partition.setdefault(partition, (record, [], []))
+                events.append(event)
+                offsets.append(message.offset)
             next_offsets[partition] = message.offset
         now = datetime.now(UTC)
-        for partition, (record, events) in by_partition.items():
+        for partition, (record, events, offsets) in by_partition.items():
             with at_event(record):
                 try:
-                    fold_partition(events, partition, now)
+                    fold_partition(events, offsets, partition, now)
                 except Exception as exc:
                     faults.record("projection", events[0].task_id, exc, events[0].id)
         for event_type, count in types.items():

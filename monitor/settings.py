@@ -71,6 +71,15 @@ class MonitorSettings(CommonSettings):
     monitor_data_dir: Path = Field(
         default=Path(".taskstream/monitor"), description="faust's data directory"
     )
+    monitor_session_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "how long the broker keeps a monitor that stopped heartbeating in its consumer "
+            "group: after a kill -9 the restarted monitor gets its partitions back (and "
+            "counts again) once the dead one's session has run out (faust's default: 60s); "
+            "heartbeats go every fifth of it"
+        ),
+    )
     monitor_worker_timeout: Duration = Field(
         default=timedelta(seconds=20),
         description="an executor whose last heartbeat is older than this is not live (lost)",
@@ -139,6 +148,13 @@ class MonitorSettings(CommonSettings):
     def _batch_wait(cls, value: timedelta) -> timedelta:
         if not 0.001 <= value.total_seconds() <= 10:
             raise ValueError(f"must be between 1ms and 10s, got {value}")
+        return value
+
+    @field_validator("monitor_session_timeout")
+    @classmethod
+    def _session(cls, value: timedelta) -> timedelta:
+        if not 1 <= value.total_seconds() <= 90:  # at most faust's request timeout
+            raise ValueError(f"must be between 1s and 90s, got {value}")
         return value
 
     @field_validator("monitor_window_retention")

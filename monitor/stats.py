@@ -8,8 +8,11 @@ remembers its last :data:`SKIP_IDS_REMEMBERED` skip events).
 
 *Totals* are kept per partition of ``task-events`` (a table key written only by that
 partition's events, so its changelog is always the partition's own) and merged when read.
-Besides the counts they hold how many executions are scheduled and running now, and the
-durations in fixed buckets for Prometheus.
+Besides the counts they hold how many executions are scheduled and running now, the
+durations in fixed buckets for Prometheus, and ``through``: the offset of ``task-events``
+that the partition's tables were folded through, so that a record delivered again (the
+consumer's committed offset lags the changelogs after a kill -9, or a group is rewound)
+changes nothing however old it is (:func:`folded_through`).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ __all__ = [
     "LIVE",
     "SKIP_IDS_REMEMBERED",
     "STATS_QUANTILES",
+    "folded_through",
     "merge_totals",
     "public_task_stats",
     "stats_after",
     "stats_after_skip",
     "totals_after",
     "totals_after_skip",
+    "totals_through",
 ]
 
 COUNTED = (*OUTCOMES, "dead_lettered", "skipped")
@@ -152,6 +157,16 @@ def totals_after_skip(totals: dict[str, Any] | None, slots: int) -> dict[str, An
     result = dict(totals) if totals else _new_totals()
     result["counts"] = {**result["counts"], "skipped": result["counts"]["skipped"] + slots}
     return result
+
+
+def folded_through(totals: dict[str, Any] | None) -> int:
+    """The offset a partition's tables were folded through (-1: none yet)."""
+    return int((totals or {}).get("through", -1))
+
+
+def totals_through(totals: dict[str, Any] | None, offset: int) -> dict[str, Any]:
+    """A partition's totals, remembering that its tables were folded through ``offset``."""
+    return {**(totals or _new_totals()), "through": offset}
 
 
 def merge_totals(partitions: Iterable[dict[str, Any]]) -> dict[str, Any]:

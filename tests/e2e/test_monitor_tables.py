@@ -71,7 +71,8 @@ def snapshot(stack: Stack, task_ids: list[str]) -> dict[str, Any]:
     prometheus = {
         name: value
         for name, value in _prometheus(_get(stack, "/metrics")).items()
-        if not name.startswith(_PROCESS_METRICS) and "_created{" not in name
+        if not name.startswith(_PROCESS_METRICS)
+        and not name.split("{")[0].endswith("_created")  # when the process made the counter
     }
     return {
         "totals": metrics["totals"],

@@ -205,3 +205,28 @@ def test_the_recent_list_of_a_batch_matches_push_recent() -> None:
         entries = expected
         assert recent.entries == entries
         assert recent.ids == {e[1] for e in entries}
+
+
+def test_a_redelivery_of_any_length_changes_nothing() -> None:
+    """Records at or below the offset a partition was folded through are skipped, even
+    executions long evicted and skips beyond the remembered skip ids."""
+    p = projection(history=2, recent=2)
+    runs = [Run("t", T0 + timedelta(minutes=n)) for n in range(20)]
+    events = [event for run in runs for event in run.events("succeeded", 1.0)]
+    events += [skipped("t", T0 - timedelta(minutes=n)) for n in range(100)]
+    offsets = list(range(len(events)))
+    now = T0 + timedelta(minutes=30)
+    for start in range(0, len(events), 7):  # batches as the agent reads them
+        p.apply_batch(events[start : start + 7], 0, now, offsets[start : start + 7])
+    t = p.tables
+    assert t.totals["0"]["through"] == offsets[-1]
+    folded = {name: dict(getattr(t, name)) for name in ("stats", "totals", "windows")}
+    assert folded["stats"]["t"]["counts"]["succeeded"] == 20
+    assert folded["stats"]["t"]["counts"]["skipped"] == 100
+    written = p.apply_batch(events, 0, now, offsets)  # everything again
+    assert written == 0
+    assert {name: dict(getattr(t, name)) for name in folded} == folded
+    new = Run("t", T0 + timedelta(hours=1))
+    p.apply_batch(new.events("failed", 2.0), 0, now, [len(events), len(events) + 1, 1000])
+    assert t.stats["t"]["counts"]["failed"] == 1
+    assert t.totals["0"]["through"] == 1000
