@@ -23,33 +23,12 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from taskstream.infra.error_shape import ERROR_SCHEMA
 from taskstream.infra.strict_json import BadJson, loads_strict
 
 __all__ = ["ERROR_SCHEMA", "StrictJsonRoute", "error_responses", "install_error_handlers"]
 
 logger = logging.getLogger(__name__)
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {
-        "error": {"type": "string", "description": "a stable code, e.g. validation_failed"},
-        "message": {"type": "string", "description": "what was wrong and how to fix it"},
-        "errors": {
-            "type": "array",
-            "description": "one entry per bad field (422)",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "field": {"type": "string"},
-                    "message": {"type": "string"},
-                    "type": {"type": ["string", "null"]},
-                },
-            },
-        },
-    },
-    "additionalProperties": True,
-}
 
 _DESCRIPTIONS = {
     400: "the body is not JSON (NaN and Infinity are not JSON numbers)",

@@ -1,7 +1,9 @@
-"""The monitor's JSON API (faust web pages). Errors are ``{"error", "message"}`` with a 4xx.
+"""The monitor's JSON API (faust web pages), ``/health`` and ``/ready``.
 
-The shapes are documented in the README ("Monitor API") and are a contract: the
-dashboard reads them.
+Each page is declared once (an :class:`~monitor.contract.Operation` in
+:data:`OPERATIONS`): the declaration reads its parameters (422 ``validation_failed``
+for a bad one) and is its part of ``/openapi.json``. Errors are the one shape
+(:mod:`monitor.http_errors`). The shapes are a contract: the dashboard reads them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, json_answer
+from monitor.http_errors import Refusal
 from monitor.lag import ConsumerLag
 from monitor.readiness import TablesReadiness
 from monitor.records import TERMINAL_STATUSES
@@ -20,29 +24,200 @@ from monitor.stats import COUNTED, LIVE, public_task_stats
 from monitor.tables import MonitorTables
 from taskstream.infra.health import HealthBoard, health_answer, ready_answer
 
-__all__ = ["MAX_MINUTES", "MAX_RECENT_LIMIT", "install_api"]
+__all__ = ["MAX_MINUTES", "MAX_RECENT_LIMIT", "OPERATIONS", "install_api"]
 
 MAX_MINUTES = 1440
 MAX_RECENT_LIMIT = 500
+MAX_PAGE = 1_000_000_000
 
+_TAG = ("monitor",)
+_DATA_ERRORS = (422, 503)
+"""Every data page answers 503 (``starting``/``recovering``) until its tables are whole."""
 
-class _BadParameter(ValueError):
-    pass
+PAGE = IntQuery(name="page", default=0, low=0, high=MAX_PAGE, description="page, from 0")
+SIZE = IntQuery(name="size", default=20, low=1, high=1000, description="items per page")
+LIMIT = IntQuery(name="limit", default=50, low=1, high=MAX_RECENT_LIMIT, description="most items")
+STATUS = ChoiceQuery(
+    name="status",
+    choices=tuple(sorted(TERMINAL_STATUSES)),
+    description="only executions that ended so (default: all)",
+)
+MINUTES = IntQuery(
+    name="minutes",
+    default=60,
+    low=1,
+    high=MAX_MINUTES,
+    description="per-minute windows of the last this many minutes",
+)
+TASK_ID = PathParam(name="task_id", description="a task id")
 
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_RECORD = {
+    "type": "object",
+    "required": ["execution_id", "task_id", "status"],
+    "properties": {
+        "execution_id": {"type": "string"},
+        "task_id": {"type": "string"},
+        "status": {"type": "string"},
+        "attempt": {"type": ["integer", "null"]},
+    },
+}
 
-def _int_parameter(request: Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name)
-    try:
-        value = default if text is None else int(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise _BadParameter(f"{name} must be an integer between {low} and {high}")
-    return value
-
-
-def _error(view: View, status: int, error: str, message: str) -> Response:
-    return view.json({"error": error, "message": message}, status=status)
+TASK_EXECUTIONS = Operation(
+    method="get",
+    path="/api/monitor/tasks/{task_id}/executions",
+    operation_id="getTaskExecutions",
+    summary="A task's last executions, newest first",
+    parameters=(TASK_ID, PAGE, SIZE),
+    responses={
+        200: json_answer(
+            "a page of the task's history",
+            {
+                "type": "object",
+                "required": ["task_id", "items", "page", "size", "total"],
+                "properties": {
+                    "task_id": {"type": "string"},
+                    "items": {"type": "array", "items": _RECORD},
+                    "page": {"type": "integer"},
+                    "size": {"type": "integer"},
+                    "total": {"type": "integer"},
+                },
+            },
+        )
+    },
+    errors=_DATA_ERRORS,
+    tags=_TAG,
+)
+TASK_STATS = Operation(
+    method="get",
+    path="/api/monitor/tasks/{task_id}/stats",
+    operation_id="getTaskStats",
+    summary="One task's counts, last outcome and durations",
+    parameters=(TASK_ID,),
+    responses={
+        200: json_answer(
+            "the task's statistics",
+            {
+                "type": "object",
+                "required": ["task_id", "counts", "last_status", "duration_seconds"],
+                "properties": {
+                    "task_id": {"type": "string"},
+                    "counts": _COUNTS,
+                    "last_status": {"type": ["string", "null"]},
+                    "last_finished_at": {"type": ["string", "null"]},
+                    "duration_seconds": {
+                        "type": "object",
+                        "additionalProperties": _NULLABLE_NUMBER,
+                    },
+                },
+            },
+        )
+    },
+    errors=(404, 503),
+    tags=_TAG,
+)
+RECENT_EXECUTIONS = Operation(
+    method="get",
+    path="/api/monitor/executions",
+    operation_id="getRecentExecutions",
+    summary="Recent finished executions of all tasks, newest first",
+    parameters=(LIMIT, STATUS),
+    responses={
+        200: json_answer(
+            "the executions",
+            {
+                "type": "object",
+                "required": ["items"],
+                "properties": {"items": {"type": "array", "items": _RECORD}},
+            },
+        )
+    },
+    errors=_DATA_ERRORS,
+    tags=_TAG,
+)
+METRICS = Operation(
+    method="get",
+    path="/api/monitor/metrics",
+    operation_id="getMonitorMetrics",
+    summary="Totals, per-minute windows and the monitor's lag",
+    parameters=(MINUTES,),
+    responses={
+        200: json_answer(
+            "the totals and one window per minute, oldest first",
+            {
+                "type": "object",
+                "required": ["generated_at", "totals", "windows", "lag"],
+                "properties": {
+                    "generated_at": {"type": "string"},
+                    "totals": _COUNTS,
+                    "windows": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["start", "finished"],
+                            "properties": {
+                                "start": {"type": "string"},
+                                "finished": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "lag": {
+                        "type": "object",
+                        "required": ["task_events_records"],
+                        "properties": {"task_events_records": {"type": ["integer", "null"]}},
+                    },
+                },
+            },
+        )
+    },
+    errors=_DATA_ERRORS,
+    tags=_TAG,
+)
+_HEALTH_BODY = {
+    "type": "object",
+    "required": ["status", "state", "service", "components"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "failing"]},
+        "state": {"type": "string"},
+        "service": {"type": "string"},
+        "components": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["state"],
+                "properties": {"state": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
+HEALTH = Operation(
+    method="get",
+    path="/health",
+    operation_id="getHealth",
+    summary="Liveness: 503 unhealthy names each failed or unavailable component",
+    responses={
+        200: json_answer("alive", _HEALTH_BODY),
+        503: json_answer("a component failed or is unavailable", _HEALTH_BODY),
+    },
+    open=True,
+    tags=("probes",),
+)
+READY = Operation(
+    method="get",
+    path="/ready",
+    operation_id="getReady",
+    summary="Readiness: 503 starting or recovering (wait), unavailable or failed (broken)",
+    responses={
+        200: json_answer("every component is ok", _HEALTH_BODY),
+        503: json_answer("a component is not ok; error is the worst state", _HEALTH_BODY),
+    },
+    open=True,
+    tags=("probes",),
+)
+OPERATIONS = (TASK_EXECUTIONS, TASK_STATS, RECENT_EXECUTIONS, METRICS, HEALTH, READY)
 
 
 def install_api(
@@ -59,69 +234,46 @@ def install_api(
     503 ``recovering`` instead of the zeros the empty tables hold.
     """
 
-    def recovering(view: View) -> Response | None:
+    def recovering() -> None:
         if readiness.serving:
-            return None
+            return
         status = readiness.health()
-        body = {
-            "error": status.state.value,
-            "message": f"the monitor is {status.state.value} ({status.reason}); its data is "
+        raise Refusal(
+            503,
+            status.state.value,
+            f"the monitor is {status.state.value} ({status.reason}); its data is "
             "incomplete until it is ready: retry in a few seconds (GET /ready says when)",
-        }
-        return view.json(body, status=503)
+        )
 
-    @app.page("/api/monitor/tasks/{task_id}/executions")
+    @app.page(TASK_EXECUTIONS.path)
     async def task_executions(self: View, request: Request, task_id: str) -> Response:
-        if (refusal := recovering(self)) is not None:
-            return refusal
-        try:
-            page = int(request.query.get("page", 0))
-            size = int(request.query.get("size", 20))
-            if page < 0 or not 1 <= size <= 1000:
-                raise ValueError
-        except ValueError:
-            return _error(
-                self, 400, "invalid_paging", "page must be >= 0 and size between 1 and 1000"
-            )
+        page, size = PAGE.read(request), SIZE.read(request)
+        recovering()
         ids = tables.task_executions(task_id)
         items = tables.public_executions(ids[page * size : (page + 1) * size])
         return self.json(
             {"task_id": task_id, "items": items, "page": page, "size": size, "total": len(ids)}
         )
 
-    @app.page("/api/monitor/tasks/{task_id}/stats")
+    @app.page(TASK_STATS.path)
     async def task_stats(self: View, request: Request, task_id: str) -> Response:
-        if (refusal := recovering(self)) is not None:
-            return refusal
+        recovering()
         stats = tables.stats.get(task_id)
         if stats is None:
-            return _error(
-                self, 404, "unknown_task", f"the monitor has seen no execution of task {task_id}"
-            )
+            message = f"the monitor has seen no execution of task {task_id}"
+            raise Refusal(404, "unknown_task", message)
         return self.json(public_task_stats(stats))
 
-    @app.page("/api/monitor/executions")
+    @app.page(RECENT_EXECUTIONS.path)
     async def recent_executions(self: View, request: Request) -> Response:
-        if (refusal := recovering(self)) is not None:
-            return refusal
-        status = request.query.get("status") or None
-        try:
-            limit = _int_parameter(request, "limit", 50, 1, MAX_RECENT_LIMIT)
-        except _BadParameter as exc:
-            return _error(self, 400, "invalid_limit", str(exc))
-        if status is not None and status not in TERMINAL_STATUSES:
-            known = ", ".join(sorted(TERMINAL_STATUSES))
-            return _error(self, 400, "invalid_status", f"status must be one of {known}")
+        limit, status = LIMIT.read(request), STATUS.read(request)
+        recovering()
         return self.json({"items": tables.recent_executions(status, limit)})
 
-    @app.page("/api/monitor/metrics")
+    @app.page(METRICS.path)
     async def metrics(self: View, request: Request) -> Response:
-        if (refusal := recovering(self)) is not None:
-            return refusal
-        try:
-            minutes = _int_parameter(request, "minutes", 60, 1, MAX_MINUTES)
-        except _BadParameter as exc:
-            return _error(self, 400, "invalid_minutes", str(exc))
+        minutes = MINUTES.read(request)
+        recovering()
         now = datetime.now(UTC)
         totals = tables.merged_totals()
         counts: dict[str, Any] = {status: totals["live"][status] for status in LIVE}
@@ -135,12 +287,12 @@ def install_api(
             }
         )
 
-    @app.page("/health")
+    @app.page(HEALTH.path)
     async def health(self: View, request: Request) -> Response:
         status, body = health_answer(board.snapshot(), app_id=settings.app_id)
         return self.json(body, status=status)
 
-    @app.page("/ready")
+    @app.page(READY.path)
     async def ready(self: View, request: Request) -> Response:
         status, body = ready_answer(board.snapshot(), app_id=settings.app_id)
         return self.json(body, status=status)

@@ -2,7 +2,8 @@
 
 :func:`create_app` only wires the parts: the tables (:mod:`monitor.tables`), the agent
 that folds events into them (:mod:`monitor.projection`), the JSON API
-(:mod:`monitor.api`), the Prometheus metrics (:mod:`monitor.metrics`), the alerts
+(:mod:`monitor.api`, described at ``/openapi.json``: :mod:`monitor.openapi`, errors in
+one shape: :mod:`monitor.http_errors`), the Prometheus metrics (:mod:`monitor.metrics`), the alerts
 (:mod:`monitor.alerts`) and the dashboard (:mod:`monitor.dashboard`). Tables are
 changelogged in Kafka and rebuilt on restart.
 """
@@ -16,8 +17,10 @@ from monitor.agent_health import AgentHealth
 from monitor.alerts import install_alerts
 from monitor.api import install_api
 from monitor.dashboard import install_dashboard
+from monitor.http_errors import MAX_BODY_BYTES, error_middleware
 from monitor.lag import ConsumerLag
 from monitor.metrics import event_counters, install_metrics
+from monitor.openapi import install_openapi
 from monitor.projection import install_projection
 from monitor.readiness import TablesReadiness
 from monitor.security import auth_middleware
@@ -52,8 +55,15 @@ def create_app(
         web_host=settings.monitor_host,
         web_bind=settings.monitor_host,  # faust binds web_bind (0.0.0.0 by default), not web_host
         web_port=settings.monitor_port,
-        web_application_options={"middlewares": [auth_middleware(settings)]},
+        # errors first (outermost): the token check's 401 passes through it as it is
+        web_application_options={
+            "middlewares": [error_middleware(), auth_middleware(settings)],
+            "client_max_size": MAX_BODY_BYTES,
+        },
         web_enabled=True,
+        # faust's own pages (/router, /table: raw table contents) are not the monitor's API
+        web_router_enabled=False,
+        web_tables_enabled=False,
         topic_partitions=settings.task_events_partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
@@ -94,9 +104,10 @@ def create_app(
     install_api(app, settings, tables, lag, board, readiness)
     install_metrics(app, metrics, tables, lag)
     install_alerts(
-        app, settings, metrics, task_events
+        app, settings, metrics, task_events, broker
     )  # alerts and GET /api/workers: monitor/alerts/
     install_dashboard(app)
+    install_openapi(app)
     return app
 
 

@@ -32,12 +32,29 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from monitor.contract import Operation
 from monitor.lag import ConsumerLag
 from monitor.stats import DURATION_BUCKETS, LIVE
 from monitor.tables import MonitorTables
 from monitor.transitions import OUTCOMES
 
-__all__ = ["TablesCollector", "event_counters", "install_metrics"]
+__all__ = ["OPERATIONS", "TablesCollector", "event_counters", "install_metrics"]
+
+PROMETHEUS = Operation(
+    method="get",
+    path="/metrics",
+    operation_id="getPrometheusMetrics",
+    summary="Prometheus metrics (text exposition format)",
+    responses={
+        200: {
+            "description": "the metrics",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    open=True,
+    tags=("probes",),
+)
+OPERATIONS = (PROMETHEUS,)
 
 
 def event_counters(registry: CollectorRegistry) -> tuple[Counter, Counter]:
@@ -111,6 +128,6 @@ def install_metrics(
     """Collect the tables' numbers into ``registry`` and serve it at ``/metrics``."""
     registry.register(TablesCollector(tables, lag))
 
-    @app.page("/metrics")
+    @app.page(PROMETHEUS.path)
     async def prometheus(self: View, request: Request) -> Response:
         return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

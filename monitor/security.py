@@ -2,10 +2,11 @@
 
 With ``TASKSTREAM_MONITOR_TOKENS`` (or ``_TOKENS_FILE``) set, every request needs
 ``Authorization: Bearer <token>`` except the probes (``/health``, ``/ready``,
-``/metrics``) and the dashboard's static files (the page asks for the token and sends it
-with its API calls). Open paths are listed, everything else is closed: a route added
-later is protected without anyone remembering to. A monitor bound to a non-loopback
-address refuses to start without tokens unless ``TASKSTREAM_MONITOR_INSECURE=true``.
+``/metrics``), the API's description (``/openapi.json``) and the dashboard's static
+files (the page asks for the token and sends it with its API calls). Open paths are
+listed, everything else is closed: a route added later is protected without anyone
+remembering to. A monitor bound to a non-loopback address refuses to start without
+tokens unless ``TASKSTREAM_MONITOR_INSECURE=true``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from taskstream.infra.security import Exposure, TokenChecker, load_tokens
 __all__ = ["OPEN_PATHS", "SETTINGS_PREFIX", "auth_middleware", "monitor_exposure"]
 
 SETTINGS_PREFIX = "TASKSTREAM_MONITOR"
-OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/dashboard"})
+OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/dashboard", "/openapi.json"})
 _OPEN_PREFIX = "/dashboard/"
 
 

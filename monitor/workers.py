@@ -18,10 +18,55 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from monitor.contract import ChoiceQuery, Operation, json_answer
 from monitor.settings import MonitorSettings
 from schemas import EventDecodeError, WorkerHeartbeat
 
-__all__ = ["WorkerBook", "apply_record", "install_workers", "is_live", "worker_view"]
+__all__ = [
+    "OPERATIONS",
+    "WorkerBook",
+    "apply_record",
+    "install_workers",
+    "is_live",
+    "worker_view",
+]
+
+LIVE_ONLY = ChoiceQuery(
+    name="live", choices=("true", "false"), description="true: only the live executors"
+)
+WORKERS = Operation(
+    method="get",
+    path="/api/workers",
+    operation_id="listWorkers",
+    summary="The executors the monitor knows from their heartbeats, by id",
+    parameters=(LIVE_ONLY,),
+    responses={
+        200: json_answer(
+            "each executor's last heartbeat, live and last_seen_seconds",
+            {
+                "type": "object",
+                "required": ["items"],
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["executor_id", "live", "last_seen_seconds"],
+                            "properties": {
+                                "executor_id": {"type": "string"},
+                                "live": {"type": "boolean"},
+                                "last_seen_seconds": {"type": "number"},
+                            },
+                        },
+                    }
+                },
+            },
+        )
+    },
+    errors=(422,),
+    tags=("executors",),
+)
+OPERATIONS = (WORKERS,)
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +148,9 @@ def install_workers(
             if on_change is not None:
                 await on_change(executor_id, heartbeat)
 
-    @app.page("/api/workers")
+    @app.page(WORKERS.path)
     async def list_workers(self: View, request: Request) -> Response:
-        live_only = request.query.get("live", "").lower() in ("1", "true", "yes")
+        live_only = LIVE_ONLY.read(request) == "true"
         now = datetime.now(UTC)
         items = [worker_view(beat, now, book.timeout) for beat in book.all().values()]
         if live_only:

@@ -32,11 +32,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from monitor.alerts.book import AlertBook
 from monitor.alerts.channels import Dispatcher
 from monitor.alerts.config import build_channels, load_rules_file, unconfigured
+from monitor.alerts.rules_table import confirmed_table
 from monitor.alerts.web import install_views
 from monitor.projection import TaskEventsFeed
 from monitor.settings import MonitorSettings
 from monitor.workers import install_workers
 from schemas import Event, WorkerHeartbeat
+from taskstream.infra.broker_health import BrokerHealth
 
 __all__ = ["install_alerts"]
 
@@ -48,8 +50,11 @@ def install_alerts(
     settings: MonitorSettings,
     registry: CollectorRegistry,
     task_events: TaskEventsFeed,
+    broker: BrokerHealth | None = None,
 ) -> AlertBook:
-    """Add alerts and ``GET /api/workers`` to ``app``; raise ``RuleError`` for a bad rules file."""
+    """Add alerts and ``GET /api/workers`` to ``app``; raise ``RuleError`` for a bad rules file.
+
+    ``broker``: rule writes are refused (503 ``kafka_unavailable``) while it is unreachable."""
     file_rules = (
         load_rules_file(settings.monitor_alert_rules_file)
         if settings.monitor_alert_rules_file
@@ -97,9 +102,10 @@ def install_alerts(
     workers = install_workers(app, settings, on_change=heartbeat_seen)
     partitions = settings.task_events_partitions
     facts_table = app.Table("alert-task-facts", partitions=partitions)
+    rules_table = confirmed_table(app, "alert-rules", partitions=1, use_partitioner=True)
     book = AlertBook(
         file_rules=file_rules,
-        rules_table=app.Table("alert-rules", partitions=1, use_partitioner=True),
+        rules_table=rules_table,
         states_table=app.Table("alert-state", partitions=1, use_partitioner=True),
         recent_table=app.Table("alert-recent", partitions=1, use_partitioner=True),
         facts_table=facts_table,
@@ -128,5 +134,13 @@ def install_alerts(
     async def send_notices() -> None:
         await dispatcher.run()
 
-    install_views(app, book, ready, str(settings.monitor_alert_rules_file or "(none)"))
+    install_views(
+        app,
+        book,
+        ready,
+        str(settings.monitor_alert_rules_file or "(none)"),
+        rules_table=rules_table,
+        broker=broker,
+        write_timeout=settings.kafka_write_timeout.total_seconds(),
+    )
     return book

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from schemas import AlertSeverity, AlertSubject, Duration
+from schemas import AlertSeverity, AlertSubject, Duration, format_duration
 
 __all__ = [
     "RULE_KINDS",
@@ -37,6 +37,7 @@ __all__ = [
     "parse_rule",
     "parse_rules",
     "rule_as_dict",
+    "rule_schemas",
 ]
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -180,6 +181,15 @@ Rule = Annotated[
     Field(discriminator="kind"),
 ]
 _RULE: TypeAdapter[Rule] = TypeAdapter(Rule)
+_RULE_MODELS: tuple[type[BaseModel], ...] = (
+    ConsecutiveFailuresRule,
+    FailureRateRule,
+    LongRunRule,
+    MissedScheduleRule,
+    DeadLetterRule,
+    TaskQuarantinedRule,
+    ExecutorLostRule,
+)
 RULE_KINDS = (
     "consecutive_failures",
     "failure_rate",
@@ -269,3 +279,34 @@ def parse_rules(documents: Iterable[Any], where: str = "rules") -> list[Rule]:
 def rule_as_dict(rule: Rule) -> dict[str, Any]:
     """A rule as JSON (durations as '30s'), the way the API shows and stores it."""
     return rule.model_dump(mode="json")
+
+
+def rule_schemas() -> dict[str, Any]:
+    """JSON Schema of the rules, for OpenAPI ``components.schemas``: ``RuleBody`` (what
+    ``PUT /api/alerts/rules/{id}`` takes, generated from the models: the ``id`` may be left
+    out, it comes from the URL), ``AlertRule`` (what the API shows) and their parts."""
+    generated = _RULE.json_schema(ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = generated.pop("$defs")
+    models = {model.__name__: model for model in _RULE_MODELS}
+    for name, schema in schemas.items():
+        if name not in models:
+            continue
+        schema["required"] = [field for field in schema.get("required", []) if field != "id"]
+        for field, info in models[name].model_fields.items():
+            if isinstance(info.default, timedelta):  # pydantic writes ISO 8601 ("PT15M")
+                schema["properties"][field]["default"] = format_duration(info.default)
+    schemas["RuleBody"] = generated
+    schemas["AlertRule"] = {
+        "type": "object",
+        "required": ["id", "kind", "severity", "channels", "enabled"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": list(RULE_KINDS)},
+            "severity": {"$ref": "#/components/schemas/AlertSeverity"},
+            "channels": {"type": "array", "items": {"$ref": "#/components/schemas/Channel"}},
+            "enabled": {"type": "boolean"},
+            "source": {"type": "string", "enum": ["file", "api"]},
+            "shadows_api_rule": {"type": "boolean"},
+        },
+    }
+    return schemas

@@ -180,11 +180,11 @@ def check_contract(stack: Stack) -> None:
         metrics["generated_at"]
     )
     for path, status, error in [
-        ("/api/monitor/metrics?minutes=0", 400, "invalid_minutes"),
-        ("/api/monitor/metrics?minutes=1441", 400, "invalid_minutes"),
-        ("/api/monitor/executions?limit=501", 400, "invalid_limit"),
-        ("/api/monitor/executions?limit=many", 400, "invalid_limit"),
-        ("/api/monitor/executions?status=running", 400, "invalid_status"),
+        ("/api/monitor/metrics?minutes=0", 422, "validation_failed"),
+        ("/api/monitor/metrics?minutes=1441", 422, "validation_failed"),
+        ("/api/monitor/executions?limit=501", 422, "validation_failed"),
+        ("/api/monitor/executions?limit=many", 422, "validation_failed"),
+        ("/api/monitor/executions?status=running", 422, "validation_failed"),
         ("/api/monitor/tasks/no-such-task/stats", 404, "unknown_task"),
     ]:
         response = httpx.get(f"{stack.monitor}{path}", timeout=10)

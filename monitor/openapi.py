@@ -1,0 +1,87 @@
+"""The monitor's OpenAPI 3.1 document, served at ``GET /openapi.json`` (no token needed).
+
+Built from the routes' own declarations (the ``OPERATIONS`` of :mod:`monitor.api`,
+:mod:`monitor.alerts.web`, :mod:`monitor.workers`, :mod:`monitor.metrics`,
+:mod:`monitor.dashboard.contract` and this module), so a parameter's bounds or a
+route's path are written once; a test compares the routes faust serves with it.
+Every path that serves GET also serves HEAD (aiohttp adds it), not listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from monitor import api, metrics, workers
+from monitor.alerts import web as alerts_web
+from monitor.contract import Operation, json_answer
+from monitor.dashboard import contract as dashboard_contract
+from taskstream.infra.error_shape import ERROR_SCHEMA
+
+__all__ = ["OPENAPI", "OPERATIONS", "install_openapi", "openapi_document"]
+
+OPENAPI = Operation(
+    method="get",
+    path="/openapi.json",
+    operation_id="getOpenApi",
+    summary="This document",
+    responses={200: json_answer("the OpenAPI document", {"type": "object"})},
+    open=True,
+    tags=("probes",),
+)
+
+
+def _all_operations() -> tuple[Operation, ...]:
+    return (
+        *api.OPERATIONS,
+        *alerts_web.OPERATIONS,
+        *workers.OPERATIONS,
+        *metrics.OPERATIONS,
+        *dashboard_contract.OPERATIONS,
+        OPENAPI,
+    )
+
+
+OPERATIONS = _all_operations()
+
+
+def openapi_document(operations: Iterable[Operation] = OPERATIONS) -> dict[str, Any]:
+    """The document; ``ValueError`` if two operations share a method and path or an id."""
+    paths: dict[str, dict[str, Any]] = {}
+    ids: set[str] = set()
+    for operation in operations:
+        methods = paths.setdefault(operation.path, {})
+        if operation.method in methods or operation.operation_id in ids:
+            raise ValueError(f"declared twice: {operation.method} {operation.path}")
+        ids.add(operation.operation_id)
+        methods[operation.method] = operation.openapi()
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "taskstream monitor",
+            "version": "1",
+            "description": "The monitor's JSON API, alerts, probes and dashboard. Errors are "
+            '{"error", "message", ...}. With TASKSTREAM_MONITOR_TOKENS set, every operation '
+            "not marked open needs Authorization: Bearer <token> (401 otherwise, before any "
+            "404). Every path that serves GET serves HEAD too.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA, **alerts_web.SCHEMAS},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def install_openapi(app: faust.App) -> dict[str, Any]:
+    """Serve the document at ``/openapi.json``; return it."""
+    document = openapi_document()
+
+    @app.page(OPENAPI.path)
+    async def openapi(self: View, request: Request) -> Response:
+        return self.json(document)
+
+    return document
