@@ -62,7 +62,7 @@ break them are rightly 422, so "schema-valid request rejected" is not checked th
 other check (no 5xx, documented status, content type, schemas) is."""
 
 
-_NO_INPUT = {"GET /health"}
+_NO_INPUT = {"GET /health", "GET /ready"}
 """Operations without any input, which have no invalid request to send."""
 
 
