@@ -17,7 +17,7 @@ from faust.web import Request, Response, View
 from monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, json_answer
 from monitor.http_errors import Refusal
 from monitor.lag import ConsumerLag
-from monitor.readiness import TablesReadiness
+from monitor.readiness import TablesReadiness, refuse_until_serving
 from monitor.records import TERMINAL_STATUSES
 from monitor.settings import MonitorSettings
 from monitor.stats import COUNTED, LIVE, public_task_stats
@@ -235,15 +235,7 @@ def install_api(
     """
 
     def recovering() -> None:
-        if readiness.serving:
-            return
-        status = readiness.health()
-        raise Refusal(
-            503,
-            status.state.value,
-            f"the monitor is {status.state.value} ({status.reason}); its data is "
-            "incomplete until it is ready: retry in a few seconds (GET /ready says when)",
-        )
+        refuse_until_serving(readiness)
 
     @app.page(TASK_EXECUTIONS.path)
     async def task_executions(self: View, request: Request, task_id: str) -> Response:

@@ -17,6 +17,7 @@ from monitor.agent_health import AgentHealth
 from monitor.alerts import install_alerts
 from monitor.api import install_api
 from monitor.dashboard import install_dashboard
+from monitor.health_view import install_health_view
 from monitor.http_errors import MAX_BODY_BYTES, error_middleware
 from monitor.lag import ConsumerLag
 from monitor.metrics import event_counters, install_metrics
@@ -103,9 +104,10 @@ def create_app(
     app.timer(_READINESS_REFRESH_SECONDS, name="tables-readiness")(refresh_readiness)
     install_api(app, settings, tables, lag, board, readiness)
     install_metrics(app, metrics, tables, lag)
-    install_alerts(
+    book = install_alerts(
         app, settings, metrics, task_events, broker
     )  # alerts and GET /api/workers: monitor/alerts/
+    install_health_view(app, settings, board, readiness, book.quarantined)
     install_dashboard(app)
     install_openapi(app)
     return app

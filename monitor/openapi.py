@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from monitor import api, metrics, workers
+from monitor import api, health_view, metrics, workers
 from monitor.alerts import web as alerts_web
 from monitor.contract import Operation, json_answer
 from monitor.dashboard import contract as dashboard_contract
@@ -41,6 +41,7 @@ def _all_operations() -> tuple[Operation, ...]:
         *workers.OPERATIONS,
         *metrics.OPERATIONS,
         *dashboard_contract.OPERATIONS,
+        *health_view.OPERATIONS,
         OPENAPI,
     )
 

@@ -16,10 +16,11 @@ from typing import Any, cast
 
 import faust
 
+from monitor.http_errors import Refusal
 from monitor.lag import ConsumerLag
 from taskstream.infra.health import ComponentStatus, State
 
-__all__ = ["TablesReadiness"]
+__all__ = ["TablesReadiness", "refuse_until_serving"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +90,16 @@ class TablesReadiness:
             )
         logger.info("tables restored and caught up: serving")
         return ComponentStatus.ok()
+
+
+def refuse_until_serving(readiness: TablesReadiness) -> None:
+    """Raise 503 ``starting``/``recovering`` while the tables are restored (never zeros)."""
+    if readiness.serving:
+        return
+    status = readiness.health()
+    raise Refusal(
+        503,
+        status.state.value,
+        f"the monitor is {status.state.value} ({status.reason}); its data is "
+        "incomplete until it is ready: retry in a few seconds (GET /ready says when)",
+    )

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from schemas import Duration
-from taskstream.infra.settings import CommonSettings, TokenList
+from taskstream.infra.settings import CommonSettings, TokenList, split_list
 
 __all__ = ["MonitorSettings"]
+
+
+def _base_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ValueError(f"{value!r} is not a base URL such as http://127.0.0.1:8080")
+    return url
+
+
+URLList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+"""Base URLs: a comma-separated variable (``http://a:8081,http://b:8081``), or a list."""
 
 
 class MonitorSettings(CommonSettings):
@@ -27,6 +42,24 @@ class MonitorSettings(CommonSettings):
     )
     monitor_insecure: bool = Field(
         default=False, description="allow a monitor on a non-loopback address without tokens"
+    )
+    monitor_core_url: str | None = Field(
+        default=None,
+        description=(
+            "base URL of the core (http://host:port): the dashboard shows its /health "
+            "(no token is sent; /health is open); none: the core is not shown"
+        ),
+    )
+    monitor_executor_urls: URLList = Field(
+        default_factory=list,
+        description="base URLs of the executors' /health (comma-separated); empty: none shown",
+    )
+    monitor_peer_health_timeout: Duration = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "how long the monitor waits for another service's /health before it shows "
+            "that service as unreachable"
+        ),
     )
     monitor_history_size: int = Field(
         default=100,
@@ -141,6 +174,23 @@ class MonitorSettings(CommonSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() < 0.05:
             raise ValueError(f"must be at least 50ms, got {value}")
+        return value
+
+    @field_validator("monitor_core_url")
+    @classmethod
+    def _core_url(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else _base_url(value)
+
+    @field_validator("monitor_executor_urls")
+    @classmethod
+    def _executor_urls(cls, value: list[str]) -> list[str]:
+        return [_base_url(url) for url in value]
+
+    @field_validator("monitor_peer_health_timeout")
+    @classmethod
+    def _peer_timeout(cls, value: timedelta) -> timedelta:
+        if not 0.05 <= value.total_seconds() <= 10:
+            raise ValueError(f"must be between 50ms and 10s, got {value}")
         return value
 
     @field_validator("monitor_batch_wait")

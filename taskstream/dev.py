@@ -210,6 +210,11 @@ def run_dev(state_dir: Path, fresh: bool = False) -> int:
     env.setdefault("TASKSTREAM_DATABASE_URL", f"sqlite:///{state_dir / 'taskstream.db'}")
     env.setdefault("TASKSTREAM_MONITOR_DATA_DIR", str(state_dir / "monitor"))
     env.setdefault("TASKSTREAM_LOG_FORMAT", "text")
+    # the dashboard shows the core's and the executor's /health
+    core_port = env.get("TASKSTREAM_API_PORT", "8080")
+    executor_port = env.get("TASKSTREAM_EXECUTOR_PORT", "8081")
+    env.setdefault("TASKSTREAM_MONITOR_CORE_URL", f"http://127.0.0.1:{core_port}")
+    env.setdefault("TASKSTREAM_MONITOR_EXECUTOR_URLS", f"http://127.0.0.1:{executor_port}")
     try:
         bootstrap = env.get("TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS") or env.get(
             "KAFKA_BOOTSTRAP_SERVERS"

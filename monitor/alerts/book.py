@@ -30,6 +30,7 @@ from monitor.alerts.engine import (
     expired,
 )
 from monitor.alerts.facts import TaskFacts, fold
+from monitor.alerts.quarantine import QuarantinedTasks
 from monitor.alerts.rules import (
     ExecutorLostRule,
     Rule,
@@ -86,9 +87,11 @@ class AlertBook:
         active: Gauge,
         recent_size: int,
         faults: TaskFaults | None = None,
+        quarantined: QuarantinedTasks | None = None,
     ) -> None:
         """``faults``: where an exception raised for one task is logged and counted (the
-        task's facts or rules are skipped and the others go on)."""
+        task's facts or rules are skipped and the others go on); ``quarantined``: told of
+        every task whose facts changed."""
         self.file_rules = {rule.id: rule for rule in file_rules}
         self._rules_table = rules_table
         self._states_table = states_table
@@ -102,6 +105,7 @@ class AlertBook:
         self._parsed: dict[str, tuple[Any, Rule | None]] = {}
         self._facts_parsed: dict[str, tuple[Any, TaskFacts]] = {}
         self._faults = faults
+        self.quarantined = quarantined
 
     def _fault(self, stage: str, task_id: str, exc: Exception, event_id: str | None = None) -> None:
         if self._faults is None:
@@ -249,6 +253,8 @@ class AlertBook:
             raw = facts.to_json()
             self._facts[task_id] = raw
             self._facts_parsed[task_id] = (raw, facts)
+            if self.quarantined is not None:
+                self.quarantined.note(facts)
         return len(changed)
 
     def _stored_facts(self, task_id: str) -> TaskFacts | None:

@@ -12,7 +12,9 @@ It adds, beside whatever else the app does:
 - a timer (``TASKSTREAM_MONITOR_ALERT_CHECK_INTERVAL``, on the leader) that evaluates
   every rule for every subject: long runs, missed schedules, lost executors, windows;
 - a background task that sends the notices (:class:`Dispatcher`);
-- the alerts API (:mod:`monitor.alerts.web`) and three metrics on the monitor's registry.
+- the alerts API (:mod:`monitor.alerts.web`) and three metrics on the monitor's registry;
+- the quarantined tasks (:class:`QuarantinedTasks`, ``book.quarantined``), for the
+  dashboard, and their gauge.
 
 Nothing is evaluated before faust has restored the tables, so a restart does not fire
 again what had fired. The monitor runs as one worker: the tables the timer and the API
@@ -32,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from monitor.alerts.book import AlertBook
 from monitor.alerts.channels import Dispatcher
 from monitor.alerts.config import build_channels, load_rules_file, unconfigured
+from monitor.alerts.quarantine import QuarantinedTasks
 from monitor.alerts.rules_table import confirmed_table
 from monitor.alerts.web import install_views
 from monitor.projection import TaskEventsFeed
@@ -103,6 +106,8 @@ def install_alerts(
     partitions = settings.task_events_partitions
     facts_table = app.Table("alert-task-facts", partitions=partitions)
     rules_table = confirmed_table(app, "alert-rules", partitions=1, use_partitioner=True)
+    quarantined = QuarantinedTasks(facts_table, registry)
+    facts_table.on_recover(quarantined.rebuild)  # restored facts come without a batch
     book = AlertBook(
         file_rules=file_rules,
         rules_table=rules_table,
@@ -114,6 +119,7 @@ def install_alerts(
         active=active,
         recent_size=settings.monitor_alert_recent_size,
         faults=task_events.faults,
+        quarantined=quarantined,
     )
 
     def fold_facts(events: Sequence[Event], partition: int, now: datetime) -> None:

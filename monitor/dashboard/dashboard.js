@@ -2,6 +2,8 @@
 // Every text from the API goes through textContent or an attribute: nothing is parsed as HTML.
 // An endpoint that answers 404 or fails puts its panels in the "unavailable" state
 // (data-state="unavailable" on the <section>) without stopping the others.
+// A fault anywhere (/api/monitor/health) shows as a banner above the panels, naming the
+// service, the component and the reason.
 // A monitor with TASKSTREAM_MONITOR_TOKENS answers 401: the page then asks for a token,
 // keeps it in sessionStorage (this tab only, gone when it closes) and sends it as
 // "Authorization: Bearer ..." with every API call. The token never goes in the URL.
@@ -327,6 +329,102 @@ function selectTask(taskId) {
   $("panel-history").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
+// ---- health and quarantine ---------------------------------------------------------
+
+// The monitor's /api/monitor/health: every service (the monitor, the core, the executors)
+// with its components; "problems" (failed, unavailable, unreachable) make the red banner,
+// "waiting" (starting, recovering) an amber one.
+function problemText(p) {
+  const where = p.component ? `${p.service} · ${p.component}` : p.service;
+  return `${where}: ${words(p.state)}${p.reason ? ` (${p.reason})` : ""}`;
+}
+
+function showBanner(bannerState, title, findings) {
+  const banner = $("health-banner");
+  banner.dataset.state = bannerState;
+  banner.hidden = bannerState === "ok";
+  $("health-banner-title").textContent = title;
+  $("health-problems").replaceChildren(
+    ...findings.map((p) =>
+      el("li", { cls: "health-problem", text: problemText(p), data: { service: p.service, component: p.component ?? "", state: p.state ?? "" } }),
+    ),
+  );
+}
+
+function renderHealth(data) {
+  const problems = data.problems || [];
+  const waiting = data.waiting || [];
+  if (problems.length) {
+    const names = [...new Set(problems.map((p) => p.service))].join(", ");
+    showBanner("failing", `Fault in ${names}`, problems);
+  } else if (waiting.length) {
+    showBanner("waiting", "Not ready yet", waiting);
+  } else {
+    showBanner("ok", "", []);
+  }
+  const services = data.services || [];
+  const rows = [];
+  for (const service of services) {
+    const components = Object.entries(service.components || {});
+    const serviceCell = () =>
+      td(el("span", { cls: "service-name", text: service.service, title: service.url ?? "this monitor" }));
+    if (components.length === 0) {
+      rows.push(
+        el("tr", { cls: "service-row", data: { service: service.service, component: "", state: service.state } }, [
+          serviceCell(), td("—"), td(statusBadge(service.state)), el("td", { cls: "error", text: service.reason ?? "", title: service.reason ?? "" }),
+        ]),
+      );
+    }
+    for (const [name, status] of components) {
+      const reason = status.reason ?? "";
+      rows.push(
+        el("tr", { cls: "service-row", data: { service: service.service, component: name, state: status.state } }, [
+          serviceCell(), td(name), td(statusBadge(status.state)), el("td", { cls: "error", text: reason, title: reason }),
+        ]),
+      );
+    }
+  }
+  const healthy = services.filter((s) => s.state === "ok").length;
+  $("services-summary").textContent = `${healthy} of ${services.length} ok · as of ${formatTime(data.generated_at)}`;
+  const tbody = $("services").tBodies[0];
+  if (rows.length === 0) return placeholderRow(tbody, "no services known");
+  tbody.replaceChildren(...rows);
+}
+
+async function loadHealth() {
+  const answered = await load("/api/monitor/health", ["panel-services"], renderHealth);
+  if ($("panel-services").dataset.state === "unavailable") {
+    const reason = $("panel-services").querySelector(".unavailable").textContent;
+    showBanner("failing", "The monitor's health report is not available", [
+      { service: "monitor", component: null, state: "unreachable", reason },
+    ]);
+  }
+  return answered;
+}
+
+function quarantinedItem(q) {
+  return el("li", { cls: "quarantined-task", data: { taskId: q.task_id, component: q.component ?? "" } }, [
+    el("div", { cls: "quarantined-head" }, [
+      taskButton(q.task_id),
+      el("span", { cls: "quarantined-name", text: q.name ?? "" }),
+      el("span", { cls: "quarantined-since", text: q.since ? `since ${formatTime(q.since)}` : "" }),
+    ]),
+    el("div", { cls: "quarantined-reason error", text: `${q.component ?? "?"}: ${q.reason ?? ""}`, title: q.reason ?? "" }),
+    el("div", { cls: "quarantined-hint hint", text: q.hint ?? "" }),
+  ]);
+}
+
+function renderQuarantined(data) {
+  const items = data.items || [];
+  const total = data.total ?? items.length;
+  $("quarantined-summary").textContent = total
+    ? `${total} set aside; they do not run until lifted` + (items.length < total ? ` (showing ${items.length})` : "")
+    : "";
+  $("quarantined").replaceChildren(
+    ...(items.length ? items.map(quarantinedItem) : [el("li", { cls: "empty", text: "no task is quarantined" })]),
+  );
+}
+
 // ---- the refresh loop -------------------------------------------------------------
 
 async function refresh() {
@@ -335,6 +433,8 @@ async function refresh() {
     load("/api/monitor/executions?limit=50", ["panel-executions"], renderExecutions),
     load("/api/workers", ["panel-workers"], renderWorkers),
     load("/api/alerts", ["panel-alerts"], renderAlerts),
+    loadHealth(),
+    load("/api/monitor/quarantined?limit=100", ["panel-quarantined"], renderQuarantined),
     loadHistory(),
   ]);
   const status = $("refresh-status");

@@ -25,19 +25,21 @@ __all__ = [
     "CommonSettings",
     "TokenList",
     "Topics",
+    "split_list",
     "unknown_variables",
 ]
 
 ENV_PREFIX = "TASKSTREAM_"
 
 
-def _split_tokens(value: object) -> object:
+def split_list(value: object) -> object:
+    """A comma-separated variable as a list of its non-empty, stripped items."""
     if isinstance(value, str):
         return [token.strip() for token in value.split(",") if token.strip()]
     return value
 
 
-TokenList = Annotated[list[str], NoDecode, BeforeValidator(_split_tokens)]
+TokenList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 """Bearer tokens of a listener: a comma-separated variable (``a,b``), or a list."""
 
 

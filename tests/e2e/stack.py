@@ -43,6 +43,8 @@ def stack_env(bootstrap: str, prefix: str, workdir: Path) -> tuple[dict[str, str
         TASKSTREAM_EXECUTOR_PORT=str(ports["executor"]),
         TASKSTREAM_MONITOR_PORT=str(ports["monitor"]),
         TASKSTREAM_MONITOR_DATA_DIR=str(workdir / "monitor"),
+        TASKSTREAM_MONITOR_CORE_URL=f"http://127.0.0.1:{ports['core']}",
+        TASKSTREAM_MONITOR_EXECUTOR_URLS=f"http://127.0.0.1:{ports['executor']}",
         TASKSTREAM_LOG_FORMAT="json",
     )
     return env, {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}

@@ -8,9 +8,6 @@ script built: the task's history panel lists those executions. A screenshot is s
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,56 +15,26 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.browser import artifacts as _artifacts
+from tests.e2e.browser import browse as _browse
+from tests.e2e.browser import chromium as _chromium
 from tests.e2e.stack import Stack
 from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-REPO = Path(__file__).resolve().parents[2]
-INSTALL_HINT = (
-    "Chromium is missing, and the dashboard test needs it: run `bash scripts/system-packages.sh`"
-    " (or `apt-get install -y --no-install-recommends chromium` on Debian)"
+PANELS = (
+    "totals",
+    "throughput",
+    "failures",
+    "durations",
+    "history",
+    "executions",
+    "workers",
+    "services",
+    "quarantined",
 )
-PANELS = ("totals", "throughput", "failures", "durations", "history", "executions", "workers")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(INSTALL_HINT)
-
-
-def _artifacts() -> Path:
-    configured = os.environ.get("TASKSTREAM_TEST_ARTIFACTS")
-    directory = Path(configured) if configured else REPO / ".taskstream" / "test-artifacts"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _browse(profile: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium on ``url``; the page's timers run for 8 s of virtual time."""
-    command = [
-        _chromium(),
-        "--headless=new",
-        "--no-sandbox",  # tests may run as root, in a container
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=8000",
-        *args,
-        url,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, (
-        f"chromium failed ({result.returncode}):\n{result.stderr[-3000:]}"
-    )
-    return result
 
 
 class _Dom(HTMLParser):

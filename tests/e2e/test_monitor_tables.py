@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from taskstream.dev import start_service, wait_healthy
+from taskstream.dev import start_service
 from tests.e2e.monitor_workload import (
     COUNTED,
     WINDOW_COUNTS,
@@ -197,12 +197,39 @@ def _events_read(stack: Stack) -> float:
     return sum(v for k, v in samples.items() if k.startswith("taskstream_monitor_events_total"))
 
 
-def _restart_monitor(stack: Stack, workdir: Path) -> None:
+WAITING = ("starting", "recovering")
+LAG_GAUGE = "taskstream_monitor_consumer_lag_records{}"
+
+
+def _without_lag(shown: dict[str, Any]) -> dict[str, Any]:
+    prometheus = {k: v for k, v in shown["prometheus"].items() if k != LAG_GAUGE}
+    return {**shown, "lag": None, "prometheus": prometheus}
+
+
+def _restart_watching(stack: Stack, workdir: Path, expected: Expected) -> list[tuple[int, Any]]:
+    """Restart the monitor and ask ``/ready`` and a data page as fast as it answers, from
+    its first answer until it is ready; return what the data page said before that."""
     stack.services.pop("monitor").stop()
-    url = f"{stack.monitor}/health"
-    service = start_service("monitor", stack.env, url, workdir / "monitor-2.log")
+    service = start_service("monitor", stack.env, f"{stack.monitor}/health", workdir / "m-2.log")
     stack.services["monitor"] = service
-    wait_healthy(service)
+    before_ready: list[tuple[int, Any]] = []
+
+    def ready() -> bool:
+        assert service.process.poll() is None, service.log_tail()
+        try:
+            answer = httpx.get(f"{stack.monitor}/ready", timeout=5)
+            data = httpx.get(f"{stack.monitor}/api/monitor/metrics?minutes=1", timeout=5)
+        except httpx.TransportError:
+            return False  # not listening yet
+        if answer.status_code == 200:
+            return True
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] in WAITING, answer.text  # waiting, not broken
+        before_ready.append((data.status_code, data.json()))
+        return False
+
+    eventually(ready, timeout=90, interval=0.05, what=f"the monitor ready\n{stack.logs()}")
+    return before_ready
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
@@ -233,8 +260,19 @@ def test_the_monitor_agrees_with_the_log_after_a_restart_and_a_redelivery(
         check_agreement(first, expected, tasks)
         check_contract(stack)
 
-        _restart_monitor(stack, tmp_path)
-        restored = settled(stack, expected, tasks, "the tables to be restored")
+        # while it restores its tables, /ready says so and the data pages refuse (503
+        # in the one error shape): never the zeros of the empty tables as data
+        seen = _restart_watching(stack, tmp_path, expected)
+        refused = [body for status, body in seen if status == 503]
+        assert refused, f"no data page was refused before /ready said ready: {seen}"
+        for status, body in seen:
+            if status == 503:
+                assert body["error"] in WAITING and body["message"], body
+            else:
+                assert status == 200 and body["totals"] == expected.totals, (status, body)
+        at_ready = snapshot(stack, tasks)  # no settling: ready means caught up
+        assert _without_lag(at_ready) == _without_lag(first)  # the lag is measured later
+        restored = settled(stack, expected, tasks, "the lag to be measured")
         assert restored == first
 
         again = random.Random(7).sample(workload.events, 600)
