@@ -52,6 +52,7 @@ _NO_INPUT = {
     "GET /openapi.json",
     "GET /api/alerts",
     "GET /api/alerts/rules",
+    "GET /api/monitor/health",
     "GET /dashboard",
     "GET /",
     "GET /api/monitor/tasks/{task_id}/stats",
