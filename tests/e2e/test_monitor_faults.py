@@ -48,8 +48,10 @@ from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-RECOVERY_BUDGET = 20.0
-"""Seconds from a restart after kill -9 to new events counted (the fault round's check)."""
+RECOVERY_BUDGET = 45.0
+"""Seconds from a restart after kill -9 to new events counted. It measures ~10 s on an idle
+machine (TASKSTREAM_MONITOR_SESSION_TIMEOUT); the budget leaves room for a loaded CI
+machine and still fails the old behaviour, which waited out faust's 60 s session."""
 
 
 def _get(stack: Stack, path: str) -> Any:
