@@ -123,7 +123,7 @@ class ExecutorService:
         """Every component ``/health`` and ``/ready`` report, in the order they show."""
         return [
             self.broker,
-            *(ThreadHealth(f"consumer:{c.queue}", c) for c in self.consumers),
+            *self.consumers,
             ThreadHealth("cancellations", self.cancel_listener),
         ]
 
