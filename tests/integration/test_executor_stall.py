@@ -15,7 +15,7 @@ import pytest
 
 from executor.consumer import QueueConsumer
 from schemas import Priority
-from taskstream.infra.health import State
+from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from tests.integration.executor_support import (
     EventLog,
@@ -74,8 +74,11 @@ def test_a_consumer_that_fetches_nothing_while_orders_wait_is_unavailable_until_
             waiting = [work_order("noop") for _ in range(10)]
             writer.orders(*waiting)
 
+            def consumer_health() -> ComponentStatus:
+                return executor.board.snapshot().components["consumer:default"]
+
             status = eventually(
-                lambda: (s := consumer.health()).state is State.UNAVAILABLE and s,
+                lambda: (s := consumer_health()).state is State.UNAVAILABLE and s,
                 timeout=30,
                 what="the stalled consumer's health to turn unavailable",
             )
@@ -94,7 +97,7 @@ def test_a_consumer_that_fetches_nothing_while_orders_wait_is_unavailable_until_
                 what="the waiting orders to run once fetching resumed",
             )
             eventually(
-                lambda: consumer.health().state is State.OK,
+                lambda: consumer_health().state is State.OK,
                 timeout=30,
                 what="the consumer's health to be ok again",
             )
@@ -119,7 +122,6 @@ def test_back_pressure_with_busy_slots_is_not_a_stall(
     seen: list[Any] = []
     try:
         with running_executor(settings) as executor:
-            consumer = executor.consumers[0]
             eventually(
                 lambda: executor.details()["consumers"][0].get("paused_lanes") == ["low"],
                 timeout=30,
@@ -127,7 +129,7 @@ def test_back_pressure_with_busy_slots_is_not_a_stall(
             )
 
             def third_done() -> bool:
-                seen.append(consumer.health())
+                seen.append(executor.board.snapshot().components["consumer:default"])
                 done = {e.execution_id for e in log.of("ExecutionSucceeded")}
                 return sum(1 for o in orders if o.execution_id in done) >= 3
 
