@@ -49,7 +49,8 @@ from schemas import (
     work_order_headers,
 )
 from schemas.codec import HEADER_EVENT_TYPE
-from taskstream.infra.consumer_loop import ConsumerLoop
+from taskstream.infra.bounded_call import BoundedCaller, CallTimedOut
+from taskstream.infra.consumer_loop import ConsumerLoop, LoopFault
 from taskstream.infra.health import ComponentStatus
 from taskstream.infra.kafka import consumer_config, producer_config
 from taskstream.infra.logs import fields
@@ -69,6 +70,11 @@ FIRE_LATENESS = Histogram(
 OWNED_TASKS = Gauge("taskstream_scheduler_owned_tasks", "tasks this instance schedules")
 OWNED_PARTITIONS = Gauge("taskstream_scheduler_owned_partitions", "task-events partitions owned")
 ABORTED = Counter("taskstream_scheduler_aborted_transactions_total", "fire transactions aborted")
+RENEWED = Counter(
+    "taskstream_scheduler_producer_renewals_total",
+    "fire producers replaced by a new one (fenced after an outage, or stuck in a call)",
+    ["reason"],
+)
 QUARANTINED = Gauge(
     "taskstream_quarantined_tasks",
     "tasks this instance's scheduler set aside (quarantined) because it cannot evaluate them",
@@ -82,6 +88,11 @@ _MAX_IDLE_WAIT = 0.1
 _MAX_RENEWALS = 5
 _RENEWAL_WINDOW = 300.0
 """More than ``_MAX_RENEWALS`` fatal producer errors in this many seconds stop the scheduler."""
+_OFFSETS_GRACE = 5.0
+"""Seconds past the transaction timeout (which librdkafka caps the call's timeout to) that
+the scheduler waits for ``send_offsets_to_transaction`` before it gives the producer up."""
+_MAX_ABANDONED = 3
+"""Given-up producer calls still blocked at which the scheduler stops (a restart cleans up)."""
 _MAX_FIRING = 1.0
 """Seconds of firing before the loop reads the log again, even with more timers due."""
 _IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
@@ -106,6 +117,11 @@ class Scheduler:
             )
         )
         self._producer = self._new_producer()
+        self._calls = BoundedCaller("scheduler-txn")
+        """Runs ``send_offsets_to_transaction``, which may block past its timeout."""
+        self._offsets_wait = (
+            min(30.0, settings.scheduler_transaction_timeout_ms / 1000) + _OFFSETS_GRACE
+        )
         self._renewals: list[float] = []
         """When the producer was renewed after a fatal error (monotonic), recent ones."""
         self._shard = Shard(settings.topics)
@@ -152,6 +168,7 @@ class Scheduler:
         self._loop.stop(timeout)
         self._consumer.close()
         self._producer.flush(timeout)
+        self._calls.close()
 
     @property
     def alive(self) -> bool:
@@ -305,12 +322,17 @@ class Scheduler:
                     headers=[*event_headers(event), self._fired_by],
                 )
             positions = self._moved_positions()
-            producer.send_offsets_to_transaction(
-                positions, self._consumer.consumer_group_metadata(), 30
+            metadata = self._consumer.consumer_group_metadata()
+            self._calls.call(
+                lambda: producer.send_offsets_to_transaction(positions, metadata, 30),
+                self._offsets_wait,
             )
             producer.commit_transaction(30)
         except KafkaException as exc:
             self._recover(exc, plan)
+            return False
+        except CallTimedOut:
+            self._give_up_producer()
             return False
         self._committed.update((tp.partition, tp.offset) for tp in positions)
         QUARANTINED.set(self._shard.quarantined)
@@ -379,6 +401,30 @@ class Scheduler:
         self._loop.stopping.wait(0.2)  # do not spin on a broker that keeps refusing
         self._shard.rearm(plan)
 
+    def _give_up_producer(self) -> None:
+        """``send_offsets_to_transaction`` did not return: replace the producer.
+
+        librdkafka waits for the group coordinator's answer with no deadline, and after
+        an outage it may not ask again until some broker changes state
+        (confluentinc/librdkafka#5456, #5511): minutes with the broker back. The call is
+        left to return on its own thread; a new producer with the same transactional id
+        fences the old one and aborts the open transaction, so nothing of the plan is on
+        the log, and the shard is rebuilt as after a fence.
+        """
+        ABORTED.inc()
+        if self._calls.abandoned >= _MAX_ABANDONED:
+            raise LoopFault(
+                f"{self._calls.abandoned} fire producers are stuck in "
+                "send_offsets_to_transaction; restart the core"
+            )
+        logger.error(
+            "the fire producer's send_offsets_to_transaction did not return in %.0fs "
+            "(confluentinc/librdkafka#5456); starting a new producer",
+            self._offsets_wait,
+        )
+        RENEWED.labels("stuck").inc()
+        self._replace_producer(purge=False)
+
     def _renew_producer(self, exc: KafkaException) -> None:
         """Start over with a new transactional producer after a fatal error.
 
@@ -405,7 +451,17 @@ class Scheduler:
             )
             raise exc
         logger.warning("fire producer failed for good (%s); starting a new one", exc.args[0])
-        self._producer.purge()
+        RENEWED.labels("fatal").inc()
+        self._replace_producer(purge=True)
+
+    def _replace_producer(self, *, purge: bool) -> None:
+        """Start a transactional producer that takes the id over, then rebuild the shard.
+
+        ``purge``: drop what the old producer still queues (not while a call of another
+        thread is inside it); a new producer fences the old one's epoch either way.
+        """
+        if purge:
+            self._producer.purge()
         while not self._loop.stopping.is_set():
             producer = self._new_producer()
             try:

@@ -17,6 +17,11 @@ read_committed, no auto-commit, no automatic offset store) and owns, on its thre
   ``_BUSY_POLL_TIMEOUT`` so a completion waits at most that long. A failed commit is
   retried after ``COMMIT_RETRY_INTERVAL``. Synchronous on revoke and stop. A kill -9
   thus reruns only the orders that were running (or finished within a few ms);
+- **health** (a :class:`~taskstream.infra.health.HealthSource`, ``consumer:<queue>``):
+  ``failed`` once its thread died; ``unavailable`` when no record arrived for
+  ``TASKSTREAM_LOOP_STALL_AFTER`` seconds while records wait in partitions it has not
+  paused (back-pressure pauses are not stalls: the slots are busy), like the consumer
+  loops' stall detection;
 - **revoke**: waiting orders of the revoked partitions leave the lanes (the next owner runs
   them), running ones get ``TASKSTREAM_EXECUTOR_SHUTDOWN_GRACE`` to finish, then what is
   done is committed. A running order that outlives the grace is dropped: its records are
@@ -43,6 +48,7 @@ from executor.offsets import OffsetTracker, TopicPartitionKey
 from executor.publisher import Publisher
 from executor.settings import ExecutorSettings
 from schemas import EventDecodeError, Priority, decode_work_order
+from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
 
@@ -113,6 +119,12 @@ class QueueConsumer:
         self._status: dict[str, Any] = {}
         self._paused_gauge = PAUSED_PARTITIONS.labels(queue)
         self._unbalanced = True
+        self._stall_after = settings.loop_stall_after
+        self._progress_at = clock()
+        """When a record last arrived, or nothing waited in the partitions not paused."""
+        self._waiting = 0
+        """Records in the partitions not paused, not received yet (at the last measure)."""
+        self._measured_at = self._received_at = clock()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -137,6 +149,33 @@ class QueueConsumer:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    # -- HealthSource -------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return f"consumer:{self.queue}"
+
+    essential = True
+
+    def health(self) -> ComponentStatus:
+        details = {"waiting": self._waiting}
+        if self.error is not None:
+            return ComponentStatus(State.FAILED, f"stopped: {self.error!r}", details)
+        if self._thread.ident is None:
+            return ComponentStatus(State.STARTING, "not started", details)
+        if not self.alive:
+            state = State.UNAVAILABLE if self._stop.is_set() else State.FAILED
+            return ComponentStatus(state, "its thread is not running", details)
+        idle = self._clock() - self._progress_at
+        if self._waiting and idle > self._stall_after:
+            return ComponentStatus(
+                State.UNAVAILABLE,
+                f"consumer of queue {self.queue} has not advanced for {idle:.0f}s while "
+                f"{self._waiting} records wait in partitions it has not paused",
+                details,
+            )
+        return ComponentStatus(State.OK, None, details)
 
     def status(self) -> dict[str, Any]:
         """For ``/health``: assignment, buffer, pauses and the last commit."""
@@ -186,6 +225,7 @@ class QueueConsumer:
                 logger.warning("consumer of queue %s: %s", self.queue, error.str())
             return
         self._unbalanced = True
+        self._progress_at = self._received_at = self._clock()
         topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset()
         key = (topic, partition)
         generation = self._generations.get(key)
@@ -347,19 +387,64 @@ class QueueConsumer:
         self.last_commit = datetime.now(UTC)
 
     def _measure_lag(self) -> None:
-        lag = 0
-        for topic, partition in list(self._generations):
-            try:
-                _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), cached=True
-                )
-            except KafkaException:
+        """The lag metric, and how many records wait in the partitions not paused.
+
+        The client's watermarks are those of its last fetch: a partition it does not
+        fetch (paused behind our back) would look idle for ever. So the partitions not
+        paused that received nothing since the last measure ask the broker (briefly; a
+        broker that does not answer ends the asking for this round).
+        """
+        lag = waiting = 0
+        keys = list(self._generations)
+        positions = self._positions(keys)
+        ask = True
+        for key in keys:
+            topic, partition = key
+            tp = TopicPartition(topic, partition)
+            fetching = self._lane_of[topic] not in self._paused
+            high = None
+            if fetching and ask and self._received_at < self._measured_at:
+                try:
+                    _, high = self._consumer.get_watermark_offsets(tp, timeout=0.5)
+                except KafkaException:
+                    ask = False
+            if high is None:
+                try:
+                    _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                except KafkaException:
+                    continue
+            if high is None or high < 0:
                 continue
-            base = self._tracker.committable((topic, partition))
-            if base is None or high is None or high < 0:
-                continue
-            lag += max(high - base, 0)
+            base = self._tracker.committable(key)
+            if base is not None:
+                lag += max(high - base, 0)
+            position = positions.get(key)
+            if position is not None and fetching:
+                waiting += max(high - position, 0)
         CONSUMER_LAG.labels(self.queue).set(lag)
+        self._waiting = waiting
+        self._measured_at = self._clock()
+        if waiting == 0:
+            self._progress_at = self._measured_at  # nothing waits: idle, not stalled
+
+    def _positions(self, keys: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        """Where the next fetch of each partition starts: the client's position, or (no
+        record fetched since the assignment) the group's committed offset."""
+        positions: dict[TopicPartitionKey, int] = {}
+        unknown: list[TopicPartition] = []
+        try:
+            for tp in self._consumer.position([TopicPartition(t, p) for t, p in keys]):
+                if tp.offset >= 0:
+                    positions[(tp.topic, tp.partition)] = tp.offset
+                else:
+                    unknown.append(TopicPartition(tp.topic, tp.partition))
+            if unknown:
+                for tp in self._consumer.committed(unknown, timeout=1.0):
+                    if tp.offset >= 0:
+                        positions[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException:
+            pass  # not measurable now (the broker is away, a rebalance): unknown
+        return positions
 
     # -- group membership --------------------------------------------------------------
 
@@ -371,9 +456,16 @@ class QueueConsumer:
         self._tracker.assign(keys)
         self._unbalanced = True
         consumer.incremental_assign(partitions)
+        # librdkafka keeps a partition paused across an unassign and a new assign (a lost
+        # or revoked partition that comes back); our pause state is per lane and forgets
+        # partitions it no longer owns. Set the client's state of each one from ours, or
+        # a partition paused before a loss stays paused for good.
         paused = [tp for tp in partitions if self._lane_of[tp.topic] in self._paused]
+        fetching = [tp for tp in partitions if self._lane_of[tp.topic] not in self._paused]
         if paused:
             consumer.pause(paused)
+        if fetching:
+            consumer.resume(fetching)
         logger.info("queue %s: assigned %s", self.queue, _names(keys))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

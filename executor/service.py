@@ -38,7 +38,7 @@ from taskstream.infra.health import HealthBoard, HealthSource
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
 from taskstream.infra.ops_http import OpsServer
-from taskstream.infra.thread_health import EXIT_FATAL, ThreadHealth, Watchdog
+from taskstream.infra.thread_health import EXIT_FATAL, Watchdog
 
 __all__ = ["ExecutorService", "bootstrap", "run"]
 
@@ -126,7 +126,7 @@ class ExecutorService:
         return [
             self.broker,
             self.publisher,
-            *(ThreadHealth(f"consumer:{c.queue}", c) for c in self.consumers),
+            *self.consumers,
             self.cancel_listener,
             self.heartbeat,
             self.logs,

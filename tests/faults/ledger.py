@@ -365,7 +365,10 @@ def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded
             failed = data["failed_execution_id"]
             if failed in executions:
                 executions[failed].retried_by = data["execution_id"]
-            pending_retries[data["execution_id"]] = (failed, task_id, _when(data["due_at"]))
+            if data["execution_id"] not in executions:  # not fired yet
+                # (a rerun of the failed attempt after an executor's kill -9 reports the
+                # same retry again, possibly after the scheduler fired it: not owed twice)
+                pending_retries[data["execution_id"]] = (failed, task_id, _when(data["due_at"]))
         elif kind in ("ExecutionStarted", "ExecutionDeadLettered", *_END_EVENTS):
             folded.orphans.append(f"{kind} at {where} for unscheduled {data.get('execution_id')}")
     for new, (failed, task_id, due) in pending_retries.items():

@@ -55,17 +55,23 @@ def test_a_round_of_faults_loses_and_duplicates_nothing(tmp_path: Path) -> None:
             rig.steady(STEADY)
         stopped = stop_load(rig.stack.core, load)
 
+        last_answer: list[str] = []
+
         def drained() -> bool:
             if datetime.now(UTC) < stopped + timedelta(seconds=5):
                 return False
-            totals = httpx.get(f"{rig.stack.monitor}/api/monitor/metrics?minutes=1").json()
-            return bool(totals["totals"]["scheduled"] == 0 and totals["totals"]["running"] == 0)
+            response = httpx.get(f"{rig.stack.monitor}/api/monitor/metrics?minutes=1")
+            if response.status_code != 200:  # still restoring its tables after its kill
+                last_answer[:] = [f"{response.status_code} {response.text[:300]}"]
+                return False
+            totals = response.json()["totals"]
+            return bool(totals["scheduled"] == 0 and totals["running"] == 0)
 
         drain_error = None
         try:
             wait_for(drained, timeout=90, what="the load to drain")
         except AssertionError as exc:
-            drain_error = str(exc)
+            drain_error = f"{exc} (the monitor last answered: {last_answer or 'totals'})"
         ledger = build_ledger(
             rig.cluster.bootstrap_servers,
             rig.stack.prefix,
