@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-packages
 
-.PHONY: run test postgres lint typecheck check schemas bench-deps bench clean
+.PHONY: run test test-faults postgres lint typecheck check schemas bench-deps bench clean
 
 $(SYSTEM): scripts/system-packages.sh
 	bash scripts/system-packages.sh
@@ -32,6 +32,11 @@ postgres:
 test: $(STAMP)
 	bash scripts/postgres.sh >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-faults: the fault round (kill -9 of a broker, the cluster and each service under
+## load on a 3-node cluster, then the independent ledger); not yet in `make test`: it fails
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m fault_round -s tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
