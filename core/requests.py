@@ -38,8 +38,10 @@ __all__ = [
     "admission_errors",
 ]
 
-MAX_VERSION = 2**63 - 1
-"""The largest task version a request may name (a 64-bit integer, as the store keeps it)."""
+MAX_VERSION = 2**53 - 1
+"""The largest task version a request may name: within the store's 64-bit integers and
+exact as a JSON number in every language (2^53 - 1, JavaScript's safe integer limit).
+2^63 - 1 was not: a client that writes numbers as doubles sends 2^63, over the limit."""
 
 
 class _Request(BaseModel):
