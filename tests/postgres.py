@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 __all__ = ["new_postgres_database", "postgres_admin_url", "postgres_url"]
 
@@ -85,11 +86,23 @@ def new_postgres_database(postgres_admin_url: str) -> Iterator[Callable[[], str]
         return make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
 
     yield create
+    for name in created:
+        _drop(admin, name)
+
+
+@retry(
+    # FORCE cannot terminate a backend of another role: an autovacuum worker (superuser)
+    # that just started on the new database; it ends within moments, so try again.
+    retry=retry_if_exception_type(psycopg.errors.InsufficientPrivilege),
+    wait=wait_fixed(0.5),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+def _drop(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as connection:
-        for name in created:
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
