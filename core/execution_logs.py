@@ -32,8 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.store import Base, ProjectionOffset, as_utc, lock_offsets, retrying_transient
 from schemas import ExecutionLogChunk
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -246,7 +245,7 @@ def _joined(run_id: str, chunks: list[ExecutionLogRow]) -> LogRun:
     )
 
 
-class LogProjection:
+class LogProjection(OnLoop):
     """A thread that keeps ``execution_log_chunks`` up with ``execution-logs``."""
 
     def __init__(
@@ -276,13 +275,6 @@ class LogProjection:
     essential = False
     """Without it the API serves no new logs; scheduling and the task store go on."""
 
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
-
     def start(self) -> None:
         metadata = self._consumer.list_topics(self.topic, timeout=30)
         partitions = sorted(metadata.topics[self.topic].partitions)
@@ -295,10 +287,6 @@ class LogProjection:
     def stop(self, timeout: float = 10.0) -> None:
         self._loop.stop(timeout)
         self._consumer.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
 
     def _maybe_prune(self) -> None:
         if time.monotonic() >= self._next_prune:

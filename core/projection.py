@@ -38,8 +38,7 @@ from prometheus_client import Counter, Gauge
 from core.store import AppliedRecord, TaskStore, retrying_transient
 from core.store_writes import decode_record
 from schemas import Event, EventDecodeError, TaskQuarantined, quarantine_event_id
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -63,7 +62,7 @@ PROJECTION_LAG = Gauge(
 )
 
 
-class Projection:
+class Projection(OnLoop):
     """A thread that keeps the store up with the log."""
 
     def __init__(
@@ -114,13 +113,6 @@ class Projection:
     name = "projection"
     essential = True
 
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
-
     @property
     def record_errors(self) -> int:
         """Records whose application raised and that were stepped over."""
@@ -144,10 +136,6 @@ class Projection:
     def stop(self, timeout: float = 10.0) -> None:
         self._loop.stop(timeout)
         self._consumer.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
 
     def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
         """Wait until the record at ``offset`` of ``partition`` is in the store."""

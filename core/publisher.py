@@ -26,8 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas import Event, encode_event, event_headers
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -48,7 +47,7 @@ class RecordPosition:
     offset: int
 
 
-class EventPublisher:
+class EventPublisher(OnLoop):
     def __init__(self, settings: CommonSettings) -> None:
         self.topic = settings.topics.task_events
         self.timeout = settings.kafka_write_timeout.total_seconds()
@@ -70,17 +69,6 @@ class EventPublisher:
     name = "event-publisher"
     essential = True
     """Every write of the API waits for its delivery callback."""
-
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
 
     def _poll(self) -> None:
         self._producer.poll(0.05)

@@ -29,8 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from core.settings import CoreSettings
 from schemas import EventDecodeError, WorkerHeartbeat
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 
@@ -137,7 +136,7 @@ class WorkerTable:
         return [beat for beat in self.live(now) if serves(beat, handler, queue)]
 
 
-class WorkerDirectory:
+class WorkerDirectory(OnLoop):
     """A thread that keeps a :class:`WorkerTable` up with the ``workers`` topic."""
 
     def __init__(self, settings: CoreSettings) -> None:
@@ -172,23 +171,12 @@ class WorkerDirectory:
     essential = False
     """The API only warns about a handler no executor serves without it."""
 
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
-
     def start(self) -> None:
         self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._loop.stop(timeout)
         self._consumer.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
 
     @property
     def ready(self) -> bool:

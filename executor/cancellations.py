@@ -29,8 +29,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas import CancelRequested, EventDecodeError, WorkOrder, decode_event
 from schemas.codec import HEADER_EVENT_TYPE, header_value
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
@@ -142,7 +141,7 @@ class CancelRegistry:
             self._recent_tasks.popitem(last=False)
 
 
-class CancelListener:
+class CancelListener(OnLoop):
     """Reads ``CancelRequested`` from ``task-events`` (from its end now) into a registry."""
 
     def __init__(self, settings: CommonSettings, registry: CancelRegistry, name: str) -> None:
@@ -167,13 +166,6 @@ class CancelListener:
     name = "cancellations"
     essential = True
     """Without it a cancel never reaches a running execution: the executor is broken."""
-
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
 
     def start(self, timeout: float = 30.0) -> None:
         """Assign every partition at its current end, then read in the background."""
@@ -202,10 +194,6 @@ class CancelListener:
     def stop(self, timeout: float = 5.0) -> None:
         self._loop.stop(timeout)
         self._consumer.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
 
     def _handle(self, message: Message) -> None:
         error = message.error()

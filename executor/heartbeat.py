@@ -29,8 +29,7 @@ from datetime import UTC, datetime
 
 from executor.publisher import Publisher
 from schemas import WorkerHeartbeat
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 
 __all__ = ["HeartbeatSender", "ProcessStats"]
 
@@ -66,7 +65,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class HeartbeatSender:
+class HeartbeatSender(OnLoop):
     """Produces a heartbeat every ``interval`` seconds, and a tombstone at :meth:`stop`."""
 
     def __init__(
@@ -110,17 +109,6 @@ class HeartbeatSender:
     name = "heartbeat"
     essential = False
     """Executions run and commit without it; the core only stops seeing this executor."""
-
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
 
     def start(self) -> None:
         self._loop.start()

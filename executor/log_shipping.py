@@ -28,8 +28,7 @@ from prometheus_client import Counter
 from executor.capture import RunLog, release
 from executor.publisher import Publisher
 from schemas import ExecutionLogChunk, LogLine, WorkOrder
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 
 __all__ = ["CHUNK_BYTES", "LogShipper", "ShippedRun"]
 
@@ -57,7 +56,7 @@ class ShippedRun:
     closed: bool = False
 
 
-class LogShipper:
+class LogShipper(OnLoop):
     """Produces the chunks of every open run; one thread flushes them periodically."""
 
     def __init__(
@@ -89,17 +88,6 @@ class LogShipper:
     name = "log-shipper"
     essential = False
     """Runs and their final chunks go on without it; only a running log's live view waits."""
-
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
 
     def start(self) -> None:
         self._loop.start()

@@ -24,8 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.codec import Headers
-from taskstream.infra.consumer_loop import ConsumerLoop
-from taskstream.infra.health import ComponentStatus
+from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -38,7 +37,7 @@ class PublisherClosedError(RuntimeError):
     """The publisher closed before the record reached the broker."""
 
 
-class Publisher:
+class Publisher(OnLoop):
     """A shared producer with delivery futures and a thread serving its callbacks."""
 
     def __init__(self, settings: CommonSettings, **overrides: Any) -> None:
@@ -57,17 +56,6 @@ class Publisher:
     name = "publisher"
     essential = True
     """Every outcome, retry and heartbeat goes through it; offsets wait for its deliveries."""
-
-    def health(self) -> ComponentStatus:
-        return self._loop.health()
-
-    @property
-    def alive(self) -> bool:
-        return self._loop.alive
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._loop.error
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None

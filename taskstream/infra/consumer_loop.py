@@ -49,7 +49,7 @@ from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import consume_available
 from taskstream.infra.logs import fields
 
-__all__ = ["ConsumerLoop", "LoopFault", "is_loop_fault"]
+__all__ = ["ConsumerLoop", "LoopFault", "OnLoop", "is_loop_fault"]
 
 logger = logging.getLogger(__name__)
 
@@ -424,3 +424,23 @@ class ConsumerLoop:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class OnLoop:
+    """A component whose thread is a :class:`ConsumerLoop` (``self._loop``): its
+    ``health()`` (a HealthSource with the component's own ``name`` and ``essential``),
+    ``alive`` and ``error`` are the loop's."""
+
+    _loop: ConsumerLoop
+
+    def health(self) -> ComponentStatus:
+        return self._loop.health()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the loop, if one did."""
+        return self._loop.error
