@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from schemas import (
+    DeadLetterReplayed,
     Event,
     ExecutionScheduled,
     ExecutionSkipped,
@@ -237,7 +238,7 @@ class PendingRunState:
 def pending_run(event: Event, partition: int) -> PendingRunState | None:
     """The pending run an event asks for, if it asks for one."""
     data = event.data
-    if isinstance(data, RetryScheduled):
+    if isinstance(data, RetryScheduled | DeadLetterReplayed):
         return PendingRunState(
             execution_id=data.execution_id,
             task_id=event.task_id,

@@ -76,13 +76,17 @@ from schemas import (
     CancelRequested,
     Event,
     EventData,
+    ExecutionCancelled,
+    ExecutionDeadLettered,
     ExecutionFailed,
     ExecutionScheduled,
     ExecutionSkipped,
     ExecutionStarted,
     ExecutionSucceeded,
+    ExecutionTimedOut,
     MisfirePolicy,
     OverlapPolicy,
+    RetryScheduled,
     Schedule,
     SkipReason,
     TaskQuarantined,
@@ -110,7 +114,13 @@ their ``event-type`` header). One of the four records of every execution."""
 MAX_CATCH_UP_FIRES = 10_000
 """At most this many missed slots of one task fire at once under ``fire_all``."""
 _MAX_SLOTS_WALKED = 1_000_000
-TERMINAL = (ExecutionSucceeded, ExecutionFailed)
+TERMINAL = (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut, ExecutionCancelled)
+FAILURES = (ExecutionFailed, ExecutionTimedOut)
+"""Outcomes the executor follows with a decision: ``RetryScheduled`` or
+``ExecutionDeadLettered``, in the same transaction."""
+MAX_UNDECIDED = 100_000
+"""Failures remembered while their decision is not read (it is the next record of the
+partition but for other writers' records, so this bounds only a log written by hand)."""
 
 _TASK = 0
 _RUN = 1
@@ -270,6 +280,9 @@ class Shard:
         self._topics = topics
         self._tasks: dict[str, _Task] = {}
         self._runs: dict[str, PendingRunState] = {}
+        self._undecided: dict[str, None] = {}
+        """Executions whose first outcome was a failure, until their decision: only that
+        failure asks for a retry (see :meth:`apply`), in insertion order."""
         self._ready: set[int] = set()
         self._heap: list[tuple[float, str, int]] = []
         """``(due epoch, id, kind)``: ties are broken by the id, then the kind."""
@@ -296,6 +309,7 @@ class Shard:
                     task.active[exec_id] = scheduled_for
             for run in snapshot.runs:
                 self._runs[run.execution_id] = run
+            self._undecided.update(dict.fromkeys(snapshot.undecided))
             self._maybe_sweep()
 
     # -- reading --------------------------------------------------------------------
@@ -388,11 +402,19 @@ class Shard:
             task.active[data.execution_id] = data.scheduled_for.astimezone(UTC)
             self._runs.pop(data.execution_id, None)
         elif isinstance(data, TERMINAL):
-            if task.active is not None:
-                task.active.pop(data.execution_id, None)
+            if task.active is not None and data.execution_id in task.active:
+                del task.active[data.execution_id]
                 if not task.active:
                     task.active = None
+                if isinstance(data, FAILURES):
+                    self._await_decision(data.execution_id)
+        elif isinstance(data, ExecutionDeadLettered):
+            self._undecided.pop(data.execution_id, None)
         else:
+            if isinstance(data, RetryScheduled):
+                if data.failed_execution_id not in self._undecided:
+                    return  # a late copy: the failed attempt was rerun and decided already
+                del self._undecided[data.failed_execution_id]
             run = pending_run(event, partition)
             if run is not None and run.execution_id not in self._runs:
                 fired = task.active is not None and run.execution_id in task.active
@@ -400,6 +422,12 @@ class Shard:
                     self._runs[run.execution_id] = run
                     if partition in self._ready:
                         self._push_run(run)
+
+    def _await_decision(self, failed: str) -> None:
+        undecided = self._undecided
+        undecided[failed] = None
+        if len(undecided) > MAX_UNDECIDED:
+            del undecided[next(iter(undecided))]
 
     # -- the compact form ---------------------------------------------------------------
 

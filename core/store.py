@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
@@ -36,7 +36,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from core.aggregate import PendingRunState, TaskState, TaskStatus
 from core.spec_reader import SpecReader
-from core.store_writes import ExecutionFact, Fold, execution_ids, read_open, read_tasks, write
+from core.store_writes import ExecutionFact, Fold, execution_ids, read_held, read_tasks, write
 from schemas import Event, Trigger
 
 __all__ = [
@@ -62,7 +62,9 @@ class Base(DeclarativeBase):
     pass
 
 
-TASK_EVENT_TABLES = frozenset({"tasks", "active_executions", "pending_runs", "projection_offsets"})
+TASK_EVENT_TABLES = frozenset(
+    {"tasks", "active_executions", "pending_runs", "undecided_failures", "projection_offsets"}
+)
 """The tables the task projection writes (``projection_offsets`` also holds other topics')."""
 
 
@@ -132,6 +134,22 @@ class PendingRun(Base):
         )
 
 
+class UndecidedFailure(Base):
+    """An execution whose first outcome was a failure, its decision not read yet.
+
+    The executor writes the decision (``RetryScheduled`` or ``ExecutionDeadLettered``) in
+    the failure's transaction, so a row lives from one record to the next. Only the first
+    outcome of an execution makes one: a late copy of a retry (the failed attempt rerun
+    by another executor after a crash) finds none and fires nothing.
+    """
+
+    __tablename__ = "undecided_failures"
+
+    execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    partition: Mapped[int] = mapped_column(Integer, index=True)
+
+
 class ProjectionOffset(Base):
     __tablename__ = "projection_offsets"
 
@@ -161,6 +179,8 @@ class Snapshot:
     active: list[tuple[str, str, datetime]]
     """(task id, execution id, scheduled for) of unfinished executions."""
     runs: list[PendingRunState]
+    undecided: list[str] = field(default_factory=list)
+    """Execution ids of :class:`UndecidedFailure` rows."""
 
 
 def make_engine(url: str) -> Engine:
@@ -258,9 +278,12 @@ class TaskStore:
             fresh = [r for r in records if r.offset >= positions.get(r.partition, 0)]
             tasks = tables[TaskRow.__tablename__]
             active = tables[ActiveExecution.__tablename__]
+            undecided = tables[UndecidedFailure.__tablename__]
+            ids = execution_ids(r.event for r in fresh)
             fold = Fold(
                 read_tasks(connection, tasks, {r.event.task_id for r in fresh if r.event}),
-                read_open(connection, active, execution_ids(r.event for r in fresh)),
+                read_held(connection, active, ids),
+                read_held(connection, undecided, ids),
             )
             for record in fresh:
                 if record.offset < positions[record.partition]:
@@ -271,7 +294,7 @@ class TaskStore:
                     if outcome is not None:
                         rejected[event.id] = outcome.reason
                 positions[record.partition] = record.offset + 1
-            write(connection, fold, tasks, active, tables[PendingRun.__tablename__])
+            write(connection, fold, tasks, active, tables[PendingRun.__tablename__], undecided)
             moved = [
                 {"b_topic": self.topic, "b_partition": p, "next_offset": o}
                 for p, o in sorted(positions.items())
@@ -338,7 +361,14 @@ class TaskStore:
                     select(PendingRun).where(PendingRun.partition.in_(wanted))
                 )
             ]
-        return Snapshot(offsets, self._stream_tasks(wanted), active, runs)
+            undecided = list(
+                session.scalars(
+                    select(UndecidedFailure.execution_id).where(
+                        UndecidedFailure.partition.in_(wanted)
+                    )
+                )
+            )
+        return Snapshot(offsets, self._stream_tasks(wanted), active, runs, undecided)
 
     def _stream_tasks(self, partitions: list[int]) -> Iterator[TaskState]:
         """The live tasks of ``partitions``, a batch of rows at a time (a million fit).

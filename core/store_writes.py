@@ -60,6 +60,7 @@ from schemas import (
     ExecutionStarted,
     ExecutionSucceeded,
     ExecutionTimedOut,
+    RetryScheduled,
     Schedule,
     TaskQuarantined,
     TaskSpec,
@@ -76,12 +77,12 @@ __all__ = [
     "as_fact",
     "decode_record",
     "execution_ids",
-    "read_open",
+    "read_held",
     "read_tasks",
     "write",
 ]
 
-STORE_IGNORED = frozenset({CancelRequested.TYPE, ExecutionDeadLettered.TYPE})
+STORE_IGNORED = frozenset({CancelRequested.TYPE})
 """Events that change nothing in the store: skipped by header, never decoded."""
 
 _FINAL_STATUS = {
@@ -90,6 +91,8 @@ _FINAL_STATUS = {
     ExecutionTimedOut.TYPE: "timed_out",
     ExecutionCancelled.TYPE: "cancelled",
 }
+_FAILURES = frozenset({ExecutionFailed.TYPE, ExecutionTimedOut.TYPE})
+"""Outcomes the executor follows with a decision (a retry or the dead-letter topic)."""
 _FAST: dict[str, type[EventData]] = {
     model.TYPE: model
     for model in (
@@ -247,12 +250,29 @@ class Fold:
     the batch began) or was scheduled in this batch. Only an open execution counts its
     schedule, changes status or counts an outcome; events of one that is not open are
     ignored. The bound is the table itself (unfinished executions), no set of every id.
+
+    **Only the first failure of an execution decides a retry.** A counted failure makes
+    the execution *undecided* (``undecided_failures``) until its decision, the
+    ``RetryScheduled`` or ``ExecutionDeadLettered`` the executor writes in the same
+    transaction. A ``RetryScheduled`` of an execution that is not undecided (the failed
+    attempt rerun after a crash, its retry maybe run already) asks for nothing.
     """
 
-    def __init__(self, tasks: dict[str, dict[str, Any]], open_ids: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        tasks: dict[str, dict[str, Any]],
+        open_ids: Iterable[str] = (),
+        undecided_ids: Iterable[str] = (),
+    ) -> None:
         self.tasks = tasks
         self.open_ids = set(open_ids)
         """Execution ids in ``active_executions`` before the batch (see the class doc)."""
+        self.undecided_ids = set(undecided_ids)
+        """Execution ids in ``undecided_failures`` before the batch."""
+        self.undecided: dict[str, dict[str, Any]] = {}
+        """Failures counted in this batch and not decided in it: rows to write."""
+        self.decided: set[str] = set()
+        """Execution ids decided in this batch: rows to delete."""
         """Rows by id, as read (times in UTC) and then changed."""
         self.changed: set[str] = set()
         """Tasks to write."""
@@ -282,6 +302,14 @@ class Fold:
         if row is None:
             return None
         data = event.data
+        if isinstance(data, RetryScheduled | ExecutionDeadLettered):
+            failed = (
+                data.failed_execution_id if isinstance(data, RetryScheduled) else data.execution_id
+            )
+            if not self._decide(failed):
+                return None  # a late copy: its execution was decided already
+            if isinstance(data, ExecutionDeadLettered):
+                return None
         if isinstance(data, TaskQuarantined):
             if row["status"] == TaskStatus.QUARANTINED.value and row.get("quarantine") is None:
                 row["quarantine"] = quarantine_record(event.occurred_at, data)
@@ -302,6 +330,16 @@ class Fold:
                     "due_at": run.due_at,
                 }
         return None
+
+    def _decide(self, execution_id: str) -> bool:
+        """Take the execution's decision: False if it was not undecided."""
+        if self.undecided.pop(execution_id, None) is not None:
+            self.decided.add(execution_id)
+            return True
+        if execution_id in self.undecided_ids and execution_id not in self.decided:
+            self.decided.add(execution_id)
+            return True
+        return False
 
     def _execution(self, partition: int, fact: ExecutionFact) -> None:
         row = self.tasks.get(fact.task_id)
@@ -360,6 +398,13 @@ class Fold:
             else:
                 row["executions_failed"] += 1
             row["last_status"] = _FINAL_STATUS[kind]
+            if kind in _FAILURES:
+                self.decided.discard(execution)
+                self.undecided[execution] = {
+                    "execution_id": execution,
+                    "task_id": fact.task_id,
+                    "partition": partition,
+                }
             self.active.pop(fact.execution_id, None)
             self.status.pop(fact.execution_id, None)
             self.finished.add(fact.execution_id)
@@ -436,21 +481,30 @@ def quarantine_record(at: datetime, data: TaskQuarantined) -> dict[str, Any]:
 
 
 def execution_ids(events: Iterable[Event | ExecutionFact | None]) -> set[str]:
-    """The execution ids of the lifecycle events among ``events`` (for :func:`read_open`)."""
+    """The execution ids of the lifecycle events and the decisions among ``events`` (for
+    :func:`read_held`)."""
     ids = set()
     for event in events:
         if isinstance(event, Event):
+            data = event.data
+            if isinstance(data, RetryScheduled):
+                ids.add(data.failed_execution_id)
+                continue
+            if isinstance(data, ExecutionDeadLettered):
+                ids.add(data.execution_id)
+                continue
             event = as_fact(event)
         if isinstance(event, ExecutionFact):
             ids.add(event.execution_id)
     return ids
 
 
-def read_open(connection: Connection, active: Table, ids: Iterable[str]) -> set[str]:
-    """Those of ``ids`` that are in ``active_executions`` (scheduled, not finished)."""
+def read_held(connection: Connection, table: Table, ids: Iterable[str]) -> set[str]:
+    """Those of ``ids`` that ``table`` holds (its key is ``execution_id``): the batch's
+    open executions in ``active_executions``, its undecided ones in ``undecided_failures``."""
     ordered = sorted(ids)
     found: set[str] = set()
-    column = active.c.execution_id
+    column = table.c.execution_id
     for start in range(0, len(ordered), 500):
         query = select(column).where(column.in_(ordered[start : start + 500]))
         found.update(connection.execute(query).scalars())
@@ -495,7 +549,14 @@ _MUTABLE = (
 """The columns of a task that change while its spec does not."""
 
 
-def write(connection: Connection, fold: Fold, tasks: Table, active: Table, runs: Table) -> None:
+def write(
+    connection: Connection,
+    fold: Fold,
+    tasks: Table,
+    active: Table,
+    runs: Table,
+    undecided: Table,
+) -> None:
     """The batch's changes; deletes before upserts, so an id finished and re-scheduled
     ends scheduled."""
     _upsert(connection, tasks, [fold.tasks[task_id] for task_id in sorted(fold.whole)])
@@ -512,6 +573,8 @@ def write(connection: Connection, fold: Fold, tasks: Table, active: Table, runs:
         connection.execute(_statement(connection, active, "update"), list(fold.status.values()))
     _delete(connection, runs, fold.fired)
     _upsert(connection, runs, list(fold.runs.values()))
+    _delete(connection, undecided, fold.decided - set(fold.undecided))
+    _upsert(connection, undecided, list(fold.undecided.values()))
 
 
 _STATEMENTS: dict[tuple[str, str, str], Any] = {}

@@ -214,6 +214,26 @@ class RetryScheduled(EventData):
 
 
 @event_type
+class DeadLetterReplayed(EventData):
+    """An operator replayed a dead-lettered execution (``taskstream dlq replay``): the core
+    fires ``attempt`` at ``due_at``, like a retry.
+
+    Not a ``RetryScheduled``: the core takes a retry only as the decision of an
+    execution's first failure, so a late copy of one (its attempt rerun after a crash)
+    fires nothing, and a dead-lettered execution was decided already.
+    """
+
+    TYPE: ClassVar[str] = "DeadLetterReplayed"
+    execution_id: str
+    """The id of the new attempt."""
+    dead_lettered_execution_id: str
+    attempt: int = Field(ge=2)
+    scheduled_for: AwareDatetime
+    """The slot the first attempt ran for."""
+    due_at: AwareDatetime
+
+
+@event_type
 class ExecutionStarted(EventData):
     """An executor began running the handler."""
 

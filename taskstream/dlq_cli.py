@@ -4,7 +4,7 @@
     taskstream dlq replay EXECUTION_ID       run it again as a new attempt
 
 A dead-lettered execution's record holds its work order and the reason in headers.
-``replay`` appends ``RetryScheduled`` (attempt + 1, due now) to ``task-events``, so the
+``replay`` appends ``DeadLetterReplayed`` (attempt + 1, due now) to ``task-events``, so the
 core that owns the task fires the new attempt like any retry; it then marks the record
 replayed on the dead-letter topic (a record with header ``dead-letter-replayed``), so a
 second replay of the same record is refused and ``list`` hides it (``--all`` shows it).
@@ -24,9 +24,9 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from schemas import (
+    DeadLetterReplayed,
     Event,
     EventDecodeError,
-    RetryScheduled,
     decode_work_order,
     encode_event,
     event_headers,
@@ -163,9 +163,9 @@ def _replay(args: argparse.Namespace) -> int:
     attempt = order.attempt + 1
     event = Event.create(
         order.task_id,
-        RetryScheduled(
+        DeadLetterReplayed(
             execution_id=execution_id(order.task_id, order.scheduled_for, attempt),
-            failed_execution_id=order.execution_id,
+            dead_lettered_execution_id=order.execution_id,
             attempt=attempt,
             scheduled_for=order.scheduled_for,
             due_at=datetime.now(UTC),

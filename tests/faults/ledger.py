@@ -361,8 +361,8 @@ def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded
             executions[data["execution_id"]].ends.append((record.offset, _END_EVENTS[kind]))
         elif kind == "ExecutionDeadLettered" and data["execution_id"] in executions:
             executions[data["execution_id"]].dead_lettered += 1
-        elif kind == "RetryScheduled":
-            failed = data["failed_execution_id"]
+        elif kind in ("RetryScheduled", "DeadLetterReplayed"):
+            failed = data.get("failed_execution_id") or data["dead_lettered_execution_id"]
             if failed in executions:
                 executions[failed].retried_by = data["execution_id"]
             if data["execution_id"] not in executions:  # not fired yet

@@ -227,3 +227,47 @@ def test_a_task_created_in_one_batch_and_run_in_others_keeps_its_spec(
         1,
     )
     assert store.snapshot([0]).active == []
+
+
+@pytest.mark.parametrize("size", [1, 2, 1000])
+def test_a_late_copy_of_a_retry_that_ran_leaves_no_pending_run(
+    new_store: Callable[[], TaskStore], size: int
+) -> None:
+    """An executor killed after reporting a failure, before committing, leaves the order to
+    another: the rerun writes the failure and the retry again, after the retry ran. Only the
+    first failure of an execution decides a retry (in batches of any size)."""
+    spec = TaskSpec(name="x", schedule=Schedule(at=T0), handler="h")
+    retry = Event.create(
+        "x",
+        RetryScheduled(
+            execution_id="x1-2",
+            failed_execution_id="x1",
+            attempt=2,
+            scheduled_for=T0,
+            due_at=T0 + timedelta(seconds=30),
+        ),
+    )
+    rerun_retry = Event.create("x", retry.data)  # same payload, a new event id
+    events = [
+        Event.create("x", TaskCreated(task=spec), occurred_at=T0 - timedelta(minutes=1)),
+        _scheduled("x", "x1", T0),
+        *_run("x", "x1", T0, ok=False),
+        retry,
+        _scheduled("x", "x1-2", T0, attempt=2, trigger=Trigger.RETRY),
+        *_run("x", "x1-2", T0),
+        *_run("x", "x1", T0, ok=False),  # the rerun of attempt 1
+        rerun_retry,
+    ]
+    store = new_store()
+    records = [
+        AppliedRecord(0, offset, decode_record(encode_event(event)))
+        for offset, event in enumerate(events)
+    ]
+    for start in range(0, len(records), size):
+        store.apply(records[start : start + size])
+    snapshot = store.snapshot([0])
+    assert snapshot.runs == [], "the retry ran already"
+    assert snapshot.active == []
+    row = store.get("x")
+    assert row is not None
+    assert (row.executions_scheduled, row.executions_failed, row.executions_succeeded) == (2, 1, 1)

@@ -226,6 +226,7 @@ def test_public_surface_is_pinned() -> None:
         "CancelRequested",
         "CronError",
         "DEFAULT_QUEUE",
+        "DeadLetterReplayed",
         "Duration",
         "DurationError",
         "EVENT_TYPES",

@@ -13,10 +13,13 @@ from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
 from schemas import (
     CancelRequested,
     Event,
+    ExecutionCancelled,
+    ExecutionFailed,
     ExecutionScheduled,
     ExecutionSkipped,
     ExecutionStarted,
     ExecutionSucceeded,
+    ExecutionTimedOut,
     RetryScheduled,
     RunRequested,
     Schedule,
@@ -186,6 +189,7 @@ def test_run_now_and_retries_fire_when_due_and_once() -> None:
     shard.apply(request, PARTITION)  # read back again: already fired
     assert not shard.due(T0 + timedelta(seconds=6), limit=10)
 
+    shard.apply(_failure(event.execution_id, event.scheduled_for), PARTITION)
     retry = RetryScheduled(
         execution_id="e-2",
         failed_execution_id=event.execution_id,
@@ -200,6 +204,80 @@ def test_run_now_and_retries_fire_when_due_and_once() -> None:
     # the schedule lag counts from the retry's due time, not from the slot it retries
     assert plan.due == {"e-2": T0 + timedelta(seconds=9)}
     assert plan.orders[0].scheduled_for == event.scheduled_for
+
+
+def _failure(exec_id: str, slot: datetime, attempt: int = 1) -> Event:
+    return Event.create(
+        "task",
+        ExecutionFailed(
+            execution_id=exec_id,
+            attempt=attempt,
+            scheduled_for=slot,
+            worker_id="w",
+            duration_seconds=0.1,
+            error_type="E",
+            error_message="m",
+        ),
+    )
+
+
+def _retry_of(exec_id: str, slot: datetime) -> Event:
+    return Event.create(
+        "task",
+        RetryScheduled(
+            execution_id=execution_id("task", slot, 2),
+            failed_execution_id=exec_id,
+            attempt=2,
+            scheduled_for=slot,
+            due_at=T0 + timedelta(seconds=30),
+        ),
+    )
+
+
+def test_a_late_copy_of_a_retry_that_ran_does_not_fire_it_again() -> None:
+    """An executor killed after reporting a failure, before committing, leaves the order
+    to another: its rerun writes the failure and the retry again, after the retry ran."""
+    shard = _shard()
+    _create(shard, schedule=Schedule(cron="0 0 1 1 *"))
+    shard.apply(Event.create("task", RunRequested(), occurred_at=T0), PARTITION)
+    [first] = _run(shard, T0).orders
+    shard.apply(_failure(first.execution_id, first.scheduled_for), PARTITION)
+    shard.apply(_retry_of(first.execution_id, first.scheduled_for), PARTITION)
+    plan = _run(shard, T0 + timedelta(seconds=30))
+    assert [o.attempt for o in plan.orders] == [2]
+    _finish(shard, plan)
+    # the rerun of attempt 1: the same failure and the same retry, with new event ids
+    shard.apply(_failure(first.execution_id, first.scheduled_for), PARTITION)
+    shard.apply(_retry_of(first.execution_id, first.scheduled_for), PARTITION)
+    assert not shard.due(T0 + timedelta(minutes=5), limit=10), "the retry ran already"
+
+
+def test_a_retry_of_an_execution_never_seen_failing_is_not_fired() -> None:
+    shard = _shard()
+    _create(shard, schedule=Schedule(cron="0 0 1 1 *"))
+    shard.apply(_retry_of("never-scheduled", T0), PARTITION)
+    assert not shard.due(T0 + timedelta(minutes=5), limit=10)
+
+
+@pytest.mark.parametrize("ending", ["timed_out", "cancelled"])
+def test_a_timed_out_or_cancelled_execution_no_longer_overlaps(ending: str) -> None:
+    shard = _shard()
+    _create(shard, overlap="forbid", timeout=timedelta(minutes=10))
+    [order] = _run(shard, T0 + timedelta(seconds=1)).orders
+    common: dict[str, Any] = {
+        "execution_id": order.execution_id,
+        "attempt": 1,
+        "scheduled_for": order.scheduled_for,
+        "worker_id": "w",
+        "duration_seconds": 0.1,
+    }
+    end = (
+        ExecutionTimedOut(timeout_seconds=0.1, **common)
+        if ending == "timed_out"
+        else ExecutionCancelled(reason="asked", **common)
+    )
+    shard.apply(Event.create("task", end), PARTITION)
+    assert _fired(_run(shard, T0 + timedelta(seconds=2))) == [T0 + timedelta(seconds=2)]
 
 
 def test_a_plan_knows_when_each_fire_was_due() -> None:

@@ -72,11 +72,12 @@ def test_other_events_are_decoded_in_full() -> None:
 
 
 def test_events_the_store_does_not_use_are_skipped_undecoded() -> None:
-    for data in (
-        CancelRequested(execution_id="e1"),
-        ExecutionDeadLettered(reason="max_attempts", **COMMON),
-    ):
-        assert decode_record(encode_event(_event(data))) is None
+    assert decode_record(encode_event(_event(CancelRequested(execution_id="e1")))) is None
+
+
+def test_a_dead_letter_is_read_as_a_failure_s_decision() -> None:
+    event = _event(ExecutionDeadLettered(reason="max_attempts", **COMMON))
+    assert decode_record(encode_event(event)) == event
 
 
 def _document(data: Any) -> dict[str, Any]:
