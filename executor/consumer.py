@@ -26,6 +26,10 @@ read_committed, no auto-commit, no automatic offset store) and owns, on its thre
   them), running ones get ``TASKSTREAM_EXECUTOR_SHUTDOWN_GRACE`` to finish, then what is
   done is committed. A running order that outlives the grace is dropped: its records are
   still produced when it ends, and the next owner's rerun has the same execution id.
+- **lost** (the session expired, e.g. in a broker outage): nothing can be committed, so the
+  partition's offsets are *held* (:mod:`executor.offsets`) while its running orders finish;
+  given the partition back, the consumer goes on past what finished (and commits it)
+  unless the group's committed offset went further, instead of running it all again.
 """
 
 from __future__ import annotations
@@ -265,6 +269,8 @@ class QueueConsumer:
             if self._generations.get(key) == generation and self._tracker.finished(key, offset):
                 self._unbalanced = True
                 count += 1
+            else:
+                self._tracker.finished_held(key, offset, generation)
 
     def _dead_letter(
         self, message: Message, key: TopicPartitionKey, offset: int, generation: int, detail: str
@@ -450,9 +456,13 @@ class QueueConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
-        for key in keys:
-            self._next_generation += 1
-            self._generations[key] = self._next_generation
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            generation = self._take_over(consumer, tp)
+            if generation is None:
+                self._next_generation += 1
+                generation = self._next_generation
+            self._generations[key] = generation
         self._tracker.assign(keys)
         self._unbalanced = True
         consumer.incremental_assign(partitions)
@@ -478,9 +488,43 @@ class QueueConsumer:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        self._drop_waiting(keys)
-        self._forget(keys)
-        logger.warning("queue %s: lost %s (no commit)", self.queue, _names(keys))
+        dropped = self._drop_waiting(keys)
+        self._unbalanced = True
+        for key in keys:
+            generation = self._generations.pop(key, None)
+            if generation is not None:
+                self._tracker.hold(key, generation, dropped.get(key, ()))
+        logger.warning("queue %s: lost %s (held until assigned again)", self.queue, _names(keys))
+
+    def _take_over(self, consumer: Consumer, tp: TopicPartition) -> int | None:
+        """Go on with a partition this consumer lost and gets back (see
+        :mod:`executor.offsets`): from past what finished since the last commit, unless
+        the group committed further meanwhile. Returns the lost assignment's generation
+        if it goes on with it, else None."""
+        key = (tp.topic, tp.partition)
+        take = self._tracker.take_over(key)
+        if take is None:
+            return None
+        try:
+            [stored] = consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5)
+            committed = stored.offset if stored.error is None else None
+        except KafkaException:
+            committed = None
+        if take.start is None or committed is None or committed > take.start:
+            self._tracker.forget([key])  # another owner went further, or unknown: from the group's
+            return None
+        tp.offset = take.start
+        self._uncommitted = True  # the offset to commit moved under the new generation
+        logger.info(
+            "queue %s: took %s[%d] back at offset %d (committed %d; %d still running)",
+            self.queue,
+            tp.topic,
+            tp.partition,
+            take.start,
+            committed,
+            len(take.running),
+        )
+        return take.generation
 
     def _drop_waiting(self, keys: set[TopicPartitionKey]) -> dict[TopicPartitionKey, set[int]]:
         dropped: dict[TopicPartitionKey, set[int]] = {}

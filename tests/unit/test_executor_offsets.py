@@ -95,3 +95,41 @@ def test_a_late_acknowledgement_never_moves_the_committed_offset_back() -> None:
     tracker.committed({TP: 4})  # the synchronous commit of a revoke
     tracker.committed({TP: 2})  # the earlier asynchronous one, acknowledged after it
     assert tracker.pending_commits() == {}, "4 is committed: nothing to send again"
+
+
+def test_a_lost_partition_taken_back_goes_on_past_what_finished() -> None:
+    """Lost (the session expired in an outage) while 0..5 were received: 1 and 3 were
+    waiting (dropped from the lanes, never ran), 2 still runs, the others finished."""
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    for n in range(6):
+        tracker.received(TP, n)
+    for n in (0, 4, 5):
+        tracker.finished(TP, n)
+    tracker.hold(TP, generation=7, dropped=[1, 3])
+    assert tracker.pending_commits() == {}, "a held partition is not committed"
+    assert not tracker.finished_held(TP, 2, generation=6), "another assignment's completion"
+    take = tracker.take_over(TP)
+    assert take is not None
+    assert (take.start, take.running, take.generation) == (1, frozenset({2}), 7)
+    # redelivered from 1: what never ran is received again, once; what runs or ran is not
+    assert [n for n in range(6) if tracker.received(TP, n)] == [1, 3]
+    assert not tracker.received(TP, 1)
+    tracker.finished(TP, 1)
+    tracker.finished(TP, 3)
+    assert tracker.committable(TP) == 2, "2 still runs"
+    tracker.finished(TP, 2)
+    assert tracker.committable(TP) == 6
+    assert tracker.take_over(TP) is None, "taken once"
+
+
+def test_completions_while_held_count_for_the_take_over() -> None:
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    for n in range(3):
+        tracker.received(TP, n)
+    tracker.hold(TP, generation=1)
+    assert tracker.finished_held(TP, 0, generation=1)
+    assert tracker.finished_held(TP, 1, generation=1)
+    take = tracker.take_over(TP)
+    assert take is not None and (take.start, take.running) == (2, frozenset({2}))
