@@ -52,7 +52,9 @@ _END_EVENTS = {
     "ExecutionCancelled": "cancelled",
 }
 DELETE_MARGIN = timedelta(seconds=2)
-"""Slots due this shortly before their task's ``TaskDeleted`` may be dropped by it."""
+"""Slots due this shortly before their task's ``TaskDeleted`` may be dropped by it, and
+slots due this shortly after it may still fire: the scheduler stops a task when it reads
+the delete, and a slot that came due before that fires (once), as the README says."""
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -206,20 +208,24 @@ class TaskLedger:
     def expected_slots(self, horizon: datetime) -> tuple[list[datetime], set[datetime]]:
         """The slots that must be accounted for, and those that may or may not be: a slot
         at exactly ``end`` (the bound's inclusiveness is not the ledger's to assume), and
-        those due in the last ``DELETE_MARGIN`` before the task was deleted (a delete can
-        overtake a slot that is due but not fired yet)."""
+        those due within ``DELETE_MARGIN`` of the task's deletion, before it (a delete can
+        overtake a slot that is due but not fired yet) or after it (the scheduler had not
+        read the delete yet)."""
         if self.created is None or self.every is None:
             return [], set()
         stop = min(t for t in (self.end, self.deleted, horizon) if t is not None)
-        settled = stop - DELETE_MARGIN if stop == self.deleted else stop
+        deleted = stop == self.deleted
+        settled = stop - DELETE_MARGIN if deleted else stop
+        last = stop + DELETE_MARGIN if deleted else stop
         slots: list[datetime] = []
         optional: set[datetime] = set()
         k = 1
-        while (slot := self.created + k * self.every) <= stop:
+        while (slot := self.created + k * self.every) <= last:
             if slot < settled:
                 slots.append(slot)
-            elif slot < stop or slot == self.end or stop == self.deleted:
-                optional.add(slot)
+            elif slot < stop or slot == self.end or deleted:
+                if self.end is None or slot <= self.end:
+                    optional.add(slot)
             k += 1
         return slots, optional
 

@@ -1,0 +1,35 @@
+"""The fault ledger's expectations of a deleted task (the ledger is itself a test tool)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.faults.ledger import DELETE_MARGIN, Ledger, TaskLedger, _account_slots
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+
+
+def _deleted_at_ten() -> TaskLedger:
+    return TaskLedger("t", created=T0, every=SECOND, deleted=T0 + 10 * SECOND)
+
+
+def test_slots_near_a_delete_may_or_may_not_fire() -> None:
+    expected, optional = _deleted_at_ten().expected_slots(T0 + 60 * SECOND)
+    assert DELETE_MARGIN == 2 * SECOND
+    assert expected == [T0 + n * SECOND for n in range(1, 8)]
+    assert optional == {T0 + n * SECOND for n in range(8, 13)}
+
+
+def test_a_slot_fired_long_after_the_delete_is_a_disagreement() -> None:
+    task = _deleted_at_ten()
+    for n in range(1, 8):
+        task.fired[T0 + n * SECOND].append(f"e{n}")
+    task.fired[T0 + 11 * SECOND].append("overtaken")  # the delete not read yet: fine
+    ledger = Ledger({"t": task}, {})
+    _account_slots(ledger, T0 + 60 * SECOND)
+    assert (ledger.lost, ledger.disagreements) == ([], [])
+    task.fired[T0 + 13 * SECOND].append("late")
+    ledger = Ledger({"t": task}, {})
+    _account_slots(ledger, T0 + 60 * SECOND)
+    assert ledger.disagreements == [f"task t: fired {T0 + 13 * SECOND}, after {T0 + 10 * SECOND}"]
