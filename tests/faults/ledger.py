@@ -181,6 +181,7 @@ class Execution:
     scheduled: int = 0  # ExecutionScheduled records
     work_orders: int = 0
     starts: list[int] = field(default_factory=list)  # offsets of ExecutionStarted
+    start_times: list[str] = field(default_factory=list)  # their occurred_at
     ends: list[tuple[int, str]] = field(default_factory=list)  # (offset, outcome)
     dead_lettered: int = 0
     retried_by: str | None = None  # execution id of the RetryScheduled attempt
@@ -363,6 +364,7 @@ def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded
                 )
         elif kind == "ExecutionStarted" and data["execution_id"] in executions:
             executions[data["execution_id"]].starts.append(record.offset)
+            executions[data["execution_id"]].start_times.append(str(record.value["occurred_at"]))
         elif kind in _END_EVENTS and data["execution_id"] in executions:
             executions[data["execution_id"]].ends.append((record.offset, _END_EVENTS[kind]))
         elif kind == "ExecutionDeadLettered" and data["execution_id"] in executions:
@@ -488,7 +490,8 @@ def _account_outcomes(ledger: Ledger) -> None:
         if first_end is not None and any(start > first_end for start in execution.starts):
             ledger.reran_after_finish.append(
                 f"execution {ident} (task {execution.task_id}) started again after it ended "
-                f"({len(execution.starts)} starts, ends {[o for _, o in execution.ends]})"
+                f"({len(execution.starts)} starts at {execution.start_times}, "
+                f"ends {[o for _, o in execution.ends]})"
             )
         elif len(execution.starts) > 1:
             ledger.reran_in_flight += 1
