@@ -11,9 +11,10 @@ key here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["WorkingCopy"]
+__all__ = ["FOLDED_THROUGH", "FoldedCopy", "WorkingCopy", "unwrap"]
 
 
 class WorkingCopy:
@@ -53,4 +54,94 @@ class WorkingCopy:
                 del table[key]
                 written += 1
         self._dirty.clear()
+        return written
+
+
+FOLDED_THROUGH = "folded_through"
+"""The key, beside ``value``, of a stored value that remembers the offset it was folded
+through (see :class:`FoldedCopy`)."""
+
+
+def unwrap(stored: Any) -> Any:
+    """The value of a key a :class:`FoldedCopy` wrote (a value stored before it, as is)."""
+    if isinstance(stored, dict) and FOLDED_THROUGH in stored and "value" in stored:
+        return stored["value"]
+    return stored
+
+
+def _through_of(stored: Any) -> int:
+    if isinstance(stored, dict) and FOLDED_THROUGH in stored and "value" in stored:
+        return int(stored[FOLDED_THROUGH])
+    return -1
+
+
+class FoldedCopy(WorkingCopy):
+    """A :class:`WorkingCopy` whose keys remember the offset they were folded through.
+
+    Each stored value is ``{"folded_through": offset, "value": value}``: the offset of the
+    last event that changed it. A kill -9 can leave any part of a batch's writes (its
+    tables' changelogs are separate topics); when the batch comes again, :meth:`ahead`
+    says which keys have the event already, so it is applied to the others only.
+    """
+
+    __slots__ = ("_extra", "_stored", "_stored_extra", "_through", "offset")
+
+    def __init__(self, table: Any) -> None:
+        super().__init__(table)
+        self._stored: dict[Any, int] = {}
+        self._through: dict[Any, int] = {}
+        self._extra: dict[Any, dict[str, list[Any]]] = {}
+        self._stored_extra: dict[Any, dict[str, Any]] = {}
+        self.offset: int | None = None
+        """The offset of the event being folded (None: not known, nothing is ahead)."""
+
+    def get(self, key: Any) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raw = self.table.get(key)
+            self._stored[key] = _through_of(raw)
+            if isinstance(raw, dict) and FOLDED_THROUGH in raw:
+                self._stored_extra[key] = raw
+            value = self._values[key] = unwrap(raw)
+            return value
+
+    def ahead(self, key: Any) -> bool:
+        """Whether the stored key has folded the current event already."""
+        if self.offset is None:
+            return False
+        self.get(key)
+        return self._stored[key] >= self.offset
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._through[key] = -1 if self.offset is None else self.offset
+
+    def remember(self, key: Any, name: str, items: Iterable[Any]) -> None:
+        """Store ``items`` under ``name`` beside the key's next value: what this batch
+        did besides the value (the ids a history pushed out), for :meth:`remembered`."""
+        self._extra.setdefault(key, {}).setdefault(name, []).extend(items)
+
+    def remembered(self, key: Any, name: str) -> list[Any]:
+        """What the stored key's last batch remembered under ``name``."""
+        self.get(key)
+        return list(self._stored_extra.get(key, {}).get(name, ()))
+
+    def write(self) -> int:
+        table = self.table
+        written = 0
+        for key in self._dirty:
+            value = self._values[key]
+            if value is not None:
+                table[key] = {
+                    FOLDED_THROUGH: self._through[key],
+                    "value": value,
+                    **self._extra.get(key, {}),
+                }
+                written += 1
+            elif key in table:
+                del table[key]
+                written += 1
+        self._dirty.clear()
+        self._extra.clear()
         return written

@@ -13,10 +13,23 @@ records are acked only after that, so no offset is committed past unwritten chan
 
 faust commits the consumer's offsets on an interval, after the tables' changelog records,
 so after a kill -9 the records since the last commit are delivered again to tables that
-already hold them. Each partition's totals remember the offset its tables were folded
-through (written last of a batch's keys); a record at or below it is skipped, so a
-redelivery of any length counts nothing twice (event ids alone are remembered only for a
-bounded number of executions and skips per task). The agent reads ``read_committed``
+already hold them. A partition's *marker* (``totals`` key ``through:<partition>``) holds
+the offset its tables were folded through; a record at or below it is skipped, so a
+redelivery of any length counts nothing twice.
+
+**A kill -9 in the middle of a batch's writes.** The tables' changelogs are separate
+topics, so a kill can leave any part of a batch's writes. The agent therefore writes a
+batch in three phases, each confirmed by the broker before the next: (1) the keys derived
+from transitions (history, evicted, stats, totals, windows, recent), each stored with the
+offset it was folded through (:class:`~monitor.batch.FoldedCopy`); (2) the execution
+records; (3) the marker. When the batch comes again, an event is applied only to the
+keys that do not hold it yet; an execution record that holds it implies that every key of
+phase 1 does (its transition is needed by none); and the evictions of a key stored by the
+cut batch are done again at the end (their record deletes may be what was lost). So the
+tables end as a fold of the log whatever was cut (``test_a_kill_in_the_middle...`` cuts
+each phase at random). A skip event delivered twice inside the cut batch is the one case
+it can count twice in the totals.
+The agent reads ``read_committed``
 (:mod:`monitor.transport`): what a scheduler's aborted transaction wrote is never folded.
 
 Bounds:
@@ -49,7 +62,7 @@ import faust
 from prometheus_client import Counter
 
 from monitor.agent_health import AgentHealth
-from monitor.batch import WorkingCopy
+from monitor.batch import FOLDED_THROUGH, FoldedCopy, WorkingCopy, unwrap
 from monitor.lag import ConsumerLag
 from monitor.records import (
     TERMINAL_STATUSES,
@@ -60,11 +73,11 @@ from monitor.records import (
 from monitor.settings import MonitorSettings
 from monitor.stats import (
     folded_through,
+    marker_key,
     stats_after,
     stats_after_skip,
     totals_after,
     totals_after_skip,
-    totals_through,
 )
 from monitor.tables import MonitorTables, at_event
 from monitor.task_faults import TaskFaults
@@ -89,12 +102,35 @@ _LAG_REFRESH_SECONDS = 5.0
 class _Recent:
     """A partition's recent list during a batch, with its ids at hand."""
 
-    __slots__ = ("changed", "entries", "ids")
+    __slots__ = (
+        "changed",
+        "dropped",
+        "entries",
+        "ids",
+        "offset",
+        "stored_dropped",
+        "stored_through",
+        "through",
+    )
 
-    def __init__(self, entries: list[list[Any]] | None) -> None:
-        self.entries = list(entries or [])
+    def __init__(self, stored: Any) -> None:
+        self.entries: list[list[Any]] = list(unwrap(stored) or [])
         self.ids = {entry[1] for entry in self.entries}
         self.changed = False
+        folded = isinstance(stored, dict)
+        self.stored_through = int(stored[FOLDED_THROUGH]) if folded else -1
+        """The offset the stored list was folded through (see :class:`FoldedCopy`)."""
+        self.offset: int | None = None
+        self.through = -1
+        self.stored_dropped: list[str] = list(stored.get("dropped", ())) if folded else []
+        """The ids the stored list's last batch pushed out."""
+        self.dropped: list[str] = []
+
+    def ahead(self) -> bool:
+        return self.offset is not None and self.stored_through >= self.offset
+
+    def stored(self) -> dict[str, Any]:
+        return {FOLDED_THROUGH: self.through, "value": self.entries, "dropped": self.dropped}
 
     def push(self, ended_at: float, execution_id: str, size: int) -> list[str]:
         """Add one as :func:`monitor.records.push_recent` does; return the ids it pushed out.
@@ -109,11 +145,13 @@ class _Recent:
         entries.insert(at, [ended_at, execution_id])
         self.ids.add(execution_id)
         self.changed = True
+        self.through = -1 if self.offset is None else self.offset
         if len(entries) <= size:
             return []
         dropped = [entry[1] for entry in entries[size:]]
         del entries[size:]
         self.ids.difference_update(dropped)
+        self.dropped += dropped
         return [dropped_id for dropped_id in dropped if dropped_id != execution_id]
 
 
@@ -124,39 +162,63 @@ class _Batch:
         "evicted",
         "executions",
         "history",
+        "marker",
         "partition",
         "recent",
+        "replayed",
         "stats",
+        "tables",
         "totals",
         "windows",
     )
 
     def __init__(self, tables: MonitorTables, partition: int) -> None:
         self.partition = partition
+        self.tables = tables
         self.executions = WorkingCopy(tables.executions)
-        self.history = WorkingCopy(tables.history)
-        self.evicted = WorkingCopy(tables.evicted)
-        self.stats = WorkingCopy(tables.stats)
-        self.totals = WorkingCopy(tables.totals)
-        self.windows = WorkingCopy(tables.windows)
+        self.history = FoldedCopy(tables.history)
+        self.evicted = FoldedCopy(tables.evicted)
+        self.stats = FoldedCopy(tables.stats)
+        self.totals = FoldedCopy(tables.totals)
+        self.marker = WorkingCopy(tables.totals)
+        """The partition's :func:`~monitor.stats.marker_key`: the offset folded through."""
+        self.windows = FoldedCopy(tables.windows)
         self.recent = _Recent(tables.recent.get(str(partition)))
+        self.replayed: dict[str, list[str]] = {}
+        """The evictions to redo once the batch is folded, by task (``""``: the recent
+        list): of keys stored ahead by a batch a kill -9 cut short, whose deletes of
+        the records they pushed out may be lost."""
 
-    def write(self, tables: MonitorTables) -> int:
-        """Write every key the batch changed, once; return how many."""
+    def at_offset(self, offset: int | None) -> None:
+        """The offset of the event folded next (for the keys that remember theirs)."""
+        self.history.offset = self.evicted.offset = offset
+        self.stats.offset = self.windows.offset = self.recent.offset = offset
+        self.totals.offset = offset
+
+    def write(self) -> int:
+        """Write every key the batch changed, once, phase after phase; return how many."""
+        return self.write_tasks() + self.write_executions() + self.write_marker()
+
+    def write_tasks(self) -> int:
+        """Phase 1: the keys that remember the offset they were folded through."""
         written = sum(
             copy.write()
-            for copy in (
-                self.executions,
-                self.history,
-                self.evicted,
-                self.stats,
-                self.windows,
-            )
+            for copy in (self.history, self.evicted, self.stats, self.windows, self.totals)
         )
         if self.recent.changed:
-            tables.recent[str(self.partition)] = self.recent.entries
+            self.tables.recent[str(self.partition)] = self.recent.stored()
+            self.recent.changed = False
             written += 1
-        return written + self.totals.write()  # last: it holds the offset folded through
+        return written
+
+    def write_executions(self) -> int:
+        """Phase 2, once phase 1 is on the broker: an execution record ahead of the
+        offsets then implies every phase-1 key of its batch is too."""
+        return self.executions.write()
+
+    def write_marker(self) -> int:
+        """Phase 3, last: the offset the partition is folded through."""
+        return self.marker.write()
 
 
 class Projection:
@@ -197,12 +259,27 @@ class Projection:
 
         With ``offsets`` (each event's offset in ``partition``), an event at or below the
         offset the partition's tables were folded through is a redelivery and changes
-        nothing; the partition's totals then remember the last offset folded.
+        nothing; the partition's totals then remember the last offset folded. Writes the
+        three phases at once (the agent confirms each before the next: :meth:`fold_batch`).
         """
         now = now or datetime.now(UTC)
+        written = self.fold_batch(events, partition, now, offsets).write()
+        self._maybe_sweep_windows(partition, now)
+        return written
+
+    def fold_batch(
+        self,
+        events: Sequence[Event],
+        partition: int,
+        now: datetime,
+        offsets: Sequence[int] | None = None,
+    ) -> _Batch:
+        """Fold ``events`` into working copies, written by the caller (see :class:`_Batch`)."""
         batch = _Batch(self.tables, partition)
         partition_key = str(partition)
-        through = folded_through(batch.totals.get(partition_key))
+        marker = marker_key(partition)
+        through = folded_through(batch.marker.get(marker), batch.totals.get(partition_key))
+        fresh: list[tuple[Event, int | None]]
         if offsets is not None:
             fresh = [(e, o) for e, o in zip(events, offsets, strict=True) if o > through]
             if len(fresh) < len(events):
@@ -212,66 +289,96 @@ class Projection:
                     len(events) - len(fresh),
                     through,
                 )
-            events = [event for event, _ in fresh]
-        for event in events:
+        else:
+            fresh = [(e, None) for e in events]
+        for event, offset in fresh:
+            batch.at_offset(offset)
             if isinstance(event.data, ExecutionSkipped):
                 self._skipped(batch, event, event.data)
             else:
                 execution_id = execution_id_of(event)
                 if execution_id is not None:
                     self._execution(batch, event, execution_id, now)
+        # at the batch's last offset: what they change was changed by this batch
+        batch.at_offset(fresh[-1][1] if fresh else None)
+        for ids in batch.replayed.values():
+            for execution_id in ids:
+                self._maybe_evict(batch, execution_id)
         if offsets and offsets[-1] > through:
-            batch.totals[partition_key] = totals_through(
-                batch.totals.get(partition_key), offsets[-1]
-            )
-        written = batch.write(self.tables)
-        self._maybe_sweep_windows(partition, now)
-        return written
+            batch.marker[marker] = offsets[-1]
+        return batch
 
     def _execution(self, b: _Batch, event: Event, execution_id: str, now: datetime) -> None:
         task_id = event.task_id
-        if execution_id in (b.evicted.get(task_id) or ()):
-            return
+        self._note_ahead(b, task_id)
         before = b.executions.get(execution_id)
+        if before is None and execution_id in (b.evicted.get(task_id) or ()):
+            return
         after = apply_event(before, event)
         if after is None:
-            return
+            return  # a duplicate; or its record is ahead, and so is every key of its batch
         b.executions[execution_id] = after
         change = transition(before, after, event)
+        # each key below may hold this event already (a kill -9 in a batch's first phase)
         self._push_history(b, task_id, execution_id)
-        stats = stats_after(b.stats.get(task_id), change)
-        if stats is not None:
-            b.stats[task_id] = stats
+        if not b.stats.ahead(task_id):
+            stats = stats_after(b.stats.get(task_id), change)
+            if stats is not None:
+                b.stats[task_id] = stats
         partition_key = str(b.partition)
-        totals = totals_after(b.totals.get(partition_key), change)
-        if totals is not None:
-            b.totals[partition_key] = totals
+        if not b.totals.ahead(partition_key):
+            totals = totals_after(b.totals.get(partition_key), change)
+            if totals is not None:
+                b.totals[partition_key] = totals
         update = window_update(change)
         if update is not None:
             start, what, duration = update
             if not expired(start, now, self.window_retention):
                 key = window_key(b.partition, start)
-                b.windows[key] = window_after(b.windows.get(key), what, duration)
+                if not b.windows.ahead(key):
+                    b.windows[key] = window_after(b.windows.get(key), what, duration)
         ended_at = change.ended_at
         if ended_at is not None:
-            for dropped in b.recent.push(ended_at.timestamp(), execution_id, self.recent_size):
-                self._maybe_evict(b, dropped)
+            if not b.recent.ahead():
+                for dropped in b.recent.push(ended_at.timestamp(), execution_id, self.recent_size):
+                    self._maybe_evict(b, dropped)
+
+    def _note_ahead(self, b: _Batch, task_id: str) -> None:
+        """Keys stored by this very batch before a kill -9 lost some of its other writes
+        (see :class:`~monitor.batch.FoldedCopy`): evict again, at the end of the batch,
+        what they pushed out, as the record deletes may be among the writes lost."""
+        if task_id not in b.replayed:
+            replay = b.replayed[task_id] = []
+            if b.history.ahead(task_id):
+                replay += b.history.remembered(task_id, "dropped")
+            if b.evicted.ahead(task_id):
+                replay += b.evicted.get(task_id) or ()
+        if "" not in b.replayed:
+            b.replayed[""] = b.recent.stored_dropped if b.recent.ahead() else []
 
     def _skipped(self, b: _Batch, event: Event, data: ExecutionSkipped) -> None:
-        stats = stats_after_skip(b.stats.get(event.task_id), event.task_id, event.id, data.count)
-        if stats is None:
-            return
-        b.stats[event.task_id] = stats
+        if not b.stats.ahead(event.task_id):
+            stats = stats_after_skip(
+                b.stats.get(event.task_id), event.task_id, event.id, data.count
+            )
+            if stats is None:
+                return
+            b.stats[event.task_id] = stats
         partition_key = str(b.partition)
-        b.totals[partition_key] = totals_after_skip(b.totals.get(partition_key), data.count)
+        if not b.totals.ahead(partition_key):
+            b.totals[partition_key] = totals_after_skip(b.totals.get(partition_key), data.count)
 
     def _push_history(self, b: _Batch, task_id: str, execution_id: str) -> None:
+        if b.history.ahead(task_id):
+            return
         before = b.history.get(task_id) or []
         after = push_history(before, execution_id, self.history_size)
         if after is None:
             return
         b.history[task_id] = after
-        for dropped in set(before) - set(after):
+        dropped_ids = sorted(set(before) - set(after))
+        b.history.remember(task_id, "dropped", dropped_ids)
+        for dropped in dropped_ids:
             self._maybe_evict(b, dropped)
 
     def _maybe_evict(self, b: _Batch, execution_id: str) -> None:
@@ -286,7 +393,8 @@ class Projection:
             return
         del b.executions[execution_id]
         evicted = b.evicted.get(task_id) or []
-        b.evicted[task_id] = [execution_id, *evicted][: self.history_size]
+        if execution_id not in evicted and not b.evicted.ahead(task_id):
+            b.evicted[task_id] = [execution_id, *evicted][: self.history_size]
 
     def _maybe_sweep_windows(self, partition: int, now: datetime) -> None:
         clock = time.monotonic()
@@ -374,9 +482,12 @@ def install_projection(
 
     def fold_partition(
         events: list[Event], offsets: list[int], partition: int, now: datetime
-    ) -> None:
+    ) -> _Batch | None:
+        """The partition's batch, folded and not written; None if it was folded (and
+        written) event by event because the batch raised."""
+        batch: _Batch | None = None
         try:
-            projection.apply_batch(events, partition, now, offsets)
+            batch = projection.fold_batch(events, partition, now, offsets)
         except Exception:
             if len(events) == 1:
                 raise
@@ -387,8 +498,23 @@ def install_projection(
                 except Exception as exc:
                     faults.record("projection", event.task_id, exc, event.id)
         feed.publish(events, partition, now)
+        return batch
 
-    def fold(records: Sequence[Any]) -> None:
+    async def write(folded: list[tuple[Any, int, _Batch]], now: datetime) -> None:
+        """Write the batches phase by phase, each on the broker before the next: a kill
+        -9 then leaves at most the last batch partly written, in a way the next fold
+        of its records repairs (see :class:`_Batch`)."""
+        for phase in (_Batch.write_tasks, _Batch.write_executions, _Batch.write_marker):
+            for record, partition, batch in folded:
+                with at_event(record):
+                    phase(batch)
+                    if phase is _Batch.write_marker:
+                        projection._maybe_sweep_windows(partition, now)
+            unconfirmed = tables.take_unconfirmed()
+            if unconfirmed:
+                await asyncio.gather(*unconfirmed)
+
+    def fold(records: Sequence[Any]) -> list[tuple[Any, int, _Batch]]:
         by_partition: dict[int, tuple[Any, list[Event], list[int]]] = {}
         next_offsets: dict[int, int] = {}
         types: dict[str, int] = {}
@@ -407,16 +533,21 @@ def install_projection(
                 offsets.append(message.offset)
             next_offsets[partition] = message.offset
         now = datetime.now(UTC)
+        folded: list[tuple[Any, int, _Batch]] = []
         for partition, (record, events, offsets) in by_partition.items():
             with at_event(record):
                 try:
-                    fold_partition(events, offsets, partition, now)
+                    batch = fold_partition(events, offsets, partition, now)
                 except Exception as exc:
                     faults.record("projection", events[0].task_id, exc, events[0].id)
+                else:
+                    if batch is not None:
+                        folded.append((record, partition, batch))
         for event_type, count in types.items():
             events_seen.labels(event_type).inc(count)
         for partition, offset in next_offsets.items():
             lag.processed(partition, offset)
+        return folded
 
     @app.agent(source, concurrency=1, name="project")
     async def project(stream: Any) -> None:
@@ -426,7 +557,8 @@ def install_projection(
         health.started()
         try:
             async for records in batches:
-                fold(records)  # if it raises, the records stay unacked: nothing is committed
+                # if either raises, the records stay unacked: nothing is committed
+                await write(fold(records), datetime.now(UTC))
                 for record in records:
                     await stream.ack(record)
                 health.advanced()

@@ -9,10 +9,11 @@ remembers its last :data:`SKIP_IDS_REMEMBERED` skip events).
 *Totals* are kept per partition of ``task-events`` (a table key written only by that
 partition's events, so its changelog is always the partition's own) and merged when read.
 Besides the counts they hold how many executions are scheduled and running now, the
-durations in fixed buckets for Prometheus, and ``through``: the offset of ``task-events``
-that the partition's tables were folded through, so that a record delivered again (the
-consumer's committed offset lags the changelogs after a kill -9, or a group is rewound)
-changes nothing however old it is (:func:`folded_through`).
+durations in fixed buckets for Prometheus. Beside them the partition's marker
+(:func:`marker_key`) holds the offset of ``task-events`` that the partition's tables were
+folded through, so that a record delivered again (the consumer's committed offset lags
+the changelogs after a kill -9, or a group is rewound) changes nothing however old it is
+(:func:`folded_through`; the totals held it before the marker existed).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ __all__ = [
     "SKIP_IDS_REMEMBERED",
     "STATS_QUANTILES",
     "folded_through",
+    "is_marker",
+    "marker_key",
     "merge_totals",
     "public_task_stats",
     "stats_after",
     "stats_after_skip",
     "totals_after",
     "totals_after_skip",
-    "totals_through",
 ]
 
 COUNTED = (*OUTCOMES, "dead_lettered", "skipped")
@@ -159,14 +161,24 @@ def totals_after_skip(totals: dict[str, Any] | None, slots: int) -> dict[str, An
     return result
 
 
-def folded_through(totals: dict[str, Any] | None) -> int:
-    """The offset a partition's tables were folded through (-1: none yet)."""
-    return int((totals or {}).get("through", -1))
+def marker_key(partition: int) -> str:
+    """The ``totals`` key holding the offset a partition's tables were folded through
+    (written last of a batch, once everything else is on the broker)."""
+    return f"through:{partition}"
 
 
-def totals_through(totals: dict[str, Any] | None, offset: int) -> dict[str, Any]:
-    """A partition's totals, remembering that its tables were folded through ``offset``."""
-    return {**(totals or _new_totals()), "through": offset}
+def is_marker(key: str) -> bool:
+    return key.startswith("through:")
+
+
+def folded_through(marker: int | None, totals: Any = None) -> int:
+    """The offset a partition's tables were folded through (-1: none yet); before the
+    marker existed, the partition's totals held it."""
+    if marker is not None:
+        return int(marker)
+    if isinstance(totals, dict):
+        return int(totals.get("through", -1))
+    return -1
 
 
 def merge_totals(partitions: Iterable[dict[str, Any]]) -> dict[str, Any]:

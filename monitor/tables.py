@@ -16,6 +16,8 @@ windows        ``partition:minute start``         one minute's counts and durati
 recent         partition                          last M finished ``[ended_at, id]``
 =============  =================================  =========================================
 
+History, evicted, stats, totals, windows and recent store ``{"folded_through": offset, "value":
+...}`` (:class:`monitor.batch.FoldedCopy`); read them through :func:`monitor.batch.unwrap`.
 How the projection keeps them bounded is in :mod:`monitor.projection`. It folds a batch
 of one partition's events at a time, inside :func:`at_event`.
 """
@@ -31,12 +33,14 @@ from typing import Any
 
 import faust
 import faust.streams
+from faust.types import FutureMessage
 
+from monitor.batch import unwrap
 from monitor.records import public_record
-from monitor.stats import merge_totals
+from monitor.stats import is_marker, merge_totals
 from monitor.windows import parse_window_key, public_windows
 
-__all__ = ["MonitorTables", "at_event"]
+__all__ = ["MonitorTables", "TrackedTable", "at_event"]
 
 
 @contextmanager
@@ -58,6 +62,21 @@ def at_event(event: Any) -> Iterator[None]:
         faust.streams._current_event.reset(token)
 
 
+class TrackedTable(faust.Table[Any, Any]):
+    """A :class:`faust.Table` that keeps the changelog records it sent, until taken: the
+    agent waits for the broker to have one phase of a batch's writes before the next
+    (:mod:`monitor.projection`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unconfirmed: list[FutureMessage] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
+        fut: FutureMessage = super().send_changelog(*args, **kwargs)
+        self.unconfirmed.append(fut)
+        return fut
+
+
 @dataclass(frozen=True)
 class MonitorTables:
     executions: Any
@@ -71,7 +90,9 @@ class MonitorTables:
     @classmethod
     def create(cls, app: faust.App, partitions: int) -> MonitorTables:
         def table(name: str) -> Any:
-            return app.Table(name, partitions=partitions)
+            tracked = TrackedTable(app, name=name, beacon=app.tables.beacon, partitions=partitions)
+            app.tables.add(tracked)
+            return tracked
 
         return cls(
             executions=table("executions"),
@@ -83,9 +104,27 @@ class MonitorTables:
             recent=table("recent"),
         )
 
+    def take_unconfirmed(self) -> list[FutureMessage]:
+        """The changelog records written since the last call, to wait for (see
+        :class:`TrackedTable`); none for tables that are not faust's (tests)."""
+        futures: list[FutureMessage] = []
+        for table in (
+            self.executions,
+            self.history,
+            self.evicted,
+            self.stats,
+            self.totals,
+            self.windows,
+            self.recent,
+        ):
+            if isinstance(table, TrackedTable):
+                futures += table.unconfirmed
+                table.unconfirmed = []
+        return futures
+
     def task_executions(self, task_id: str) -> list[str]:
         """The task's history: execution ids, newest first."""
-        return list(self.history.get(task_id) or [])
+        return list(unwrap(self.history.get(task_id)) or [])
 
     def public_executions(self, ids: list[str]) -> list[dict[str, Any]]:
         records = (self.executions.get(execution_id) for execution_id in ids)
@@ -93,19 +132,21 @@ class MonitorTables:
 
     def merged_totals(self) -> dict[str, Any]:
         """The totals of all partitions (added in partition order: the same float sums)."""
-        return merge_totals(totals for _, totals in sorted(self.totals.items()))
+        return merge_totals(
+            unwrap(totals) for key, totals in sorted(self.totals.items()) if not is_marker(key)
+        )
 
     def window_series(self, now: datetime, minutes: int) -> list[dict[str, Any]]:
         return public_windows(self._stored_windows(), now, minutes)
 
     def _stored_windows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         for key, window in self.windows.items():
-            yield parse_window_key(key)[1], window
+            yield parse_window_key(key)[1], unwrap(window)
 
     def recent_executions(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         """Finished executions of all partitions, newest first, optionally of one status."""
         entries = sorted(
-            (entry for recent in self.recent.values() for entry in recent),
+            (entry for recent in self.recent.values() for entry in unwrap(recent)),
             key=lambda entry: entry[0],
             reverse=True,
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from monitor.batch import FOLDED_THROUGH, unwrap
 from monitor.projection import Projection, _Recent
 from monitor.records import public_record, push_recent
 from monitor.tables import MonitorTables
@@ -38,15 +40,15 @@ def test_finished_records_that_left_history_and_recent_are_evicted_and_remembere
     runs = [Run("t", T0 + timedelta(minutes=n)) for n in range(10)]
     apply_all(p, [event for run in runs for event in run.events("succeeded", 1.0)])
     t = p.tables
-    assert t.history["t"] == [run.id for run in reversed(runs[-3:])]
-    assert [entry[1] for entry in t.recent["0"]] == [run.id for run in reversed(runs[-4:])]
+    assert unwrap(t.history["t"]) == [run.id for run in reversed(runs[-3:])]
+    assert [entry[1] for entry in unwrap(t.recent["0"])] == [run.id for run in reversed(runs[-4:])]
     assert set(t.executions) == {run.id for run in runs[-4:]}
-    assert t.evicted["t"] == [run.id for run in reversed(runs[:6])][:3]
-    counts = dict(t.stats["t"]["counts"])
+    assert unwrap(t.evicted["t"]) == [run.id for run in reversed(runs[:6])][:3]
+    counts = dict(unwrap(t.stats["t"])["counts"])
     apply_all(p, [event for run in runs[-3:] for event in run.events("succeeded", 1.0)])
     apply_all(p, runs[-5].events("failed", 1.0))  # evicted and remembered: ignored
-    assert t.stats["t"]["counts"] == counts
-    assert t.totals["0"]["counts"]["succeeded"] == 10
+    assert unwrap(t.stats["t"])["counts"] == counts
+    assert unwrap(t.totals["0"])["counts"]["succeeded"] == 10
 
 
 def test_unfinished_records_stay_until_they_finish() -> None:
@@ -62,10 +64,10 @@ def test_unfinished_records_stay_until_they_finish() -> None:
         ],
     )
     assert slow.id in p.tables.executions
-    assert slow.id not in p.tables.history["t"]
+    assert slow.id not in unwrap(p.tables.history["t"])
     apply_all(p, [slow.ended("succeeded", 600.0)])
-    assert p.tables.history["t"][0] == slow.id  # back in its history when it finishes
-    assert p.tables.totals["0"]["live"] == {"scheduled": 0, "running": 0}
+    assert unwrap(p.tables.history["t"])[0] == slow.id  # back in its history when it finishes
+    assert unwrap(p.tables.totals["0"])["live"] == {"scheduled": 0, "running": 0}
     assert public_record(p.tables.executions[slow.id])["status"] == "succeeded"
 
 
@@ -77,7 +79,7 @@ def test_windows_are_kept_per_partition_and_old_ones_are_not_created() -> None:
     keys = sorted(parse_window_key(key) for key in p.tables.windows)
     minute = int((T0 + timedelta(minutes=25)).timestamp())
     assert keys == [(0, minute), (1, minute)]
-    assert p.tables.totals["1"]["counts"]["failed"] == 2  # counted, only not windowed
+    assert unwrap(p.tables.totals["1"])["counts"]["failed"] == 2  # counted, only not windowed
 
 
 def test_expired_windows_are_swept_as_the_partition_goes_on() -> None:
@@ -86,7 +88,7 @@ def test_expired_windows_are_swept_as_the_partition_goes_on() -> None:
     p._last_sweep.clear()
     p.apply(skipped("a", T0), 0, now=T0 + timedelta(hours=3))
     assert p.tables.windows == {}
-    assert p.tables.stats["a"]["counts"]["skipped"] == 1
+    assert unwrap(p.tables.stats["a"])["counts"]["skipped"] == 1
 
 
 class CountingTable(dict[str, Any]):
@@ -142,8 +144,19 @@ def all_tables(p: Projection) -> list[Any]:
     return [getattr(p.tables, field.name) for field in fields(MonitorTables)]
 
 
-def contents(p: Projection) -> list[dict[str, Any]]:
-    return [dict(table) for table in all_tables(p)]
+def contents(p: Projection, evicted: Callable[[Any], Any] = lambda v: v) -> list[dict[str, Any]]:
+    """Every table, as dicts; ``evicted`` maps that table's values (a redone eviction
+    remembers a later offset than the first: an idempotent list needs no exact one)."""
+    tables = [{key: _comparable(value) for key, value in table.items()} for table in all_tables(p)]
+    tables[2] = {key: evicted(value) for key, value in tables[2].items()}
+    return tables
+
+
+def _comparable(value: Any) -> Any:
+    """A stored value without what its batch remembered (that depends on the batching)."""
+    if isinstance(value, dict) and FOLDED_THROUGH in value:
+        return {k: v for k, v in value.items() if k != "dropped"}
+    return value
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 50, 1000])
@@ -169,7 +182,7 @@ def test_each_key_a_batch_changes_is_written_once() -> None:
     assert written == sum(len(counts) for counts in writes)
     t = p.tables
     assert t.totals.writes == {"0": 1} and t.recent.writes == {"0": 1}
-    evicted = {execution_id for ids in t.evicted.values() for execution_id in ids}
+    evicted = {execution_id for ids in t.evicted.values() for execution_id in unwrap(ids)}
     assert evicted and not evicted & set(t.executions.writes)  # came and went in the batch
 
 
@@ -181,8 +194,8 @@ def test_a_duplicate_in_the_same_batch_changes_nothing() -> None:
     twice = counting_projection()
     twice.apply_batch([*events, *events, events[1]], 0, now=T0)
     assert contents(twice) == contents(once)
-    assert twice.tables.totals["0"]["counts"]["succeeded"] == 1
-    assert twice.tables.stats["t"]["counts"]["succeeded"] == 1
+    assert unwrap(twice.tables.totals["0"])["counts"]["succeeded"] == 1
+    assert unwrap(twice.tables.stats["t"])["counts"]["succeeded"] == 1
     assert twice.apply_batch(events, 0, now=T0) == 0  # redelivered: nothing written
     assert all(n == 1 for table in all_tables(twice) for n in table.writes.values())
 
@@ -219,14 +232,79 @@ def test_a_redelivery_of_any_length_changes_nothing() -> None:
     for start in range(0, len(events), 7):  # batches as the agent reads them
         p.apply_batch(events[start : start + 7], 0, now, offsets[start : start + 7])
     t = p.tables
-    assert t.totals["0"]["through"] == offsets[-1]
+    assert t.totals["through:0"] == offsets[-1]
     folded = {name: dict(getattr(t, name)) for name in ("stats", "totals", "windows")}
-    assert folded["stats"]["t"]["counts"]["succeeded"] == 20
-    assert folded["stats"]["t"]["counts"]["skipped"] == 100
+    assert unwrap(folded["stats"]["t"])["counts"]["succeeded"] == 20
+    assert unwrap(folded["stats"]["t"])["counts"]["skipped"] == 100
     written = p.apply_batch(events, 0, now, offsets)  # everything again
     assert written == 0
     assert {name: dict(getattr(t, name)) for name in folded} == folded
     new = Run("t", T0 + timedelta(hours=1))
     p.apply_batch(new.events("failed", 2.0), 0, now, [len(events), len(events) + 1, 1000])
-    assert t.stats["t"]["counts"]["failed"] == 1
-    assert t.totals["0"]["through"] == 1000
+    assert unwrap(t.stats["t"])["counts"]["failed"] == 1
+    assert t.totals["through:0"] == 1000
+
+
+def _persisted(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], rng: random.Random
+) -> list[dict[str, Any]]:
+    """What a kill -9 leaves of the writes from ``before`` to ``after``: any subset of the
+    changed keys (the tables' changelogs are topics with no order between them)."""
+    state = [dict(table) for table in before]
+    for table, old, new in zip(state, before, after, strict=True):
+        for key in set(old) | set(new):
+            if old.get(key) != new.get(key) and rng.random() < 0.5:
+                if key in new:
+                    table[key] = new[key]
+                else:
+                    del table[key]
+    return state
+
+
+@pytest.mark.parametrize("phase", ["tasks", "executions", "marker"])
+@pytest.mark.parametrize("seed", range(40))
+def test_a_kill_in_the_middle_of_a_batch_s_writes_loses_and_doubles_nothing(
+    phase: str, seed: int
+) -> None:
+    """The agent writes a batch in three phases, each confirmed by the broker before the
+    next: the tasks' keys (stats, history, evictions, windows, recent), then the execution
+    records, then the totals (which hold the offset folded through). A kill -9 in any
+    phase leaves any part of that phase's writes; the records after the last commit come
+    again, and the tables must end as if nothing had happened."""
+    rng = random.Random(seed)
+    events = workload(seed=100 + seed)
+    offsets = list(range(len(events)))
+    now = T0 + timedelta(minutes=40)
+    size = 7
+    clean = projection(history=3, recent=4)
+    for start in range(0, len(events), size):
+        clean.apply_batch(events[start : start + size], 0, now, offsets[start : start + size])
+
+    crashed = projection(history=3, recent=4)
+    crash_at = rng.randrange(len(events) // size) * size
+    for start in range(0, crash_at, size):
+        crashed.apply_batch(events[start : start + size], 0, now, offsets[start : start + size])
+    before = [dict(table) for table in all_tables(crashed)]
+    batch = crashed.fold_batch(
+        events[crash_at : crash_at + size], 0, now, offsets[crash_at : crash_at + size]
+    )
+    assert batch is not None
+    batch.write_tasks()
+    after_tasks = [dict(table) for table in all_tables(crashed)]
+    batch.write_executions()
+    after_executions = [dict(table) for table in all_tables(crashed)]
+    batch.write_marker()
+    after_totals = [dict(table) for table in all_tables(crashed)]
+    left = {
+        "tasks": _persisted(before, after_tasks, rng),
+        "executions": _persisted(after_tasks, after_executions, rng),
+        "marker": _persisted(after_executions, after_totals, rng),
+    }[phase]
+    for table, state in zip(all_tables(crashed), left, strict=True):
+        table.clear()
+        table.update(state)
+    # redelivered from the last commit (a batch or two before the crash) to the end
+    resume = max(0, crash_at - size * rng.randrange(3))
+    for start in range(resume, len(events), size):
+        crashed.apply_batch(events[start : start + size], 0, now, offsets[start : start + size])
+    assert contents(crashed, evicted=unwrap) == contents(clean, evicted=unwrap)
