@@ -48,13 +48,17 @@ class WorkingCopy:
         for key in self._dirty:
             value = self._values[key]
             if value is not None:
-                table[key] = value
+                table[key] = self._stored(key, value)
                 written += 1
             elif key in table:
                 del table[key]
                 written += 1
         self._dirty.clear()
         return written
+
+    def _stored(self, key: Any, value: Any) -> Any:
+        """What the table holds for ``value``."""
+        return value
 
 
 FOLDED_THROUGH = "folded_through"
@@ -127,21 +131,10 @@ class FoldedCopy(WorkingCopy):
         self.get(key)
         return list(self._stored_extra.get(key, {}).get(name, ()))
 
+    def _stored(self, key: Any, value: Any) -> Any:
+        return {FOLDED_THROUGH: self._through[key], "value": value, **self._extra.get(key, {})}
+
     def write(self) -> int:
-        table = self.table
-        written = 0
-        for key in self._dirty:
-            value = self._values[key]
-            if value is not None:
-                table[key] = {
-                    FOLDED_THROUGH: self._through[key],
-                    "value": value,
-                    **self._extra.get(key, {}),
-                }
-                written += 1
-            elif key in table:
-                del table[key]
-                written += 1
-        self._dirty.clear()
+        written = super().write()
         self._extra.clear()
         return written
