@@ -48,7 +48,7 @@ class WorkingCopy:
         for key in self._dirty:
             value = self._values[key]
             if value is not None:
-                table[key] = self._stored(key, value)
+                table[key] = self._to_store(key, value)
                 written += 1
             elif key in table:
                 del table[key]
@@ -56,7 +56,7 @@ class WorkingCopy:
         self._dirty.clear()
         return written
 
-    def _stored(self, key: Any, value: Any) -> Any:
+    def _to_store(self, key: Any, value: Any) -> Any:
         """What the table holds for ``value``."""
         return value
 
@@ -131,7 +131,7 @@ class FoldedCopy(WorkingCopy):
         self.get(key)
         return list(self._stored_extra.get(key, {}).get(name, ()))
 
-    def _stored(self, key: Any, value: Any) -> Any:
+    def _to_store(self, key: Any, value: Any) -> Any:
         return {FOLDED_THROUGH: self._through[key], "value": value, **self._extra.get(key, {})}
 
     def write(self) -> int:
