@@ -29,9 +29,7 @@ from tests.faults.harness import FAULT_KINDS, create_load, fault_rig, stop_load,
 from tests.faults.ledger import build_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.fault_round]
-# Not in the default run yet: it passes only when the monitor's kill -9 misses a batch's
-# changelog writes in flight; when it hits them the monitor ends a few counts short
-# (issue #11, see docs/faults.md). `make test-faults` runs it.
+# In the default run (about 3 minutes); `make test-faults` runs it alone.
 
 TASKS = 100
 STEADY = 5.0  # seconds of load with no fault between two faults
