@@ -6,15 +6,21 @@ totals and recent list at every execution). :class:`WorkingCopy` reads a key fro
 table the first time, keeps what the fold makes of it, and :meth:`WorkingCopy.write`
 puts each changed key back once. Values are never mutated in place: the fold's pure
 functions return new ones, and the tables never hold None, which stands for a deleted
-key here.
+key here. :class:`FoldedCopy` also remembers the offset each key was folded through, and
+:class:`PartitionBatch` holds one partition's copies and writes them in the three
+phases :mod:`monitor.projection` explains.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FOLDED_THROUGH", "FoldedCopy", "WorkingCopy", "unwrap"]
+if TYPE_CHECKING:
+    from monitor.tables import MonitorTables
+
+__all__ = ["FOLDED_THROUGH", "FoldedCopy", "PartitionBatch", "RecentList", "WorkingCopy", "unwrap"]
 
 
 class WorkingCopy:
@@ -138,3 +144,125 @@ class FoldedCopy(WorkingCopy):
         written = super().write()
         self._extra.clear()
         return written
+
+
+class RecentList:
+    """A partition's recent list during a batch, with its ids at hand."""
+
+    __slots__ = (
+        "changed",
+        "dropped",
+        "entries",
+        "ids",
+        "offset",
+        "stored_dropped",
+        "stored_through",
+        "through",
+    )
+
+    def __init__(self, stored: Any) -> None:
+        self.entries: list[list[Any]] = list(unwrap(stored) or [])
+        self.ids = {entry[1] for entry in self.entries}
+        self.changed = False
+        folded = isinstance(stored, dict)
+        self.stored_through = int(stored[FOLDED_THROUGH]) if folded else -1
+        """The offset the stored list was folded through (see :class:`FoldedCopy`)."""
+        self.offset: int | None = None
+        self.through = -1
+        self.stored_dropped: list[str] = list(stored.get("dropped", ())) if folded else []
+        """The ids the stored list's last batch pushed out."""
+        self.dropped: list[str] = []
+
+    def ahead(self) -> bool:
+        return self.offset is not None and self.stored_through >= self.offset
+
+    def stored(self) -> dict[str, Any]:
+        return {FOLDED_THROUGH: self.through, "value": self.entries, "dropped": self.dropped}
+
+    def push(self, ended_at: float, execution_id: str, size: int) -> list[str]:
+        """Add one as :func:`monitor.records.push_recent` does; return the ids it pushed out.
+
+        The list is newest first: the new entry goes after those that ended at the same
+        time or later.
+        """
+        if execution_id in self.ids:
+            return []
+        entries = self.entries
+        at = bisect_right(entries, -ended_at, key=lambda entry: -entry[0])
+        entries.insert(at, [ended_at, execution_id])
+        self.ids.add(execution_id)
+        self.changed = True
+        self.through = -1 if self.offset is None else self.offset
+        if len(entries) <= size:
+            return []
+        dropped = [entry[1] for entry in entries[size:]]
+        del entries[size:]
+        self.ids.difference_update(dropped)
+        self.dropped += dropped
+        return [dropped_id for dropped_id in dropped if dropped_id != execution_id]
+
+
+class PartitionBatch:
+    """Working copies of the tables while one partition's batch is folded."""
+
+    __slots__ = (
+        "evicted",
+        "executions",
+        "history",
+        "marker",
+        "partition",
+        "recent",
+        "replayed",
+        "stats",
+        "tables",
+        "totals",
+        "windows",
+    )
+
+    def __init__(self, tables: MonitorTables, partition: int) -> None:
+        self.partition = partition
+        self.tables = tables
+        self.executions = WorkingCopy(tables.executions)
+        self.history = FoldedCopy(tables.history)
+        self.evicted = FoldedCopy(tables.evicted)
+        self.stats = FoldedCopy(tables.stats)
+        self.totals = FoldedCopy(tables.totals)
+        self.marker = WorkingCopy(tables.totals)
+        """The partition's :func:`~monitor.stats.marker_key`: the offset folded through."""
+        self.windows = FoldedCopy(tables.windows)
+        self.recent = RecentList(tables.recent.get(str(partition)))
+        self.replayed: dict[str, list[str]] = {}
+        """The evictions to redo once the batch is folded, by task (``""``: the recent
+        list): of keys stored ahead by a batch a kill -9 cut short, whose deletes of
+        the records they pushed out may be lost."""
+
+    def at_offset(self, offset: int | None) -> None:
+        """The offset of the event folded next (for the keys that remember theirs)."""
+        self.history.offset = self.evicted.offset = offset
+        self.stats.offset = self.windows.offset = self.recent.offset = offset
+        self.totals.offset = offset
+
+    def write(self) -> int:
+        """Write every key the batch changed, once, phase after phase; return how many."""
+        return self.write_tasks() + self.write_executions() + self.write_marker()
+
+    def write_tasks(self) -> int:
+        """Phase 1: the keys that remember the offset they were folded through."""
+        written = sum(
+            copy.write()
+            for copy in (self.history, self.evicted, self.stats, self.windows, self.totals)
+        )
+        if self.recent.changed:
+            self.tables.recent[str(self.partition)] = self.recent.stored()
+            self.recent.changed = False
+            written += 1
+        return written
+
+    def write_executions(self) -> int:
+        """Phase 2, once phase 1 is on the broker: an execution record ahead of the
+        offsets then implies every phase-1 key of its batch is too."""
+        return self.executions.write()
+
+    def write_marker(self) -> int:
+        """Phase 3, last: the offset the partition is folded through."""
+        return self.marker.write()

@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,7 +61,7 @@ import faust
 from prometheus_client import Counter
 
 from monitor.agent_health import AgentHealth
-from monitor.batch import FOLDED_THROUGH, FoldedCopy, WorkingCopy, unwrap
+from monitor.batch import PartitionBatch
 from monitor.lag import ConsumerLag
 from monitor.records import (
     TERMINAL_STATUSES,
@@ -97,128 +96,6 @@ __all__ = ["EventSink", "Projection", "TaskEventsFeed", "install_projection"]
 logger = logging.getLogger(__name__)
 
 _LAG_REFRESH_SECONDS = 5.0
-
-
-class _Recent:
-    """A partition's recent list during a batch, with its ids at hand."""
-
-    __slots__ = (
-        "changed",
-        "dropped",
-        "entries",
-        "ids",
-        "offset",
-        "stored_dropped",
-        "stored_through",
-        "through",
-    )
-
-    def __init__(self, stored: Any) -> None:
-        self.entries: list[list[Any]] = list(unwrap(stored) or [])
-        self.ids = {entry[1] for entry in self.entries}
-        self.changed = False
-        folded = isinstance(stored, dict)
-        self.stored_through = int(stored[FOLDED_THROUGH]) if folded else -1
-        """The offset the stored list was folded through (see :class:`FoldedCopy`)."""
-        self.offset: int | None = None
-        self.through = -1
-        self.stored_dropped: list[str] = list(stored.get("dropped", ())) if folded else []
-        """The ids the stored list's last batch pushed out."""
-        self.dropped: list[str] = []
-
-    def ahead(self) -> bool:
-        return self.offset is not None and self.stored_through >= self.offset
-
-    def stored(self) -> dict[str, Any]:
-        return {FOLDED_THROUGH: self.through, "value": self.entries, "dropped": self.dropped}
-
-    def push(self, ended_at: float, execution_id: str, size: int) -> list[str]:
-        """Add one as :func:`monitor.records.push_recent` does; return the ids it pushed out.
-
-        The list is newest first: the new entry goes after those that ended at the same
-        time or later.
-        """
-        if execution_id in self.ids:
-            return []
-        entries = self.entries
-        at = bisect_right(entries, -ended_at, key=lambda entry: -entry[0])
-        entries.insert(at, [ended_at, execution_id])
-        self.ids.add(execution_id)
-        self.changed = True
-        self.through = -1 if self.offset is None else self.offset
-        if len(entries) <= size:
-            return []
-        dropped = [entry[1] for entry in entries[size:]]
-        del entries[size:]
-        self.ids.difference_update(dropped)
-        self.dropped += dropped
-        return [dropped_id for dropped_id in dropped if dropped_id != execution_id]
-
-
-class _Batch:
-    """Working copies of the tables while one partition's batch is folded."""
-
-    __slots__ = (
-        "evicted",
-        "executions",
-        "history",
-        "marker",
-        "partition",
-        "recent",
-        "replayed",
-        "stats",
-        "tables",
-        "totals",
-        "windows",
-    )
-
-    def __init__(self, tables: MonitorTables, partition: int) -> None:
-        self.partition = partition
-        self.tables = tables
-        self.executions = WorkingCopy(tables.executions)
-        self.history = FoldedCopy(tables.history)
-        self.evicted = FoldedCopy(tables.evicted)
-        self.stats = FoldedCopy(tables.stats)
-        self.totals = FoldedCopy(tables.totals)
-        self.marker = WorkingCopy(tables.totals)
-        """The partition's :func:`~monitor.stats.marker_key`: the offset folded through."""
-        self.windows = FoldedCopy(tables.windows)
-        self.recent = _Recent(tables.recent.get(str(partition)))
-        self.replayed: dict[str, list[str]] = {}
-        """The evictions to redo once the batch is folded, by task (``""``: the recent
-        list): of keys stored ahead by a batch a kill -9 cut short, whose deletes of
-        the records they pushed out may be lost."""
-
-    def at_offset(self, offset: int | None) -> None:
-        """The offset of the event folded next (for the keys that remember theirs)."""
-        self.history.offset = self.evicted.offset = offset
-        self.stats.offset = self.windows.offset = self.recent.offset = offset
-        self.totals.offset = offset
-
-    def write(self) -> int:
-        """Write every key the batch changed, once, phase after phase; return how many."""
-        return self.write_tasks() + self.write_executions() + self.write_marker()
-
-    def write_tasks(self) -> int:
-        """Phase 1: the keys that remember the offset they were folded through."""
-        written = sum(
-            copy.write()
-            for copy in (self.history, self.evicted, self.stats, self.windows, self.totals)
-        )
-        if self.recent.changed:
-            self.tables.recent[str(self.partition)] = self.recent.stored()
-            self.recent.changed = False
-            written += 1
-        return written
-
-    def write_executions(self) -> int:
-        """Phase 2, once phase 1 is on the broker: an execution record ahead of the
-        offsets then implies every phase-1 key of its batch is too."""
-        return self.executions.write()
-
-    def write_marker(self) -> int:
-        """Phase 3, last: the offset the partition is folded through."""
-        return self.marker.write()
 
 
 class Projection:
@@ -273,9 +150,9 @@ class Projection:
         partition: int,
         now: datetime,
         offsets: Sequence[int] | None = None,
-    ) -> _Batch:
-        """Fold ``events`` into working copies, written by the caller (see :class:`_Batch`)."""
-        batch = _Batch(self.tables, partition)
+    ) -> PartitionBatch:
+        """Fold ``events`` into working copies the caller writes (:class:`PartitionBatch`)."""
+        batch = PartitionBatch(self.tables, partition)
         partition_key = str(partition)
         marker = marker_key(partition)
         through = folded_through(batch.marker.get(marker), batch.totals.get(partition_key))
@@ -308,7 +185,7 @@ class Projection:
             batch.marker[marker] = offsets[-1]
         return batch
 
-    def _execution(self, b: _Batch, event: Event, execution_id: str, now: datetime) -> None:
+    def _execution(self, b: PartitionBatch, event: Event, execution_id: str, now: datetime) -> None:
         task_id = event.task_id
         self._note_ahead(b, task_id)
         before = b.executions.get(execution_id)
@@ -343,7 +220,7 @@ class Projection:
                 for dropped in b.recent.push(ended_at.timestamp(), execution_id, self.recent_size):
                     self._maybe_evict(b, dropped)
 
-    def _note_ahead(self, b: _Batch, task_id: str) -> None:
+    def _note_ahead(self, b: PartitionBatch, task_id: str) -> None:
         """Keys stored by this very batch before a kill -9 lost some of its other writes
         (see :class:`~monitor.batch.FoldedCopy`): evict again, at the end of the batch,
         what they pushed out, as the record deletes may be among the writes lost."""
@@ -356,7 +233,7 @@ class Projection:
         if "" not in b.replayed:
             b.replayed[""] = b.recent.stored_dropped if b.recent.ahead() else []
 
-    def _skipped(self, b: _Batch, event: Event, data: ExecutionSkipped) -> None:
+    def _skipped(self, b: PartitionBatch, event: Event, data: ExecutionSkipped) -> None:
         if not b.stats.ahead(event.task_id):
             stats = stats_after_skip(
                 b.stats.get(event.task_id), event.task_id, event.id, data.count
@@ -368,7 +245,7 @@ class Projection:
         if not b.totals.ahead(partition_key):
             b.totals[partition_key] = totals_after_skip(b.totals.get(partition_key), data.count)
 
-    def _push_history(self, b: _Batch, task_id: str, execution_id: str) -> None:
+    def _push_history(self, b: PartitionBatch, task_id: str, execution_id: str) -> None:
         if b.history.ahead(task_id):
             return
         before = b.history.get(task_id) or []
@@ -381,7 +258,7 @@ class Projection:
         for dropped in dropped_ids:
             self._maybe_evict(b, dropped)
 
-    def _maybe_evict(self, b: _Batch, execution_id: str) -> None:
+    def _maybe_evict(self, b: PartitionBatch, execution_id: str) -> None:
         """Delete a finished record that is in neither its task's history nor the recent list."""
         record = b.executions.get(execution_id)
         if record is None or record["status"] not in TERMINAL_STATUSES:
@@ -482,10 +359,10 @@ def install_projection(
 
     def fold_partition(
         events: list[Event], offsets: list[int], partition: int, now: datetime
-    ) -> _Batch | None:
+    ) -> PartitionBatch | None:
         """The partition's batch, folded and not written; None if it was folded (and
         written) event by event because the batch raised."""
-        batch: _Batch | None = None
+        batch: PartitionBatch | None = None
         try:
             batch = projection.fold_batch(events, partition, now, offsets)
         except Exception:
@@ -500,21 +377,25 @@ def install_projection(
         feed.publish(events, partition, now)
         return batch
 
-    async def write(folded: list[tuple[Any, int, _Batch]], now: datetime) -> None:
+    async def write(folded: list[tuple[Any, int, PartitionBatch]], now: datetime) -> None:
         """Write the batches phase by phase, each on the broker before the next: a kill
         -9 then leaves at most the last batch partly written, in a way the next fold
-        of its records repairs (see :class:`_Batch`)."""
-        for phase in (_Batch.write_tasks, _Batch.write_executions, _Batch.write_marker):
+        of its records repairs (see :class:`PartitionBatch`)."""
+        for phase in (
+            PartitionBatch.write_tasks,
+            PartitionBatch.write_executions,
+            PartitionBatch.write_marker,
+        ):
             for record, partition, batch in folded:
                 with at_event(record):
                     phase(batch)
-                    if phase is _Batch.write_marker:
+                    if phase is PartitionBatch.write_marker:
                         projection._maybe_sweep_windows(partition, now)
             unconfirmed = tables.take_unconfirmed()
             if unconfirmed:
                 await asyncio.gather(*unconfirmed)
 
-    def fold(records: Sequence[Any]) -> list[tuple[Any, int, _Batch]]:
+    def fold(records: Sequence[Any]) -> list[tuple[Any, int, PartitionBatch]]:
         by_partition: dict[int, tuple[Any, list[Event], list[int]]] = {}
         next_offsets: dict[int, int] = {}
         types: dict[str, int] = {}
@@ -533,7 +414,7 @@ def install_projection(
                 offsets.append(message.offset)
             next_offsets[partition] = message.offset
         now = datetime.now(UTC)
-        folded: list[tuple[Any, int, _Batch]] = []
+        folded: list[tuple[Any, int, PartitionBatch]] = []
         for partition, (record, events, offsets) in by_partition.items():
             with at_event(record):
                 try:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from monitor.batch import FOLDED_THROUGH, unwrap
-from monitor.projection import Projection, _Recent
+from monitor.batch import FOLDED_THROUGH, RecentList, unwrap
+from monitor.projection import Projection
 from monitor.records import public_record, push_recent
 from monitor.tables import MonitorTables
 from monitor.windows import parse_window_key
@@ -203,7 +203,7 @@ def test_a_duplicate_in_the_same_batch_changes_nothing() -> None:
 def test_the_recent_list_of_a_batch_matches_push_recent() -> None:
     rng = random.Random(11)
     entries: list[list[Any]] = []
-    recent = _Recent([])
+    recent = RecentList([])
     for n in range(300):
         ended_at = float(rng.randrange(40))  # ties and out-of-order ends
         execution_id = f"e{rng.randrange(150)}"
