@@ -29,7 +29,8 @@ from tests.faults.harness import FAULT_KINDS, create_load, fault_rig, stop_load,
 from tests.faults.ledger import build_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.fault_round]
-# In the default run (about 3 minutes); `make test-faults` runs it alone.
+# Not in the default run yet: 2 of the last 6 rounds found 13 finished executions run
+# again (issue #11, docs/faults.md). `make test-faults` runs it.
 
 TASKS = 100
 STEADY = 5.0  # seconds of load with no fault between two faults
