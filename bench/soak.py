@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             load.task_ids,
             core_url=rig.stack.core,
             monitor_url=rig.stack.monitor,
+            executor_kills=[
+                datetime.fromisoformat(r.started_at)
+                for r in rig.recoveries
+                if r.fault == "executor"
+            ],
         )
         recoveries = list(rig.recoveries)
     print(ledger.report(examples=10))

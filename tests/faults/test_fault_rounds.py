@@ -80,6 +80,11 @@ def test_a_round_of_faults_loses_and_duplicates_nothing(tmp_path: Path) -> None:
             load.task_ids,
             core_url=rig.stack.core,
             monitor_url=rig.stack.monitor,
+            executor_kills=[
+                datetime.fromisoformat(r.started_at)
+                for r in rig.recoveries
+                if r.fault == "executor"
+            ],
         )
         logs = rig.stack.logs()
         recoveries = list(rig.recoveries)

@@ -33,3 +33,22 @@ def test_a_slot_fired_long_after_the_delete_is_a_disagreement() -> None:
     ledger = Ledger({"t": task}, {})
     _account_slots(ledger, T0 + 60 * SECOND)
     assert ledger.disagreements == [f"task t: fired {T0 + 13 * SECOND}, after {T0 + 10 * SECOND}"]
+
+
+def test_a_rerun_of_what_finished_just_before_an_executor_kill_is_its_commit_window() -> None:
+    from tests.faults.ledger import COMMIT_WINDOW, Execution, _account_outcomes
+
+    def rerun(ended: datetime) -> Execution:
+        execution = Execution("e", "t", 1, "schedule", T0)
+        execution.starts = [1, 3]
+        execution.ends = [(2, "succeeded"), (4, "succeeded")]
+        execution.first_end_time = ended
+        return execution
+
+    kill = T0 + 10 * SECOND
+    ledger = Ledger({}, {"e": rerun(kill - COMMIT_WINDOW / 2)}, executor_kills=[kill])
+    _account_outcomes(ledger)
+    assert (ledger.reran_at_kill, ledger.reran_after_finish) == (1, [])
+    ledger = Ledger({}, {"e": rerun(kill - 2 * COMMIT_WINDOW)}, executor_kills=[kill])
+    _account_outcomes(ledger)
+    assert ledger.reran_at_kill == 0 and len(ledger.reran_after_finish) == 1
