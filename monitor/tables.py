@@ -36,11 +36,12 @@ import faust.streams
 from faust.types import FutureMessage
 
 from monitor.batch import unwrap
+from monitor.confirmed_table import ConfirmedTable, confirmed_table
 from monitor.records import public_record
 from monitor.stats import is_marker, merge_totals
 from monitor.windows import parse_window_key, public_windows
 
-__all__ = ["MonitorTables", "TrackedTable", "at_event"]
+__all__ = ["MonitorTables", "at_event"]
 
 
 @contextmanager
@@ -62,21 +63,6 @@ def at_event(event: Any) -> Iterator[None]:
         faust.streams._current_event.reset(token)
 
 
-class TrackedTable(faust.Table[Any, Any]):
-    """A :class:`faust.Table` that keeps the changelog records it sent, until taken: the
-    agent waits for the broker to have one phase of a batch's writes before the next
-    (:mod:`monitor.projection`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unconfirmed: list[FutureMessage] = []
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
-        fut: FutureMessage = super().send_changelog(*args, **kwargs)
-        self.unconfirmed.append(fut)
-        return fut
-
-
 @dataclass(frozen=True)
 class MonitorTables:
     executions: Any
@@ -90,9 +76,7 @@ class MonitorTables:
     @classmethod
     def create(cls, app: faust.App, partitions: int) -> MonitorTables:
         def table(name: str) -> Any:
-            tracked = TrackedTable(app, name=name, beacon=app.tables.beacon, partitions=partitions)
-            app.tables.add(tracked)
-            return tracked
+            return confirmed_table(app, name, track_all=True, partitions=partitions)
 
         return cls(
             executions=table("executions"),
@@ -106,7 +90,7 @@ class MonitorTables:
 
     def take_unconfirmed(self) -> list[FutureMessage]:
         """The changelog records written since the last call, to wait for (see
-        :class:`TrackedTable`); none for tables that are not faust's (tests)."""
+        :meth:`ConfirmedTable.take_sent`); none for tables that are not faust's (tests)."""
         futures: list[FutureMessage] = []
         for table in (
             self.executions,
@@ -117,9 +101,8 @@ class MonitorTables:
             self.windows,
             self.recent,
         ):
-            if isinstance(table, TrackedTable):
-                futures += table.unconfirmed
-                table.unconfirmed = []
+            if isinstance(table, ConfirmedTable):
+                futures += table.take_sent()
         return futures
 
     def task_executions(self, task_id: str) -> list[str]:

@@ -35,8 +35,8 @@ from monitor.alerts.book import AlertBook
 from monitor.alerts.channels import Dispatcher
 from monitor.alerts.config import build_channels, load_rules_file, unconfigured
 from monitor.alerts.quarantine import QuarantinedTasks
-from monitor.alerts.rules_table import confirmed_table
 from monitor.alerts.web import install_views
+from monitor.confirmed_table import confirmed_table
 from monitor.projection import TaskEventsFeed
 from monitor.settings import MonitorSettings
 from monitor.workers import install_workers

@@ -23,7 +23,7 @@ from faust.web import Request, Response, View
 
 from monitor.alerts.book import AlertBook, ReadOnlyRuleError
 from monitor.alerts.rules import RuleError, parse_rule, rule_as_dict, rule_schemas
-from monitor.alerts.rules_table import ConfirmedTable, WriteUnconfirmed, confirm_write
+from monitor.confirmed_table import ConfirmedTable, WriteUnconfirmed, confirm_write
 from monitor.contract import Operation, PathParam, json_answer
 from monitor.http_errors import Refusal, read_json
 from taskstream.infra.broker_health import BrokerHealth
