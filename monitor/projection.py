@@ -141,7 +141,7 @@ class Projection:
         """
         now = now or datetime.now(UTC)
         written = self.fold_batch(events, partition, now, offsets).write()
-        self._maybe_sweep_windows(partition, now)
+        self.sweep_windows_if_due(partition, now)
         return written
 
     def fold_batch(
@@ -273,7 +273,8 @@ class Projection:
         if execution_id not in evicted and not b.evicted.ahead(task_id):
             b.evicted[task_id] = [execution_id, *evicted][: self.history_size]
 
-    def _maybe_sweep_windows(self, partition: int, now: datetime) -> None:
+    def sweep_windows_if_due(self, partition: int, now: datetime) -> None:
+        """Delete the partition's expired windows, at most once a window's length."""
         clock = time.monotonic()
         if clock - self._last_sweep.get(partition, -float(WINDOW_SECONDS)) < WINDOW_SECONDS:
             return
@@ -390,12 +391,16 @@ def install_projection(
                 with at_event(record):
                     phase(batch)
                     if phase is PartitionBatch.write_marker:
-                        projection._maybe_sweep_windows(partition, now)
+                        projection.sweep_windows_if_due(partition, now)
             unconfirmed = tables.take_unconfirmed()
             if unconfirmed:
                 await asyncio.gather(*unconfirmed)
 
-    def fold(records: Sequence[Any]) -> list[tuple[Any, int, PartitionBatch]]:
+    def fold(
+        records: Sequence[Any],
+    ) -> tuple[list[tuple[Any, int, PartitionBatch]], dict[int, int]]:
+        """The records' batches by partition, folded and not written, and the last offset
+        read in each partition."""
         by_partition: dict[int, tuple[Any, list[Event], list[int]]] = {}
         next_offsets: dict[int, int] = {}
         types: dict[str, int] = {}
@@ -426,9 +431,7 @@ def install_projection(
                         folded.append((record, partition, batch))
         for event_type, count in types.items():
             events_seen.labels(event_type).inc(count)
-        for partition, offset in next_offsets.items():
-            lag.processed(partition, offset)
-        return folded
+        return folded, next_offsets
 
     @app.agent(source, concurrency=1, name="project")
     async def project(stream: Any) -> None:
@@ -439,7 +442,10 @@ def install_projection(
         try:
             async for records in batches:
                 # if either raises, the records stay unacked: nothing is committed
-                await write(fold(records), datetime.now(UTC))
+                folded, reached = fold(records)
+                await write(folded, datetime.now(UTC))
+                for partition, offset in reached.items():  # on the broker now
+                    lag.processed(partition, offset)
                 for record in records:
                     await stream.ack(record)
                 health.advanced()
