@@ -27,39 +27,18 @@ the error (its id is deterministic: the task, its last change, ``scheduler``), s
 restart that meets the same record again writes the same event. Once that event is
 folded the task is ``quarantined`` and not evaluated again until a change lifts it.
 
-Memory: one instance holds a million schedules in well under 1 GB (``docs/benchmarks.md``).
-A task is not kept as a :class:`TaskState` holding its pydantic ``TaskSpec`` (3 to 5 KB
-resident a task, and about ten objects for the garbage collector to walk) but as a compact
-``_Task`` (about 0.65 KB, one such object):
-
-- what many tasks share is stored once per shard: equal ``Schedule`` models are interned
-  (without their ``start``, often one per task, kept on the task as a time), and so is
-  the rest of the spec apart from ``name`` and ``params`` (handler, queue,
-  priority, timeout, retry, misfire and overlap policies), as a ``TaskSpec`` *template*;
-  a one-shot (``at``) schedule, unique to its task, is kept as compact JSON instead;
-- ``name``, ``params`` and the id of the last change's event are one compact JSON
-  ``bytes``, decoded only when a slot fires or the whole state is needed (values JSON
-  cannot carry exactly are kept as they are);
-- times are float epochs where that gives back the same datetime (until about 2242), and a
-  heap entry is ``(due epoch, task or execution id, kind)``, sharing those objects. Equal
-  due times pop in the order of the id (the heap used to keep their arrival order).
-
-:meth:`Shard.state` rebuilds the :class:`TaskState` on demand, and so does
-:meth:`Shard.apply` before each event that :func:`core.aggregate.folds`, so the
+Memory: a task is kept in its compact form (:mod:`core.compact_task`), and a heap entry is
+``(due epoch, task or execution id, kind)``, sharing those objects. Equal due times pop in
+the order of the id. :meth:`Shard.state` rebuilds the :class:`TaskState` on demand, and so
+does :meth:`Shard.apply` before each event that :func:`core.aggregate.folds`, so the
 aggregate stays the one place that decides transitions.
 """
 
 from __future__ import annotations
 
 import heapq
-import operator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
-
-import orjson
-from pydantic import BaseModel
-from pydantic_core import TzInfo
+from datetime import UTC, datetime, timedelta
 
 from core.aggregate import (
     PendingRunState,
@@ -70,6 +49,16 @@ from core.aggregate import (
     folds,
     pending_run,
     slot_folded,
+)
+from core.compact_task import (
+    CompactTask,
+    TaskCompactor,
+    jitter_of,
+    schedule_of,
+    stamp,
+    time_of,
+    time_or_none,
+    unpack,
 )
 from core.store import Snapshot
 from schemas import (
@@ -87,15 +76,12 @@ from schemas import (
     MisfirePolicy,
     OverlapPolicy,
     RetryScheduled,
-    Schedule,
     SkipReason,
     TaskQuarantined,
-    TaskSpec,
     Trigger,
     WorkOrder,
     execution_id,
     quarantine_event_id,
-    recorded,
 )
 from schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 from taskstream.infra.settings import Topics
@@ -126,21 +112,6 @@ _TASK = 0
 _RUN = 1
 """The kinds of heap entries: a task's next slot, or a pending run (retry, run-now)."""
 
-_OWN_FIELDS = ("name", "params", "schedule")
-"""The spec fields a task keeps for itself; the others are shared through a template."""
-_POLICY_FIELDS = tuple(name for name in TaskSpec.model_fields if name not in _OWN_FIELDS)
-_policy_values = operator.itemgetter(*_POLICY_FIELDS)
-_TEMPLATE_SCHEDULE = Schedule(every=timedelta(seconds=1))
-"""A template's schedule is a placeholder: each task has its own (interned) one."""
-_MIN_SWEEP = 1024
-"""Interning tables are not swept for unused values before they hold this many."""
-
-Stamp = float | datetime
-"""A time: a float epoch if that gives back the same UTC datetime, else the datetime."""
-Details = bytes | tuple[str, dict[str, Any], str]
-"""``name``, ``params`` and the last change's event id: compact JSON, or as they are if
-JSON cannot carry them exactly."""
-
 
 @dataclass
 class Plan:
@@ -160,125 +131,12 @@ class Plan:
         return bool(self.events)
 
 
-@dataclass(slots=True, eq=False)
-class _Task:
-    """One task, compact: a :class:`TaskState` split into what scheduling reads and the rest."""
-
-    task_id: str
-    partition: int
-    status: TaskStatus
-    version: int
-    created_at: Stamp
-    updated_at: Stamp
-    anchor: Stamp
-    last_slot: Stamp | None
-    schedule: Schedule | bytes
-    """Interned, without its ``start`` (see ``start``): tasks with equal schedules share
-    one object. A one-shot (``at``) schedule is as unique as its task, so it is kept as
-    its compact JSON instead."""
-    start: Stamp | None
-    """The schedule's ``start``: often one per task (tasks spread over an interval), and
-    a pydantic ``Schedule`` of its own would cost a task about 1.2 KB more."""
-    policy: TaskSpec
-    """The spec without name, params and schedule (placeholders), shared like ``schedule``."""
-    details: Details
-    active: dict[str, datetime] | None = None
-    """Unfinished executions: id -> scheduled for (None rather than empty)."""
-    next: Stamp | None = None
-    """The next slot, computed when the timer is armed (None while the partition is not
-    ready, once the slot is planned, or when there is no further slot)."""
-    dst: bool = False
-    """The next slot is a ``SKIP_DST`` one."""
-    due: float | None = None
-    """When the armed timer fires (slot plus jitter); heap entries at another time, or
-    while this is None, are stale."""
-
-
-def _stamp(at: datetime) -> Stamp:
-    epoch = at.timestamp()
-    if at.tzinfo is UTC and datetime.fromtimestamp(epoch, UTC) == at:
-        return epoch
-    return at
-
-
-def _fixed_utc(at: datetime) -> datetime:
-    """``at`` in ``UTC`` if its zone is a fixed offset of zero (pydantic parses ``...Z`` to
-    its own ``TzInfo(0)``): the same instant, and the same on the wire, as a float epoch."""
-    if at.tzinfo is not UTC and isinstance(at.tzinfo, timezone | TzInfo) and not at.utcoffset():
-        return at.replace(tzinfo=UTC)
-    return at
-
-
-def _time(stamp: Stamp) -> datetime:
-    return stamp if isinstance(stamp, datetime) else datetime.fromtimestamp(stamp, UTC)
-
-
-def _time_or_none(stamp: Stamp | None) -> datetime | None:
-    return None if stamp is None else _time(stamp)
-
-
-def _pack(name: str, params: dict[str, Any], event_id: str) -> Details:
-    value = [name, params, event_id]
-    try:
-        packed = orjson.dumps(value)
-    except TypeError:  # not JSON (a set, a big int...): keep the objects
-        return (name, params, event_id)
-    if orjson.loads(packed) != value:  # a tuple, a non-string key, NaN...
-        return (name, params, event_id)
-    return bytes(memoryview(packed))  # orjson's bytes keep a 4 KiB buffer: copy to size
-
-
-def _unpack(details: Details) -> tuple[str, dict[str, Any], str]:
-    if isinstance(details, bytes):
-        name, params, event_id = orjson.loads(details)
-        return name, params, event_id
-    return details
-
-
-def _frozen(value: Any) -> Any:
-    """A hashable value that is equal only for values that are the same on the wire.
-
-    Models become tuples of their fields (hashed and compared in C, unlike the models),
-    and datetimes keep their UTC offset (equal instants in other zones are not the same).
-    """
-    if isinstance(value, BaseModel):
-        return (type(value), *map(_frozen, value.__dict__.values()))
-    if isinstance(value, datetime):
-        return (value, value.utcoffset())
-    return value
-
-
-def _schedule(task: _Task) -> Schedule:
-    """The task's schedule (a one-shot's is decoded, a start put back: a few microseconds)."""
-    schedule = task.schedule
-    if isinstance(schedule, bytes):
-        with recorded():
-            return Schedule.model_validate_json(schedule)
-    if task.start is not None:
-        return schedule.model_copy(update={"start": _time(task.start)})
-    return schedule
-
-
-def _jitter(task: _Task) -> timedelta | None:
-    schedule = task.schedule
-    return _schedule(task).jitter if isinstance(schedule, bytes) else schedule.jitter
-
-
-def _same(these: tuple[Any, ...], those: tuple[Any, ...]) -> bool:
-    """The very same objects (the memo keeps ``those`` alive, so no id is reused)."""
-    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
-
-
-def _policy_key(spec: TaskSpec) -> tuple[Any, ...]:
-    return tuple(map(_frozen, _policy_values(spec.__dict__)))
-
-
 class Shard:
     """The timers of the partitions one instance owns."""
 
     def __init__(self, topics: Topics, snapshot: Snapshot | None = None) -> None:
         self._topics = topics
-        self._tasks: dict[str, _Task] = {}
+        self._tasks: dict[str, CompactTask] = {}
         self._runs: dict[str, PendingRunState] = {}
         self._undecided: dict[str, None] = {}
         """Executions whose first outcome was a failure, until their decision: only that
@@ -286,21 +144,14 @@ class Shard:
         self._ready: set[int] = set()
         self._heap: list[tuple[float, str, int]] = []
         """``(due epoch, id, kind)``: ties are broken by the id, then the kind."""
-        self._schedules: dict[tuple[Any, ...], Schedule] = {}
-        self._policies: dict[tuple[Any, ...], TaskSpec] = {}
-        self._sweep_at = _MIN_SWEEP
-        self._last_schedule: tuple[tuple[Any, ...], Schedule] | None = None
-        self._last_policy: tuple[tuple[Any, ...], TaskSpec] | None = None
+        self._compactor = TaskCompactor()
         self._quarantines: dict[str, Event] = {}
         """``TaskQuarantined`` events decided and not yet planned, by task id."""
         self._quarantined: set[str] = set()
         """Tasks whose status is ``quarantined``."""
-        """The last value interned, and what it was made of: specs read from the store share
-        these very objects (:class:`core.spec_reader.SpecReader`), so an identity check
-        spares computing a key (a third of a restore's time)."""
         if snapshot is not None:
             for state in snapshot.tasks:
-                self._tasks[state.task_id] = self._compact(state)
+                self._tasks[state.task_id] = self._compactor.compact(state)
             for task_id, exec_id, scheduled_for in snapshot.active:
                 task = self._tasks.get(task_id)
                 if task is not None:
@@ -310,7 +161,7 @@ class Shard:
             for run in snapshot.runs:
                 self._runs[run.execution_id] = run
             self._undecided.update(dict.fromkeys(snapshot.undecided))
-            self._maybe_sweep()
+            self._compactor.maybe_sweep(self._tasks.values())
 
     # -- reading --------------------------------------------------------------------
 
@@ -324,7 +175,7 @@ class Shard:
     def state(self, task_id: str) -> TaskState | None:
         """The task as the aggregate sees it (rebuilt from the compact form)."""
         task = self._tasks.get(task_id)
-        return self._state(task) if task else None
+        return self._compactor.state(task) if task else None
 
     def next_due(self) -> float | None:
         """The epoch time of the earliest timer (possibly stale), or None (now, with a
@@ -372,28 +223,28 @@ class Shard:
         if task is not None and slot is not None:
             # A fire or a skip (most events by far): fold it on the compact form, without
             # building the TaskState that apply() would take.
-            previous = _time_or_none(task.last_slot)
+            previous = time_or_none(task.last_slot)
             status, last_slot = after_slot(
-                task.status, _schedule(task), _time(task.anchor), previous, slot
+                task.status, schedule_of(task), time_of(task.anchor), previous, slot
             )
             if last_slot != previous or status is not task.status:
                 task.status = status
-                task.last_slot = None if last_slot is None else _stamp(last_slot)
+                task.last_slot = None if last_slot is None else stamp(last_slot)
                 self._arm(task)
         elif folds(event):  # otherwise apply() would return None: no need to rebuild the state
             if task is None:
                 outcome = apply(None, event, partition)
                 if isinstance(outcome, TaskState):
-                    task = self._tasks[outcome.task_id] = self._compact(outcome)
+                    task = self._tasks[outcome.task_id] = self._compactor.compact(outcome)
                     self._arm(task)
-                    self._maybe_sweep()
+                    self._compactor.maybe_sweep(self._tasks.values())
             else:
-                before = self._state(task)
+                before = self._compactor.state(task)
                 outcome = apply(before, event, partition)
                 if isinstance(outcome, TaskState) and outcome != before:
-                    self._refresh(task, before, outcome)
+                    self._compactor.refresh(task, before, outcome)
                     self._arm(task)
-                    self._maybe_sweep()
+                    self._compactor.maybe_sweep(self._tasks.values())
         if task is None:
             return
         if isinstance(data, ExecutionScheduled):
@@ -429,136 +280,12 @@ class Shard:
         if len(undecided) > MAX_UNDECIDED:
             del undecided[next(iter(undecided))]
 
-    # -- the compact form ---------------------------------------------------------------
-
-    def _state(self, task: _Task) -> TaskState:
-        name, params, event_id = _unpack(task.details)
-        spec = task.policy.model_copy(
-            update={"name": name, "params": params, "schedule": _schedule(task)}
-        )
-        return TaskState(
-            task_id=task.task_id,
-            partition=task.partition,
-            spec=spec,
-            status=task.status,
-            version=task.version,
-            created_at=_time(task.created_at),
-            updated_at=_time(task.updated_at),
-            anchor=_time(task.anchor),
-            last_slot=_time_or_none(task.last_slot),
-            last_change_event_id=event_id,
-        )
-
-    def _compact(self, state: TaskState) -> _Task:
-        spec = state.spec
-        created, updated, anchor = self._times(state)
-        schedule, start = self._intern_schedule(spec.schedule)
-        return _Task(
-            task_id=state.task_id,
-            partition=state.partition,
-            status=state.status,
-            version=state.version,
-            created_at=created,
-            updated_at=updated,
-            anchor=anchor,
-            last_slot=None if state.last_slot is None else _stamp(state.last_slot),
-            schedule=schedule,
-            start=start,
-            policy=self._intern_policy(spec),
-            details=_pack(spec.name, spec.params, state.last_change_event_id),
-        )
-
-    def _refresh(self, task: _Task, before: TaskState, after: TaskState) -> None:
-        """Write the changes from ``before`` (built from ``task``) to ``after`` into it."""
-        task.status, task.version = after.status, after.version
-        if (after.created_at, after.updated_at, after.anchor) != (
-            before.created_at,
-            before.updated_at,
-            before.anchor,
-        ):
-            task.created_at, task.updated_at, task.anchor = self._times(after)
-        if after.last_slot != before.last_slot:
-            task.last_slot = None if after.last_slot is None else _stamp(after.last_slot)
-        spec = after.spec
-        if spec is not before.spec:
-            task.schedule, task.start = self._intern_schedule(spec.schedule)
-            task.policy = self._intern_policy(spec)
-        if spec is not before.spec or after.last_change_event_id != before.last_change_event_id:
-            task.details = _pack(spec.name, spec.params, after.last_change_event_id)
-
-    @staticmethod
-    def _times(state: TaskState) -> tuple[Stamp, Stamp, Stamp]:
-        """created, updated and anchor, sharing one object where they are the same time."""
-        created = _stamp(state.created_at)
-        updated = created if state.updated_at == state.created_at else _stamp(state.updated_at)
-        if state.anchor == state.created_at:
-            anchor = created
-        elif state.anchor == state.updated_at:
-            anchor = updated
-        else:
-            anchor = _stamp(state.anchor)
-        return created, updated, anchor
-
-    def _intern_schedule(self, schedule: Schedule) -> tuple[Schedule | bytes, Stamp | None]:
-        """The shared schedule without its start, and the start (see ``_Task.start``)."""
-        if schedule.at is not None:
-            packed = schedule.model_dump_json(exclude_defaults=True).encode()
-            with recorded():
-                unpacked = Schedule.model_validate_json(packed)
-            if unpacked == schedule:
-                return packed, None
-        start = None if schedule.start is None else _stamp(_fixed_utc(schedule.start))
-        parts = tuple(value for name, value in schedule.__dict__.items() if name != "start")
-        if self._last_schedule is not None and _same(parts, self._last_schedule[0]):
-            return self._last_schedule[1], start
-        if start is not None:
-            schedule = schedule.model_copy(update={"start": None})
-        key = _frozen(schedule)
-        shared = self._schedules.get(key)
-        if shared is None:
-            shared = self._schedules[key] = schedule
-        self._last_schedule = (parts, shared)
-        return shared, start
-
-    def _intern_policy(self, spec: TaskSpec) -> TaskSpec:
-        parts = _policy_values(spec.__dict__)
-        if self._last_policy is not None and _same(parts, self._last_policy[0]):
-            return self._last_policy[1]
-        try:
-            key = _policy_key(spec)
-            shared = self._policies.get(key)
-        except TypeError:  # an unhashable value: this task keeps its own template
-            shared = self._template(spec)
-        else:
-            if shared is None:
-                shared = self._policies[key] = self._template(spec)
-        self._last_policy = (parts, shared)
-        return shared
-
-    @staticmethod
-    def _template(spec: TaskSpec) -> TaskSpec:
-        return spec.model_copy(update={"name": "", "params": {}, "schedule": _TEMPLATE_SCHEDULE})
-
-    def _maybe_sweep(self) -> None:
-        """Forget interned values no task uses any more (after updates), now and then.
-
-        Called once the task being folded is stored; a sweep walks every task, and the
-        next one waits until the tables have doubled, so the cost stays O(1) a change.
-        """
-        if len(self._schedules) + len(self._policies) <= self._sweep_at:
-            return
-        schedules = {id(task.schedule) for task in self._tasks.values()}
-        policies = {id(task.policy) for task in self._tasks.values()}
-        self._schedules = {k: v for k, v in self._schedules.items() if id(v) in schedules}
-        self._policies = {k: v for k, v in self._policies.items() if id(v) in policies}
-        self._sweep_at = max(_MIN_SWEEP, 2 * (len(self._schedules) + len(self._policies)))
-
     # -- timers -----------------------------------------------------------------------
 
     def _push_run(self, run: PendingRunState) -> None:
         heapq.heappush(self._heap, (run.due_at.timestamp(), run.execution_id, _RUN))
 
-    def _arm(self, task: _Task) -> None:
+    def _arm(self, task: CompactTask) -> None:
         task.due = None  # any entry already in the heap is stale from here on
         if task.status is TaskStatus.QUARANTINED:
             self._quarantined.add(task.task_id)
@@ -573,9 +300,9 @@ class Shard:
             task.next = None  # mark_ready() arms it: no need to compute the slot twice
             return
         try:
-            schedule = _schedule(task)
+            schedule = schedule_of(task)
             slot = next_slot(
-                schedule, anchor=_time(task.anchor), after=_time_or_none(task.last_slot)
+                schedule, anchor=time_of(task.anchor), after=time_or_none(task.last_slot)
             )
             delay = None if slot is None else jitter_offset(task.task_id, slot.at, schedule.jitter)
             due_at = None if slot is None or delay is None else (slot.at + delay).timestamp()
@@ -585,7 +312,7 @@ class Shard:
         if slot is None:
             task.next = None
             return
-        at = task.next = _stamp(slot.at)
+        at = task.next = stamp(slot.at)
         task.dst = slot.kind is SlotKind.SKIP_DST
         assert due_at is not None
         due = at if isinstance(at, float) and not delay else due_at
@@ -593,13 +320,13 @@ class Shard:
         heapq.heappush(self._heap, (due, task.task_id, _TASK))
 
     def _quarantine(
-        self, task: _Task, doing: str, exc: Exception, event: Event | None = None
+        self, task: CompactTask, doing: str, exc: Exception, event: Event | None = None
     ) -> None:
         """Drop the task's timers; the next plan carries its ``TaskQuarantined``."""
         task.next = task.due = None
         if task.task_id in self._quarantines:
             return
-        _, _, change = _unpack(task.details)
+        _, _, change = unpack(task.details)
         message = str(exc) or repr(exc)
         data = TaskQuarantined(
             component=COMPONENT,
@@ -679,9 +406,9 @@ class Shard:
             plan.partitions[task_id] = task.partition
             plan.slots += 1
 
-    def _plan_task(self, task: _Task, now: datetime, plan: Plan) -> None:
+    def _plan_task(self, task: CompactTask, now: datetime, plan: Plan) -> None:
         assert task.next is not None
-        slot = _time(task.next)
+        slot = time_of(task.next)
         policy = task.policy
         task_id = task.task_id
         plan.partitions[task_id] = task.partition
@@ -694,7 +421,7 @@ class Shard:
                 "the local time repeated when the clock went back; it ran once",
             )
             return
-        late = now - (slot + jitter_offset(task_id, slot, _jitter(task)))
+        late = now - (slot + jitter_offset(task_id, slot, jitter_of(task)))
         if late > policy.misfire_grace:
             self._plan_misfire(task, slot, now, plan)
             return
@@ -723,15 +450,15 @@ class Shard:
                     )
         self._fire(plan, task, slot, Trigger.SCHEDULE, 1, execution_id(task_id, slot, 1))
 
-    def _plan_misfire(self, task: _Task, first: datetime, now: datetime, plan: Plan) -> None:
+    def _plan_misfire(self, task: CompactTask, first: datetime, now: datetime, plan: Plan) -> None:
         policy = task.policy
         task_id = task.task_id
         missed: list[datetime] = []
         for walked, slot in enumerate(
             iter_slots(
-                _schedule(task),
-                anchor=_time(task.anchor),
-                after=_time_or_none(task.last_slot),
+                schedule_of(task),
+                anchor=time_of(task.anchor),
+                after=time_or_none(task.last_slot),
                 until=now,
             )
         ):
@@ -796,7 +523,7 @@ class Shard:
     def _fire(
         self,
         plan: Plan,
-        task: _Task,
+        task: CompactTask,
         slot: datetime,
         trigger: Trigger,
         attempt: int,
@@ -805,7 +532,7 @@ class Shard:
     ) -> None:
         policy = task.policy
         plan.due[exec_id] = slot if due is None else due
-        name, params, _ = _unpack(task.details)
+        name, params, _ = unpack(task.details)
         plan.orders.append(
             WorkOrder(
                 execution_id=exec_id,
@@ -836,7 +563,7 @@ class Shard:
         )
 
 
-def _unfinished(task: _Task, now: datetime) -> list[str]:
+def _unfinished(task: CompactTask, now: datetime) -> list[str]:
     """Executions of the task still running, ignoring ones too old to be alive.
 
     An execution whose end was never recorded (its executor died with it) stops
