@@ -12,6 +12,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, no __all__
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
     ResourceType,
 )
@@ -23,6 +25,7 @@ from taskstream.infra.settings import CommonSettings
 __all__ = [
     "TopicSpec",
     "admin_client",
+    "align_topic_configs",
     "consume_available",
     "consumer_config",
     "ensure_topics",
@@ -183,3 +186,30 @@ def ensure_topics(settings: CommonSettings, specs: list[TopicSpec], timeout: flo
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise
+
+
+def align_topic_configs(
+    settings: CommonSettings, specs: list[TopicSpec], timeout: float = 30.0
+) -> None:
+    """Set each spec's config on its topic if it exists (what :func:`ensure_topics` gives
+    a topic it creates), leaving the topic's other settings as they are."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            spec.name,
+            incremental_configs=[
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in spec.config.items()
+            ],
+        )
+        for spec in specs
+        if spec.name in existing and spec.config
+    ]
+    if not resources:
+        return
+    futures = admin.incremental_alter_configs(resources, request_timeout=timeout)
+    for resource, future in futures.items():
+        future.result(timeout=timeout)
+        logger.debug("aligned the config of topic %s", resource.name)

@@ -28,6 +28,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from monitor.service import CHANGELOG_CONFIG
 from schemas import (
     Event,
     ExecutionScheduled,
@@ -41,6 +42,8 @@ from schemas import (
     execution_id,
 )
 from taskstream.dev import start_service, wait_healthy
+from taskstream.infra.kafka import topic_config
+from taskstream.infra.settings import CommonSettings
 from tests.e2e.monitor_workload import EventProducer, expected_from_log, generate
 from tests.e2e.stack import Stack, running_stack
 from tests.kafka_read import read_topic
@@ -360,3 +363,17 @@ def test_the_monitor_commits_past_the_transactions_markers(
             interval=1.0,
             what="the committed offsets to reach the end",
         )
+        # and its changelogs are compacted soon, so that a restore reads about one record
+        # per key (monitor.service.CHANGELOG_CONFIG)
+        settings = CommonSettings(kafka_bootstrap_servers=kafka_bootstrap)
+        changelogs = [
+            name
+            for name in AdminClient({"bootstrap.servers": kafka_bootstrap})
+            .list_topics(timeout=10)
+            .topics
+            if name.startswith(prefix) and name.endswith("-changelog")
+        ]
+        assert len(changelogs) >= 7, changelogs
+        for name in changelogs:
+            for key, value in CHANGELOG_CONFIG.items():
+                assert topic_config(settings, name, key) == value, (name, key)
