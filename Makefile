@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-faults: the fault round (kill -9 of a broker, the cluster and each service under
-## load on a 3-node cluster, then the independent ledger); not yet in `make test`: see docs/faults.md
+## load on a 3-node cluster, then the independent ledger), alone; `make test` runs it too
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -m fault_round -s tests/faults $(PYTEST_ARGS)
 

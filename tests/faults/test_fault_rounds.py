@@ -29,9 +29,7 @@ from tests.faults.harness import FAULT_KINDS, create_load, fault_rig, stop_load,
 from tests.faults.ledger import build_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.fault_round]
-# Not in the default run yet: 2 of the last 6 rounds found 13 finished executions run
-# again, at an executor's kill inside its commit window (now counted apart by the ledger,
-# docs/faults.md); it goes back once it has passed in CI. `make test-faults` runs it.
+# In the default run (`make test`); `make test-faults` runs it alone.
 
 TASKS = 100
 STEADY = 5.0  # seconds of load with no fault between two faults
