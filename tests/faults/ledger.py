@@ -19,7 +19,11 @@ It proves, for the interval tasks it is given (``schedule.every``, optionally bo
 * every fired execution reached a terminal outcome: succeeded, cancelled, dead-lettered,
   or failed / timed out and then either retried (``RetryScheduled`` naming it, whose new
   execution is fired and in turn terminal) or not retried;
-* no execution ran again after it had finished (an ``ExecutionStarted`` after its end);
+* no execution ran again after it had finished (an ``ExecutionStarted`` after its end),
+  but one whose offset was not committed yet when its executor was killed, within
+  ``COMMIT_WINDOW`` of its end: the executors' commits are read from the broker's
+  ``__consumer_offsets`` (Kafka's documented record format), which also gives the time
+  from each outcome to its commit (``commit_latency_ms``);
 * the core's task store (``GET /api/tasks/{id}``: ``executions`` counters) and the monitor
   (``GET /api/monitor/tasks/{id}/stats`` and ``/api/monitor/metrics``) count each
   execution once, as the log does.
@@ -29,6 +33,7 @@ Everything is read ``read_committed`` (the scheduler fires in transactions).
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import time
@@ -36,14 +41,16 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 __all__ = ["Ledger", "TaskLedger", "build_ledger", "parse_duration", "read_committed"]
+
+_T = TypeVar("_T")
 
 _END_EVENTS = {
     "ExecutionSucceeded": "succeeded",
@@ -95,6 +102,19 @@ def read_committed(bootstrap: str, topics: Iterable[str], timeout: float = 120.0
 
     Reads each partition from offset 0 to the last stable offset taken when it starts (a
     transaction still open then is waited for by the broker's read_committed fetch)."""
+    return _read(
+        bootstrap,
+        topics,
+        lambda m: Record(
+            m.topic() or "", m.partition() or 0, m.offset() or 0, json.loads(m.value() or b"null")
+        ),
+        timeout,
+    )
+
+
+def _read(
+    bootstrap: str, topics: Iterable[str], convert: Callable[[Message], _T], timeout: float
+) -> list[_T]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -105,7 +125,7 @@ def read_committed(bootstrap: str, topics: Iterable[str], timeout: float = 120.0
         }
     )
     deadline = time.monotonic() + timeout
-    records: list[Record] = []
+    records: list[_T] = []
     try:
         assignment = []
         for topic in topics:
@@ -133,7 +153,7 @@ def read_committed(bootstrap: str, topics: Iterable[str], timeout: float = 120.0
                     continue
                 raise AssertionError(f"reading {key}: {error.str()}")
             offset = message.offset() or 0
-            records.append(Record(key[0], key[1], offset, json.loads(message.value() or b"null")))
+            records.append(convert(message))
             if offset + 1 >= ends[key]:
                 pending.discard(key)
     finally:
@@ -166,6 +186,85 @@ def _get_json(url: str, token: str | None = None) -> tuple[int, Any]:
             return exc.code, body.decode("utf-8", "replace")
 
 
+Commits = dict[tuple[str, int], list[tuple[datetime, int]]]
+"""Per execution-topic partition, the executors' offset commits: (commit time, offset), in
+the order the broker wrote them."""
+
+
+def read_commits(bootstrap: str, group_prefix: str, timeout: float = 120.0) -> Commits:
+    """The offset commits of the consumer groups named ``group_prefix...``, read from the
+    broker's ``__consumer_offsets`` topic (Kafka's documented ``OffsetCommitKey`` /
+    ``OffsetCommitValue`` records, versions 0-4)."""
+    commits: Commits = defaultdict(list)
+    for key, value in _read(
+        bootstrap, ["__consumer_offsets"], lambda m: (m.key(), m.value()), timeout
+    ):
+        parsed = _offset_commit(key, value)
+        if parsed is not None and parsed[0].startswith(group_prefix):
+            _, topic, partition, offset, at = parsed
+            commits[(topic, partition)].append((at, offset))
+    return commits
+
+
+def _offset_commit(
+    key: bytes | None, value: bytes | None
+) -> tuple[str, str, int, int, datetime] | None:
+    """(group, topic, partition, offset, commit time) of an offset commit record, or None."""
+    if key is None or value is None or len(key) < 2:
+        return None
+    if int.from_bytes(key[:2], "big") > 1:  # 2: group metadata, 3+: other coordinators
+        return None
+    at = 2
+    strings = []
+    for _ in range(2):
+        length = int.from_bytes(key[at : at + 2], "big")
+        strings.append(key[at + 2 : at + 2 + length].decode())
+        at += 2 + length
+    group, topic = strings
+    partition = int.from_bytes(key[at : at + 4], "big", signed=True)
+    version = int.from_bytes(value[:2], "big")
+    offset = int.from_bytes(value[2:10], "big", signed=True)
+    at = 10 + (4 if version >= 3 else 0)  # leaderEpoch
+    if version >= 4:  # flexible: the metadata is a compact string (unsigned varint length + 1)
+        length, shift = 0, 0
+        while True:
+            byte = value[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        at += max(length - 1, 0)
+    else:
+        at += 2 + int.from_bytes(value[at : at + 2], "big")
+    millis = int.from_bytes(value[at : at + 8], "big", signed=True)
+    return group, topic, partition, offset, datetime.fromtimestamp(millis / 1000, UTC)
+
+
+class CommitTimes:
+    """When each record of an execution topic was first covered by a commit."""
+
+    def __init__(self, commits: Commits) -> None:
+        self._times: dict[tuple[str, int], list[datetime]] = {}
+        self._highest: dict[tuple[str, int], list[int]] = {}  # running maximum: sorted
+        for key, entries in commits.items():
+            highest, times = [], []
+            top = -1
+            for at, offset in entries:
+                top = max(top, offset)
+                highest.append(top)
+                times.append(at)
+            self._times[key], self._highest[key] = times, highest
+
+    def covered(self, topic: str, partition: int, offset: int) -> datetime | None:
+        """When a committed offset first went past ``offset``, or None (never)."""
+        highest = self._highest.get((topic, partition))
+        if not highest:
+            return None
+        index = bisect.bisect_right(highest, offset)
+        return self._times[(topic, partition)][index] if index < len(highest) else None
+
+
 # --------------------------------------------------------------------------- #
 # The ledger
 # --------------------------------------------------------------------------- #
@@ -180,6 +279,7 @@ class Execution:
     scheduled_for: datetime
     scheduled: int = 0  # ExecutionScheduled records
     work_orders: int = 0
+    order_at: tuple[str, int, int] | None = None  # its work order: topic, partition, offset
     starts: list[int] = field(default_factory=list)  # offsets of ExecutionStarted
     start_times: list[str] = field(default_factory=list)  # their occurred_at
     first_end_time: datetime | None = None  # occurred_at of the first outcome
@@ -248,9 +348,12 @@ class Ledger:
     reran_after_finish: list[str] = field(default_factory=list)
     reran_in_flight: int = 0
     reran_at_kill: int = 0
-    """Finished less than ``COMMIT_WINDOW`` before an executor's kill -9 and run again: its
-    offset commit was still under way (the documented at-least-once window)."""
+    """Finished less than ``COMMIT_WINDOW`` before an executor's kill -9 and run again, its
+    offset not committed yet (``__consumer_offsets`` says so): the commit was under way
+    (the documented at-least-once window)."""
     executor_kills: list[datetime] = field(default_factory=list)
+    commit_latencies: list[float] = field(default_factory=list)
+    """Seconds from an execution's first outcome to the commit of its work order's offset."""
     disagreements: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -285,6 +388,7 @@ class Ledger:
             "reran_after_finish": len(self.reran_after_finish),
             "reran_in_flight": self.reran_in_flight,
             "reran_at_kill": self.reran_at_kill,
+            "commit_latency_ms": _latency_ms(self.commit_latencies),
             "outcomes": dict(self.outcomes),
             "disagreements": len(self.disagreements),
         }
@@ -422,7 +526,7 @@ def build_ledger(
     ledger.executor_kills = list(executor_kills)
     _account_slots(ledger, horizon or datetime.now(UTC))
     _account_work_orders(ledger, read_committed(bootstrap, execution_topics(bootstrap, prefix)))
-    _account_outcomes(ledger)
+    _account_outcomes(ledger, CommitTimes(read_commits(bootstrap, f"{prefix}executor-")))
     if core_url is not None:
         _compare_store(ledger, core_url, token)
     if monitor_url is not None:
@@ -471,7 +575,9 @@ def _account_work_orders(ledger: Ledger, orders: list[Record]) -> None:
         if task_id not in ledger.tasks:
             continue
         seen[ident] += 1
-        if ident not in ledger.executions:
+        if ident in ledger.executions:
+            ledger.executions[ident].order_at = (record.topic, record.partition, record.offset)
+        else:
             ledger.work_order_problems.append(
                 f"work order {ident} on {record.topic}[{record.partition}]@{record.offset} "
                 "has no ExecutionScheduled"
@@ -484,10 +590,22 @@ def _account_work_orders(ledger: Ledger, orders: list[Record]) -> None:
             )
 
 
-COMMIT_WINDOW = timedelta(milliseconds=300)
-"""An executor commits an order's offset within this of its outcome reaching the broker
-(``tests/e2e/test_executor_reruns.py`` measures it): an order that finished this shortly
-before its executor's kill -9 may run again."""
+COMMIT_WINDOW = timedelta(seconds=1)
+"""An executor commits an order's offset within this of its outcome (the ledger measures
+it: ``commit_latency_ms``; a few ms on an idle machine, up to about 0.5 s on a loaded one
+right after a cluster restart): an order that finished this shortly before its executor's
+kill -9, and whose offset was not committed yet, may run again."""
+
+
+def _latency_ms(seconds: list[float]) -> dict[str, float] | None:
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+
+    def at(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": at(0.5), "p99": at(0.99), "max": round(1000 * ordered[-1], 1)}
 
 
 def _just_before_a_kill(ended: datetime | None, kills: Iterable[datetime]) -> bool:
@@ -496,7 +614,7 @@ def _just_before_a_kill(ended: datetime | None, kills: Iterable[datetime]) -> bo
     )
 
 
-def _account_outcomes(ledger: Ledger) -> None:
+def _account_outcomes(ledger: Ledger, commits: CommitTimes) -> None:
     for ident, execution in ledger.executions.items():
         outcome = execution.outcome
         if outcome is None:
@@ -510,14 +628,24 @@ def _account_outcomes(ledger: Ledger) -> None:
         if execution.retried_by is not None:
             ledger.outcomes["retried"] += 1
         first_end = execution.ends[0][0] if execution.ends else None
+        covered = commits.covered(*execution.order_at) if execution.order_at else None
+        if covered is not None and execution.first_end_time is not None:
+            ledger.commit_latencies.append((covered - execution.first_end_time).total_seconds())
         if first_end is not None and any(start > first_end for start in execution.starts):
-            if _just_before_a_kill(execution.first_end_time, ledger.executor_kills):
+            again = min(
+                _when(at)
+                for offset, at in zip(execution.starts, execution.start_times, strict=True)
+                if offset > first_end
+            )
+            uncommitted = covered is None or covered > again
+            if uncommitted and _just_before_a_kill(execution.first_end_time, ledger.executor_kills):
                 ledger.reran_at_kill += 1
                 continue
+            committed = "never committed" if covered is None else f"committed {covered}"
             ledger.reran_after_finish.append(
                 f"execution {ident} (task {execution.task_id}) started again after it ended "
                 f"({len(execution.starts)} starts at {execution.start_times}, "
-                f"ends {[o for _, o in execution.ends]})"
+                f"ends {[o for _, o in execution.ends]}, its order {committed})"
             )
         elif len(execution.starts) > 1:
             ledger.reran_in_flight += 1

@@ -25,7 +25,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.harness import FAULT_KINDS, create_load, fault_rig, stop_load, wait_for
+from tests.faults.harness import (
+    FAULT_KINDS,
+    RECOVERY_TIMEOUT,
+    create_load,
+    fault_rig,
+    stop_load,
+    wait_for,
+)
 from tests.faults.ledger import build_ledger
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.fault_round]
@@ -101,7 +108,7 @@ def test_a_round_of_faults_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     if drain_error:
         failures.append(f"drain: {drain_error}")
     failures += [
-        f"{r.fault} did not recover within 60 s after its restart: {asdict(r)}"
+        f"{r.fault} did not recover within {RECOVERY_TIMEOUT:.0f} s after its restart: {asdict(r)}"
         for r in recoveries
         if not r.recovered
     ]
