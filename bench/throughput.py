@@ -1,4 +1,10 @@
-"""End-to-end throughput: N no-op one-shot tasks due now, from submission to finished.
+"""End-to-end throughput: N no-op one-shot tasks, from submission to finished.
+
+Two workloads: *overlapped* (the default), each task due the moment it is sent, so
+submission and execution overlap; and *drain* (``--due-in S``), every task due at one
+instant S seconds after the first submission (created ahead, as a midnight cron of many
+tasks is), so the pipeline drains a burst. ``--no-monitor`` runs the core and the
+executors only; completion is then read from ``task-events``.
 
 Starts a broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), then the core, the
 executor(s) and the monitor as ``taskstream dev`` does (fresh topic prefix and SQLite
@@ -32,12 +38,14 @@ import asyncio
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+from confluent_kafka import Consumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -62,16 +70,16 @@ from harness import (
 BENCH = "throughput"
 
 
-def _body(n: int) -> dict[str, Any]:
-    return {
-        "name": f"tput-{n}",
-        "schedule": {"at": datetime.now(UTC).isoformat()},
-        "handler": "noop",
-    }
+def _body(n: int, at: float | None = None) -> dict[str, Any]:
+    due = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return {"name": f"tput-{n}", "schedule": {"at": due.isoformat()}, "handler": "noop"}
 
 
-async def _submit_single(api: str, tasks: int, concurrency: int) -> list[float]:
-    """One POST /api/tasks per task, ``concurrency`` in flight; the due time of each."""
+async def _submit_single(
+    api: str, tasks: int, concurrency: int, at: float | None = None
+) -> list[float]:
+    """One POST /api/tasks per task, ``concurrency`` in flight; the due time of each (now,
+    or ``at`` for all)."""
     due: list[float] = []
     counter = iter(range(tasks))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -79,8 +87,8 @@ async def _submit_single(api: str, tasks: int, concurrency: int) -> list[float]:
 
         async def worker() -> None:
             for n in counter:
-                body = _body(n)
-                due.append(time.time())
+                body = _body(n, at)
+                due.append(time.time() if at is None else at)
                 response = await client.post("/api/tasks", json=body)
                 if response.status_code not in (201, 202):
                     raise RuntimeError(f"POST /api/tasks: {response.status_code} {response.text}")
@@ -89,8 +97,11 @@ async def _submit_single(api: str, tasks: int, concurrency: int) -> list[float]:
     return due
 
 
-async def _submit_batch(api: str, tasks: int, concurrency: int, size: int) -> list[float]:
-    """POST /api/tasks/batch of ``size`` tasks, ``concurrency`` in flight."""
+async def _submit_batch(
+    api: str, tasks: int, concurrency: int, size: int, at: float | None = None
+) -> list[float]:
+    """POST /api/tasks/batch of ``size`` tasks, ``concurrency`` in flight (due now, or
+    ``at`` for all)."""
     due: list[float] = []
     starts = iter(range(0, tasks, size))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -99,9 +110,9 @@ async def _submit_batch(api: str, tasks: int, concurrency: int, size: int) -> li
         async def worker() -> None:
             for start in starts:
                 count = min(size, tasks - start)
-                at = time.time()
-                body = [_body(start + i) for i in range(count)]
-                due.extend([at] * count)
+                when = time.time() if at is None else at
+                body = [_body(start + i, at) for i in range(count)]
+                due.extend([when] * count)
                 response = await client.post("/api/tasks/batch", content=orjson.dumps(body))
                 if response.status_code not in (201, 202):
                     raise RuntimeError(
@@ -112,14 +123,11 @@ async def _submit_batch(api: str, tasks: int, concurrency: int, size: int) -> li
     return due
 
 
-class MonitorWatch:
-    """Polls the monitor's totals and lag every ``interval`` seconds on a thread."""
+class _Watch:
+    """Watches the run on a thread of its own (``_run``) until stopped."""
 
-    def __init__(self, stack: Stack, interval: float = 0.5) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.interval = interval
-        self.samples: list[tuple[float, int, int | None]] = []
-        """(time, succeeded, lag in records)"""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -129,6 +137,57 @@ class MonitorWatch:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def succeeded(self) -> int:
+        raise NotImplementedError
+
+
+class LogWatch(_Watch):
+    """Counts the ``ExecutionSucceeded`` records on ``task-events`` as they arrive (the
+    completion signal with ``--no-monitor``)."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(stack)
+        self.count = 0
+
+    def succeeded(self) -> int:
+        return self.count
+
+    def _run(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.stack.bootstrap,
+                "group.id": f"bench-watch-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.subscribe([self.stack.task_events])
+        try:
+            while not self._stop.is_set():
+                for message in consumer.consume(num_messages=5000, timeout=0.2):
+                    headers = dict(message.headers() or [])
+                    if (
+                        message.error() is None
+                        and headers.get("event-type") == b"ExecutionSucceeded"
+                    ):
+                        self.count += 1
+        finally:
+            consumer.close()
+
+
+class MonitorWatch(_Watch):
+    """Polls the monitor's totals and lag every ``interval`` seconds."""
+
+    def __init__(self, stack: Stack, interval: float = 0.5) -> None:
+        super().__init__(stack)
+        self.interval = interval
+        self.samples: list[tuple[float, int, int | None]] = []
+        """(time, succeeded, lag in records)"""
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -155,20 +214,30 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
         bootstrap,
         BENCH,
         executors=args.executors,
+        monitor=not args.no_monitor,
         settings=settings,
         executor_settings=executor_settings,
         code=args.code,
     ) as stack:
-        watch = MonitorWatch(stack)
+        watch: LogWatch | MonitorWatch = LogWatch(stack) if args.no_monitor else MonitorWatch(stack)
         watch.start()
         profilers = profile(stack, args.profile) if args.profile else []
         cpu_before = stack.cpu_seconds()
         began = time.time()
+        at = None if args.due_in is None else began + args.due_in
         if args.submit == "single":
-            due = asyncio.run(_submit_single(stack.core, args.tasks, args.clients))
+            due = asyncio.run(_submit_single(stack.core, args.tasks, args.clients, at))
         else:
-            due = asyncio.run(_submit_batch(stack.core, args.tasks, args.clients, args.batch_size))
+            due = asyncio.run(
+                _submit_batch(stack.core, args.tasks, args.clients, args.batch_size, at)
+            )
         submitted = time.time()
+        if at is not None and submitted > at:
+            print(
+                f"  warning: submission ended {submitted - at:.1f}s after the due instant "
+                "(raise --due-in): the drain overlapped it",
+                file=sys.stderr,
+            )
         print(
             f"  submitted {args.tasks:,} in {submitted - began:.1f}s; waiting for the monitor",
             file=sys.stderr,
@@ -199,7 +268,7 @@ def _figures(
     due: list[float],
     counted: float | None,
     records: list[Any],
-    watch: MonitorWatch,
+    watch: LogWatch | MonitorWatch,
     cpu: dict[str, float],
 ) -> dict[str, Any]:
     created = sorted(r.timestamp for r in records if r.type == "TaskCreated")
@@ -214,7 +283,8 @@ def _figures(
     first_due = min(due)
     n = len(finished)
     lo, hi = finished[n // 10] if n else 0.0, finished[(9 * n) // 10 - 1] if n else 0.0
-    lags = [lag for _, _, lag in watch.samples if lag is not None]
+    samples = watch.samples if isinstance(watch, MonitorWatch) else []
+    lags = [lag for _, _, lag in samples if lag is not None]
     run = {
         "tasks": args.tasks,
         "created": len(created),
@@ -244,7 +314,7 @@ def _figures(
             "submitted_per_s": per_second(created, began),
             "fired_per_s": per_second(fired, began),
             "finished_per_s": per_second(finished, began),
-            "monitor": [(t - began, s, lag) for t, s, lag in watch.samples],
+            "monitor": [(t - began, s, lag) for t, s, lag in samples],
         },
     }
     return run
@@ -298,6 +368,15 @@ def main() -> int:
         "--log-level",
         default="WARNING",
         help="TASKSTREAM_LOG_LEVEL of the services (INFO logs two lines per execution)",
+    )
+    parser.add_argument(
+        "--due-in",
+        type=float,
+        help="drain: every task due at one instant, this many seconds after the first "
+        "submission (default: each due when sent)",
+    )
+    parser.add_argument(
+        "--no-monitor", action="store_true", help="core and executors only (no monitor)"
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for N")
     parser.add_argument("--chart", action="store_true", help="write docs/img/throughput.png")
