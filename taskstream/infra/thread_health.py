@@ -5,9 +5,11 @@ threads of the core and the executor) to a :class:`~taskstream.infra.health.Heal
 ``ok`` while its thread runs, ``failed`` with the error that stopped it.
 
 :class:`Watchdog` asks a service's board every second; once an essential component
-``failed`` (:attr:`~taskstream.infra.health.HealthSnapshot.fatal`) it logs why and calls
-the service's ``on_fatal``, which ends the process non-zero so that its supervisor
-(``taskstream dev``, systemd, Kubernetes) restarts it.
+``failed`` (:attr:`~taskstream.infra.health.HealthSnapshot.fatal`) it logs why, lingers
+:data:`EXIT_LINGER` seconds (``/health`` answers 503 naming the component meanwhile, so
+that a prober or the dashboard sees why before the process goes) and calls the service's
+``on_fatal``, which ends the process non-zero so that its supervisor (``taskstream dev``,
+systemd, Kubernetes) restarts it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 EXIT_FATAL = 70
 """Exit status of a service whose essential component died (``EX_SOFTWARE``)."""
+
+EXIT_LINGER = 2.0
+"""Seconds a dead service keeps answering 503 on ``/health`` before it exits."""
 
 
 class _Threaded(Protocol):
@@ -56,10 +61,12 @@ class Watchdog:
         board: HealthBoard,
         on_fatal: Callable[[HealthSnapshot], None],
         interval: float = 1.0,
+        linger: float = EXIT_LINGER,
     ) -> None:
         self._board = board
         self._on_fatal = on_fatal
         self._interval = interval
+        self._linger = linger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
         self.fired: HealthSnapshot | None = None
@@ -71,7 +78,8 @@ class Watchdog:
         self._stop.set()
 
     def check(self) -> HealthSnapshot | None:
-        """The snapshot if an essential component failed (and ``on_fatal`` was called)."""
+        """The snapshot if an essential component failed (and ``on_fatal`` was called, after
+        the linger)."""
         snapshot = self._board.snapshot()
         if not snapshot.fatal or self.fired is not None:
             return self.fired
@@ -80,11 +88,14 @@ class Watchdog:
             f"{name}: {snapshot.components[name].reason}" for name in snapshot.fatal
         )
         logger.critical(
-            "%s: essential component(s) died (%s); exiting with status %d so that it is restarted",
+            "%s: essential component(s) died (%s); exiting in %.1f s with status %d so that it "
+            "is restarted",
             snapshot.service,
             reasons,
+            self._linger,
             EXIT_FATAL,
         )
+        self._stop.wait(self._linger)
         self._on_fatal(snapshot)
         return snapshot
 

@@ -3,9 +3,9 @@
 No mock kills the component: two cores run with the same ``TASKSTREAM_INSTANCE_ID``, so
 the same transactional id. The second one's producer fences the first's (the broker's
 zombie fencing); the first one's scheduler meets the fatal error at its next fire
-transaction and stops. Its ``/health`` says ``failed`` naming the scheduler, its watchdog
-logs why, and the process exits with :data:`EXIT_FATAL` within a bounded time. The
-second core goes on.
+transaction and stops. Its ``/health`` says ``failed`` naming the scheduler (for the
+watchdog's linger, so that a poll sees it), its watchdog logs why, and the process exits
+with :data:`EXIT_FATAL` within a bounded time. The second core goes on.
 """
 
 from __future__ import annotations

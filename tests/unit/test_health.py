@@ -134,6 +134,7 @@ def test_thread_health_and_watchdog_fire_once_on_an_essential_death() -> None:
     watchdog = Watchdog(
         HealthBoard("executor", [ThreadHealth("consumer", loop)]),
         lambda snapshot: fired.append(snapshot.fatal),
+        linger=0.0,
     )
     assert watchdog.check() is None and fired == []
     loop.alive, loop.error = False, RuntimeError("fenced")
