@@ -26,6 +26,7 @@ from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, HealthSnapshot, HealthSource
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
+from taskstream.infra.shutdown import stop_in_order
 from taskstream.infra.thread_health import EXIT_FATAL, Watchdog
 
 __all__ = ["bootstrap", "health_sources", "run", "shutdown"]
@@ -87,16 +88,24 @@ def health_sources(
 
 
 def shutdown(runtime: CoreRuntime) -> None:
-    """Stop everything; the scheduler first leaves its group, so its partitions move now."""
+    """Stop everything; the scheduler first leaves its group, so its partitions move now.
+
+    Each component stops even if one before it fails to (a fenced scheduler's producer
+    refuses to flush, say): the failure is logged and the rest still close.
+    """
     began = time.monotonic()
-    runtime.scheduler.stop()
+    stop_in_order([("scheduler", runtime.scheduler.stop)])
     logger.info("scheduler stopped: left the group in %.2fs", time.monotonic() - began)
-    runtime.workers.stop()
-    runtime.logs.stop()
-    runtime.projection.stop()
-    runtime.publisher.close()
-    runtime.broker.stop()
-    runtime.store.engine.dispose()
+    stop_in_order(
+        [
+            ("worker directory", runtime.workers.stop),
+            ("log projection", runtime.logs.stop),
+            ("projection", runtime.projection.stop),
+            ("publisher", runtime.publisher.close),
+            ("broker health", runtime.broker.stop),
+            ("store", runtime.store.engine.dispose),
+        ]
+    )
     logger.info("core stopped in %.2fs", time.monotonic() - began)
 
 

@@ -38,6 +38,7 @@ from taskstream.infra.health import HealthBoard, HealthSource
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.logs import configure_logging
 from taskstream.infra.ops_http import OpsServer
+from taskstream.infra.shutdown import stop_in_order
 from taskstream.infra.thread_health import EXIT_FATAL, Watchdog
 
 __all__ = ["ExecutorService", "bootstrap", "run"]
@@ -169,16 +170,19 @@ class ExecutorService:
             consumer.request_stop()
         for consumer in self.consumers:
             consumer.join(grace + 15)
-        self.pool.stop(timeout=1.0)
-        self.cancel_listener.stop()
-        self.heartbeat.stop()
-        self.logs.stop()
-        self.publisher.close()
-        self.broker.stop()
-        self.runner.close()
-        if self._captured:
-            capture.uninstall()
-        self.ops.stop()
+        stop_in_order(
+            [
+                ("pool", lambda: self.pool.stop(timeout=1.0)),
+                ("cancellation listener", self.cancel_listener.stop),
+                ("heartbeat", self.heartbeat.stop),
+                ("log shipping", self.logs.stop),
+                ("publisher", self.publisher.close),
+                ("broker health", self.broker.stop),
+                ("handler runner", self.runner.close),
+                ("log capture", capture.uninstall if self._captured else lambda: None),
+                ("ops listener", self.ops.stop),
+            ]
+        )
         logger.info("executor %s stopped", self.settings.executor_id)
 
 

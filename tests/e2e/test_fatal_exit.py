@@ -1,11 +1,15 @@
 """A service whose essential component died exits non-zero (70), so that it is restarted.
 
 No mock kills the component: two cores run with the same ``TASKSTREAM_INSTANCE_ID``, so
-the same transactional id. The second one's producer fences the first's (the broker's
-zombie fencing); the first one's scheduler meets the fatal error at its next fire
-transaction and stops. Its ``/health`` says ``failed`` naming the scheduler (for the
-watchdog's linger, so that a poll sees it), its watchdog logs why, and the process exits
-with :data:`EXIT_FATAL` within a bounded time. The second core goes on.
+the same transactional id. Each one's fire producer fences the other's (the broker's
+zombie fencing); a fenced scheduler renews its producer (a fence also follows a broker
+outage longer than the transaction timeout, with no other instance), which fences the
+twin in turn, until one of them has been fenced more than five times in five minutes and
+stops, saying that another instance runs with its instance id. Which of the two gives up
+first is a race. That one's ``/health`` says ``failed`` naming the scheduler (for the
+watchdog's linger, so that a poll sees it), its watchdog logs why, it stops its other
+components (a fenced producer that refuses to flush stops nothing else from closing) and
+the process exits with :data:`EXIT_FATAL` within a bounded time. The other core goes on.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ EXIT_WITHIN = 60.0
 TASKS = 9  # every 1 s, spread over the 3 partitions: each core fires some
 
 
-def test_a_fenced_scheduler_ends_its_core_with_exit_status_70(
+def test_of_two_cores_with_one_instance_id_one_exits_with_status_70(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     prefix = f"fatal-{uuid.uuid4().hex[:8]}."
@@ -55,40 +59,48 @@ def test_a_fenced_scheduler_ends_its_core_with_exit_status_70(
             "core", env, f"http://127.0.0.1:{port}/health", tmp_path / "core-second.log"
         )
         stack.services["core-second"] = second
+        twins = {"first": first, "second": second}
         started = time.monotonic()
-        said: list[dict[str, object]] = []
+        said: dict[str, list[dict[str, object]]] = {name: [] for name in twins}
 
-        def exited() -> int | None:
-            code = first.process.poll()
-            if code is not None:
-                return code if code else -1  # 0 is an answer too: make it truthy
-            try:
-                answer = httpx.get(first.health_url, timeout=1)
-            except httpx.TransportError:
-                return None
-            if answer.status_code == 503:
-                said.append(answer.json())
+        def one_exited() -> tuple[str, int] | None:
+            for name, core in twins.items():
+                code = core.process.poll()
+                if code is not None:
+                    return name, code
+            for name, core in twins.items():
+                try:
+                    answer = httpx.get(core.health_url, timeout=1)
+                except httpx.TransportError:
+                    continue
+                if answer.status_code == 503:
+                    said[name].append(answer.json())
             return None
 
-        code = eventually(
-            exited,
+        name, code = eventually(
+            one_exited,
             timeout=EXIT_WITHIN,
             interval=0.05,
-            what=f"the fenced core to exit\n{stack.logs()}",
+            what=f"one of the twin cores to exit\n{stack.logs()}",
         )
         took = time.monotonic() - started
-        assert code == EXIT_FATAL, f"exit status {code}\n{first.log_tail(40)}"
-        print(f"the fenced core exited with {code} {took:.1f}s after its twin started")
+        dead = twins[name]
+        assert code == EXIT_FATAL, f"exit status {code}\n{dead.log_tail(40)}"
+        print(f"the {name} core exited with {code} {took:.1f}s after the second started")
 
-        log = first.log_path.read_text()
-        assert "essential component(s) died (scheduler: " in log, first.log_tail(40)
-        assert said, "its /health never answered 503 before it exited"
-        body = said[-1]
+        log = dead.log_path.read_text()
+        assert "another instance runs with instance id 'twin'" in log, dead.log_tail(40)
+        assert "essential component(s) died (scheduler: " in log, dead.log_tail(40)
+        assert "failed; stopping the rest" not in log, dead.log_tail(40)  # each stopped
+        assert "core stopped in" in log, dead.log_tail(40)
+        assert said[name], "its /health never answered 503 before it exited"
+        body = said[name][-1]
         assert body["error"] == "unhealthy" and body["state"] == "failed", body
         components = body["components"]
         assert isinstance(components, dict)
         assert components["scheduler"]["state"] == "failed", components
         assert "scheduler: " in str(body["message"]), body
 
-        wait_healthy(second)  # the twin that fenced it goes on
-        assert second.process.poll() is None
+        [survivor] = [core for other, core in twins.items() if other != name]
+        wait_healthy(survivor)  # the twin that fenced it goes on
+        assert survivor.process.poll() is None
