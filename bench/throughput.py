@@ -239,7 +239,8 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
             )
         print(
-            f"  submitted {args.tasks:,} in {submitted - began:.1f}s; waiting for the monitor",
+            f"  submitted {args.tasks:,} in {submitted - began:.1f}s; waiting for "
+            + ("task-events" if args.no_monitor else "the monitor"),
             file=sys.stderr,
             flush=True,
         )
@@ -320,6 +321,11 @@ def _figures(
     return run
 
 
+def _workload(args: argparse.Namespace) -> str:
+    when = "due when sent" if args.due_in is None else f"all due {args.due_in:g}s after the first"
+    return when + (", no monitor" if args.no_monitor else "")
+
+
 def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
     plt = pyplot()
     series = run["series"]
@@ -333,7 +339,7 @@ def _chart(run: dict[str, Any], args: argparse.Namespace) -> Path:
         top.step([p[0] for p in points], [p[1] for p in points], where="post", label=label)
     top.set_ylabel("per second")
     top.set_title(
-        f"throughput: {args.tasks:,} no-op one-shot tasks due now "
+        f"throughput: {args.tasks:,} no-op one-shot tasks {_workload(args)} "
         f"({args.submit} submission, {args.executors} executor(s) x {args.concurrency})"
     )
     top.legend(loc="upper right")
@@ -413,7 +419,7 @@ def main() -> int:
         [name.replace("_", " "), f["median"], f["min"], f["max"]] for name, f in figures.items()
     ]
     print(
-        f"\n{args.tasks:,} no-op one-shot tasks due now, {args.submit} submission, "
+        f"\n{args.tasks:,} no-op one-shot tasks {_workload(args)}, {args.submit} submission, "
         f"{args.executors} executor(s) x {args.concurrency}, {args.runs} run(s)\n"
     )
     print(markdown_table(["figure", "median", "min", "max"], rows))

@@ -65,6 +65,8 @@ LAG_INTERVAL = 5.0
 _POLL_TIMEOUT = 0.1
 _PAUSED_POLL_TIMEOUT = 0.01
 _BUSY_POLL_TIMEOUT = 0.01
+_RECEIVE_BATCH = 500
+"""Records taken from the client per turn of the loop (at most the buffer limit)."""
 
 
 class QueueConsumer:
@@ -195,7 +197,7 @@ class QueueConsumer:
 
     def _run(self) -> None:
         try:
-            batch = max(1, min(100, self._limit))
+            batch = max(1, min(_RECEIVE_BATCH, self._limit))
             while not self._stop.is_set():
                 # while paused, poll briefly: completions must resume a lane before it runs dry;
                 # while orders run, too: their completions are committed at once

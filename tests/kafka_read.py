@@ -17,8 +17,6 @@ class RawRecord:
     key: bytes | None
     value: dict[str, object]
     headers: dict[str, bytes]
-    timestamp_ms: int
-    """The record's timestamp (the producer's clock: one machine in the tests)."""
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[RawRecord]:
@@ -56,7 +54,6 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[Raw
                     message.key(),
                     orjson.loads(message.value() or b"null"),
                     {k: v for k, v in (message.headers() or []) if v is not None},
-                    message.timestamp()[1],
                 )
             )
     finally:

@@ -277,7 +277,9 @@ def test_heartbeats_announce_the_executor_and_a_clean_stop_leaves_a_tombstone(
 def test_the_buffer_limit_pauses_partitions_and_health_shows_it(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    settings = executor_settings(kafka_bootstrap, topic_prefix, executor_concurrency=2)
+    settings = executor_settings(
+        kafka_bootstrap, topic_prefix, executor_concurrency=2, executor_max_buffered=8
+    )
     ensure_topics(settings, standard_topics(settings, settings.executor_queues))
     writer = Writer(settings)
     writer.orders(

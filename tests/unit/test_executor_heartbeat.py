@@ -53,14 +53,14 @@ def test_executor_settings_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch) 
     for name in ("CONCURRENCY", "MAX_BUFFERED", "SHELL_ENABLED", "HEARTBEAT_INTERVAL"):
         monkeypatch.delenv(f"TASKSTREAM_EXECUTOR_{name}", raising=False)
     settings = ExecutorSettings()
-    assert settings.executor_concurrency == 8 and settings.max_buffered == 32
+    assert settings.executor_concurrency == 8 and settings.max_buffered == 1000
     assert settings.executor_heartbeat_interval == timedelta(seconds=5)
     assert settings.executor_shell_enabled is False
-    monkeypatch.setenv("TASKSTREAM_EXECUTOR_CONCURRENCY", "20")
+    monkeypatch.setenv("TASKSTREAM_EXECUTOR_CONCURRENCY", "300")
     monkeypatch.setenv("TASKSTREAM_EXECUTOR_SHELL_ENABLED", "true")
     monkeypatch.setenv("TASKSTREAM_EXECUTOR_HEARTBEAT_INTERVAL", "250ms")
     settings = ExecutorSettings()
-    assert settings.max_buffered == 80 and settings.executor_shell_enabled
+    assert settings.max_buffered == 1200 and settings.executor_shell_enabled
     assert settings.executor_heartbeat_interval == timedelta(milliseconds=250)
     monkeypatch.setenv("TASKSTREAM_EXECUTOR_MAX_BUFFERED", "10")
     assert ExecutorSettings().max_buffered == 10
