@@ -13,35 +13,44 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 SIZE=${BENCH_SIZE:-full}
-ONLY=${BENCH_ONLY:-"limit cost throughput peers submission precision precision-core failover rebuild scale"}
+ONLY=${BENCH_ONLY:-"limit cost throughput drain peers submission precision precision-core failover rebuild scale"}
 OUT=bench/results/run-all-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
 if [[ $SIZE == smoke ]]; then
-  TASKS=5000 RUNS=1 PRECISION_TASKS=1000 SECONDS_=15 SCALE_TASKS=20000 LIMIT_RECORDS=100000
+  TASKS=5000 DRAIN_TASKS=(5000) RUNS=1 PRECISION_TASKS=1000 SECONDS_=15 SCALE_TASKS=20000 LIMIT_RECORDS=100000
   RATES=25,50,100 REBUILD_ARGS=(--events 20000)
 else
-  TASKS=100000 RUNS=3 PRECISION_TASKS=10000 SECONDS_=60 SCALE_TASKS=1000000 LIMIT_RECORDS=500000
+  TASKS=100000 DRAIN_TASKS=(20000 100000) RUNS=3 PRECISION_TASKS=10000 SECONDS_=60 SCALE_TASKS=1000000 LIMIT_RECORDS=500000
   RATES=25,50,100,200,400 REBUILD_ARGS=()
 fi
 
 step() {
-  local name=$1
+  # step NAME CMD...: run CMD if NAME is selected; its output goes to $OUT/${LOG_AS:-NAME}.log
+  local name=$1 log="$OUT/${LOG_AS:-$1}.log"
   shift
   [[ " $ONLY " == *" $name "* ]] || return 0
   echo "== $name: $* ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))"
-  if ! "$@" >"$OUT/$name.log" 2>&1; then
-    echo "!! $name failed: see $OUT/$name.log" >&2
-    tail -20 "$OUT/$name.log" >&2
+  if ! "$@" >"$log" 2>&1; then
+    echo "!! $name failed: see $log" >&2
+    tail -20 "$log" >&2
     FAILED+=("$name")
   fi
-  tail -n 25 "$OUT/$name.log" | sed -n '/^|/p'
+  tail -n 25 "$log" | sed -n '/^|/p'
 }
 FAILED=()
 
 step limit $PY bench/kafka_limit.py --runs "$RUNS" --records "$LIMIT_RECORDS"
 step cost $PY bench/execution_cost.py --executions 2000 --runs "$RUNS"
 step throughput $PY bench/throughput.py --tasks "$TASKS" --runs "$RUNS" --chart
+# Issue #12's drain: N tasks created ahead, all due at one instant, at the shipped
+# concurrency (8); with the monitor (its count ends the run) and without it.
+for n in "${DRAIN_TASKS[@]}"; do
+  LOG_AS=drain-$n step drain $PY bench/throughput.py --tasks "$n" \
+    --due-in $((30 + n / 2000)) --runs "$RUNS" --concurrency 8
+  LOG_AS=drain-$n-no-monitor step drain $PY bench/throughput.py --tasks "$n" \
+    --due-in $((30 + n / 2000)) --runs "$RUNS" --concurrency 8 --no-monitor
+done
 step peers bash -c "$PY bench/peers/dramatiq_noop.py --tasks $TASKS --runs $RUNS \
   && $PY bench/peers/celery_noop.py --tasks $TASKS --runs $RUNS"
 step submission $PY bench/submission_latency.py --rates "$RATES" --search --runs "$RUNS" --chart
