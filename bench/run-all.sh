@@ -50,6 +50,9 @@ for n in "${DRAIN_TASKS[@]}"; do
     --due-in $((30 + n / 2000)) --runs "$RUNS" --concurrency 8
   LOG_AS=drain-$n-no-monitor step drain $PY bench/throughput.py --tasks "$n" \
     --due-in $((30 + n / 2000)) --runs "$RUNS" --concurrency 8 --no-monitor
+  # the peer on the same N, enqueued first, then drained (make bench-deps)
+  LOG_AS=drain-$n-dramatiq step drain $PY bench/peers/dramatiq_noop.py --tasks "$n" \
+    --runs "$RUNS" --prefill
 done
 step peers bash -c "$PY bench/peers/dramatiq_noop.py --tasks $TASKS --runs $RUNS \
   && $PY bench/peers/celery_noop.py --tasks $TASKS --runs $RUNS"
