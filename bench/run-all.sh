@@ -46,10 +46,11 @@ step throughput $PY bench/throughput.py --tasks "$TASKS" --runs "$RUNS" --chart
 # Issue #12's drain: N tasks created ahead, all due at one instant, at the shipped
 # concurrency (8); with the monitor (its count ends the run) and without it.
 for n in "${DRAIN_TASKS[@]}"; do
+  due_in=$((30 + n / 2000))  # creation runs at about 2,000 tasks/s: all created before due
   LOG_AS=drain-$n step drain $PY bench/throughput.py --tasks "$n" \
-    --due-in $((30 + n / 2000)) --runs "$RUNS" --concurrency 8
+    --due-in "$due_in" --runs "$RUNS" --concurrency 8
   LOG_AS=drain-$n-no-monitor step drain $PY bench/throughput.py --tasks "$n" \
-    --due-in $((30 + n / 2000)) --runs "$RUNS" --concurrency 8 --no-monitor
+    --due-in "$due_in" --runs "$RUNS" --concurrency 8 --no-monitor
   # the peer on the same N, enqueued first, then drained (make bench-deps)
   LOG_AS=drain-$n-dramatiq step drain $PY bench/peers/dramatiq_noop.py --tasks "$n" \
     --runs "$RUNS" --prefill

@@ -10,8 +10,8 @@ second with nothing finished while thousands wait.
 The test creates ``TASKS`` tasks ahead, all due at one instant, on the core and one
 executor (no monitor), reads every ``ExecutionSucceeded`` back from ``task-events`` and
 checks that each task ran once and that no gap between consecutive finishes reaches
-``STALL``. The rate it prints is for the record; the floor
-is in ``make bench`` (``bench/throughput.py --due-in``).
+``STALL``. The rate it prints is for the record; the floor is in ``make bench``
+(``bench/throughput.py --due-in``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from schemas.codec import HEADER_EVENT_TYPE
 from tests.e2e.stack import running_stack
-
-HEADER = "event-type"
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -105,7 +104,7 @@ def _finishes(bootstrap: str, topic: str, count: int, timeout: float) -> list[tu
             for message in consumer.consume(num_messages=5000, timeout=0.5):
                 if message.error() is not None:
                     continue
-                if (HEADER, b"ExecutionSucceeded") not in (message.headers() or []):
+                if (HEADER_EVENT_TYPE, b"ExecutionSucceeded") not in (message.headers() or []):
                     continue
                 value = orjson.loads(message.value() or b"{}")
                 finishes.append((str(value["task_id"]), message.timestamp()[1] / 1000))
