@@ -118,11 +118,18 @@ def admin_client(settings: CommonSettings) -> AdminClient:
 def topic_config(
     settings: CommonSettings, topic: str, name: str, timeout: float = 30.0
 ) -> str | None:
-    """The broker's value of topic config ``name`` (e.g. ``max.message.bytes``), or None."""
+    """The broker's value of topic config ``name`` (e.g. ``max.message.bytes``), or None.
+
+    A topic just created may be unknown for a moment to the broker that answers (on a
+    cluster, the others learn it from the metadata log): that answer is retried for up to
+    ``timeout`` seconds, like every call on a new topic (:func:`retrying_kafka`).
+    """
     resource = ConfigResource(ResourceType.TOPIC, topic)
     admin = admin_client(settings)  # kept referenced until the answer: it is the handle
-    futures = admin.describe_configs([resource], request_timeout=timeout)
-    entries = futures[resource].result(timeout)
+    for attempt in retrying_kafka(f"reading the config of topic {topic}", timeout):
+        with attempt:
+            futures = admin.describe_configs([resource], request_timeout=timeout)
+            entries = futures[resource].result(timeout)
     entry = entries.get(name)
     return None if entry is None else str(entry.value)
 
