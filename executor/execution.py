@@ -1,7 +1,8 @@
 """One work order from start to finish: started event, run, outcome records, delivery.
 
-For each order a pool slot takes, :class:`Executions` appends ``ExecutionStarted``,
-runs the handler (:mod:`executor.runner`) with what it logs and prints captured
+For each order a pool slot takes, :class:`Executions` runs the handler
+(:mod:`executor.runner`; an ``ExecutionStarted`` goes out only if the run outlasts a
+threshold: :mod:`executor.started`) with what it logs and prints captured
 (:mod:`executor.capture`, shipped by :mod:`executor.log_shipping`), turns the ending
 into records with :func:`executor.outcomes.records_for` (outcome event,
 ``RetryScheduled`` or ``ExecutionDeadLettered`` plus the dead-letter record) and
@@ -32,10 +33,10 @@ from executor.metrics import (
 from executor.outcomes import Ending, Outcome, records_for
 from executor.publisher import Publisher
 from executor.runner import HandlerRunner, RunControl
+from executor.started import StartedAnnouncer
 from schemas import (
     Event,
     ExecutionDeadLettered,
-    ExecutionStarted,
     Priority,
     RetryScheduled,
     WorkOrder,
@@ -77,13 +78,22 @@ class Executions:
         publisher: Publisher,
         cancellations: CancelRegistry,
         logs: LogShipper | None = None,
+        *,
+        started_after: float = 0.0,
+        stall_after: float = 30.0,
     ) -> None:
+        """``started_after``: the seconds a run goes on before its ``ExecutionStarted``
+        is written (0: at its start); the :attr:`announcer` thread is started by the
+        caller."""
         self.topics = topics
         self.logs = logs
         self.worker_id = worker_id
         self.runner = runner
         self.publisher = publisher
         self.cancellations = cancellations
+        self.announcer = StartedAnnouncer(
+            started_after, worker_id, self._send_event, stall_after=stall_after
+        )
 
     def process(self, item: Received) -> None:
         """Run one order and publish its outcome; mark it done once delivered."""
@@ -92,16 +102,20 @@ class Executions:
         sent: list[Future[None]] = []
         control = RunControl()
         self.cancellations.register(order.execution_id, order.task_id, control)
+        started_at: datetime | None = None
         try:
             reason = self.cancellations.pending_reason(order)
             if reason is not None:
                 logger.info("cancelled before it started: %s", reason, extra=log)
                 outcome = Outcome(Ending.CANCELLED, 0.0, error_message=reason, retryable=False)
             else:
-                outcome = self._run(item, control, sent, log)
+                started_at = datetime.now(UTC)
+                outcome = self._run(item, started_at, control, sent, log)
         finally:
             self.cancellations.unregister(order.execution_id)
-        records = records_for(order, outcome, self.worker_id, datetime.now(UTC))
+        records = records_for(
+            order, outcome, self.worker_id, datetime.now(UTC), started_at=started_at
+        )
         sent.extend(self._send_event(event) for event in records.events)
         if records.dead_letter is not None:
             value, headers = records.dead_letter
@@ -118,29 +132,30 @@ class Executions:
         _when_all_delivered(sent, lambda: item.done(item), log)
 
     def _run(
-        self, item: Received, control: RunControl, sent: list[Future[None]], log: dict[str, object]
+        self,
+        item: Received,
+        started_at: datetime,
+        control: RunControl,
+        sent: list[Future[None]],
+        log: dict[str, object],
     ) -> Outcome:
         order = item.order
-        started_at = datetime.now(UTC)
         run = self.logs.open(order) if self.logs is not None else None
         if order.attempt == 1:  # a retry's order carries its slot, not when the retry was due
             DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
                 max((started_at - order.scheduled_for).total_seconds(), 0.0)
             )
-        started = ExecutionStarted(
-            execution_id=order.execution_id,
-            attempt=order.attempt,
-            scheduled_for=order.scheduled_for,
-            worker_id=self.worker_id,
-            handler=order.handler,
-        )
-        sent.append(self._send_event(Event.create(order.task_id, started, occurred_at=started_at)))
+        token = id(item)  # unique while the item runs
+        self.announcer.begin(token, order, started_at)
         logger.info("running %s", order.handler, extra=log)
         IN_FLIGHT.inc()
         try:
             return self.runner.run(order, control, run.log if run is not None else None)
         finally:
             IN_FLIGHT.dec()
+            announced = self.announcer.end(token)  # before the outcome is produced
+            if announced is not None:
+                sent.append(announced)
             if run is not None and self.logs is not None:
                 sent.append(self.logs.close(run))
 

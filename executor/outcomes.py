@@ -4,6 +4,9 @@ Pure functions, no I/O. After a run the executor appends :attr:`OutcomeRecords.e
 to ``task-events`` and, if there is one, :attr:`OutcomeRecords.dead_letter` to the
 dead-letter topic, and only then commits the work order's offset.
 
+Every outcome event (v2) carries when the handler started and which one it was, so a run
+that ends quickly needs no ``ExecutionStarted`` (:mod:`executor.started`).
+
 - success: ``ExecutionSucceeded``;
 - cancelled: ``ExecutionCancelled`` (never retried);
 - timed out or failed: ``ExecutionTimedOut`` / ``ExecutionFailed``, then
@@ -110,13 +113,19 @@ def records_for(
     worker_id: str,
     now: datetime,
     rng: random.Random | None = None,
+    *,
+    started_at: datetime | None = None,
 ) -> OutcomeRecords:
+    """The records of ``order``'s run that ended as ``outcome``; ``started_at``: when
+    its handler began (None: it never ran), carried by the outcome event."""
     common: dict[str, Any] = {
         "execution_id": order.execution_id,
         "attempt": order.attempt,
         "scheduled_for": order.scheduled_for,
         "worker_id": worker_id,
         "duration_seconds": round(outcome.duration, 6),
+        "started_at": started_at,
+        "handler": order.handler,
     }
     if outcome.ending is Ending.SUCCEEDED:
         return OutcomeRecords([_event(order, ExecutionSucceeded(**common, output=outcome.output))])

@@ -6,6 +6,7 @@
           ▲  offsets committed after delivery                          │ Executions.process
           └──────────── completions ◄──────────────────────────────────┘   (runner, outcomes,
     CancelListener ──► CancelRegistry ──► running executions                Publisher)
+    StartedAnnouncer ──► ExecutionStarted of the runs past a threshold
     HeartbeatSender ──► workers topic
     LogShipper ──► execution-logs topic (what handlers log and print, per run)
 
@@ -82,7 +83,10 @@ class ExecutorService:
             self.publisher,
             self.cancellations,
             self.logs,
+            started_after=settings.executor_started_event_after.total_seconds(),
+            stall_after=settings.loop_stall_after,
         )
+        self.announcer = self.executions.announcer
         self.pool = ExecutionPool(
             self.lanes, settings.executor_concurrency, self.executions.process
         )
@@ -116,6 +120,7 @@ class ExecutorService:
         capture.install()
         self._captured = True
         self.logs.start()
+        self.announcer.start()
         self.cancel_listener.start()
         self.pool.start()
         for consumer in self.consumers:
@@ -131,6 +136,7 @@ class ExecutorService:
             self.cancel_listener,
             self.heartbeat,
             self.logs,
+            self.announcer,
         ]
 
     @property
@@ -173,6 +179,7 @@ class ExecutorService:
         stop_in_order(
             [
                 ("pool", lambda: self.pool.stop(timeout=1.0)),
+                ("started announcer", self.announcer.stop),
                 ("cancellation listener", self.cancel_listener.stop),
                 ("heartbeat", self.heartbeat.stop),
                 ("log shipping", self.logs.stop),

@@ -81,9 +81,22 @@ class ExecutorSettings(CommonSettings):
         default=timedelta(seconds=2),
         description="how often a running handler's new log lines are shipped",
     )
+    executor_started_event_after: Duration = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "a run still going after this long gets an ExecutionStarted event (the "
+            "running views); one that ends sooner is only its outcome event, which "
+            "carries started_at. 0: an ExecutionStarted at every start"
+        ),
+    )
 
     @model_validator(mode="after")
     def _positive_durations(self) -> ExecutorSettings:
+        if self.executor_started_event_after.total_seconds() < 0:
+            raise ValueError(
+                "executor_started_event_after must be 0 or more, got "
+                f"{self.executor_started_event_after}"
+            )
         for name in (
             "executor_default_timeout",
             "executor_heartbeat_interval",

@@ -39,6 +39,7 @@ EXECUTION_EVENTS = (
     ExecutionCancelled,
     ExecutionDeadLettered,
 )
+_OUTCOME_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut, ExecutionCancelled)
 _RANK = {
     "scheduled": 0,
     "running": 1,
@@ -123,6 +124,9 @@ def apply_event(record: dict[str, Any] | None, event: Event) -> dict[str, Any] |
             worker_id=data.worker_id,
         )
         status = "failed"
+    if isinstance(data, _OUTCOME_EVENTS) and data.started_at is not None:
+        # v2: a run that ended quickly has no ExecutionStarted; its outcome says it
+        record.update(started_at=data.started_at.isoformat(), handler=data.handler)
     current = record["status"]
     if current is None or _RANK[status] >= _RANK[current]:
         record["status"] = status

@@ -67,7 +67,11 @@ def header_value(
 
 
 def decode_event(raw: bytes | None) -> Event:
-    """Decode one ``task-events`` record value; raise ``EventDecodeError`` on bad input."""
+    """Decode one ``task-events`` record value; raise ``EventDecodeError`` on bad input.
+
+    An event of an older version comes back in its type's current version
+    (:meth:`~schemas.events.EventData.upgraded`), its envelope's ``version`` with it.
+    """
     if raw is None:
         raise EventDecodeError("empty record (a tombstone?) where an event was expected", b"")
     try:
@@ -93,8 +97,8 @@ def event_from_document(document: object, raw: bytes) -> Event:
         )
     try:
         with recorded():
-            data = data_type.model_validate(document.get("data"))
-            return Event.model_validate({**document, "data": data})
+            data = data_type.model_validate(document.get("data")).upgraded()
+            return Event.model_validate({**document, "version": data.VERSION, "data": data})
     except ValidationError as exc:
         raise EventDecodeError(f"invalid {key[0]} v{key[1]} event: {exc}", raw) from exc
 

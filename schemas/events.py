@@ -4,7 +4,13 @@ Every event travels in the same envelope (:class:`Event`): ``id``, ``type``,
 ``version``, ``task_id``, ``occurred_at`` and ``data``. ``data`` is the payload model
 registered for ``(type, version)``; decoding looks the pair up in :data:`EVENT_TYPES`,
 so only known types are ever built. To change a payload, add a new version beside the
-old one, move the consumers, then retire the old one.
+old one and keep the old one registered as a reader that :meth:`EventData.upgraded`
+turns into the new model: consumers then see one form whatever the log holds.
+
+Versions so far: the four outcomes (``ExecutionSucceeded``, ``ExecutionFailed``,
+``ExecutionTimedOut``, ``ExecutionCancelled``) are v2, which adds ``started_at`` and
+``handler``, so a run that ends quickly is one event without an ``ExecutionStarted``;
+their v1 is read as v2 with both null. Every other type is v1.
 """
 
 from __future__ import annotations
@@ -53,6 +59,11 @@ class EventData(BaseModel):
 
     TYPE: ClassVar[str]
     VERSION: ClassVar[int] = 1
+
+    def upgraded(self) -> EventData:
+        """This payload in its type's current version: itself, unless it was read from
+        an older version (which overrides this to build the current model)."""
+        return self
 
 
 EVENT_TYPES: dict[tuple[str, int], type[EventData]] = {}
@@ -233,6 +244,10 @@ class DeadLetterReplayed(EventData):
     due_at: AwareDatetime
 
 
+# Since outcome events v2, ExecutionStarted is written only for a run still going after
+# the executor's ``executor_started_event_after`` (1 s by default): a run that ends sooner
+# has only its outcome, which carries ``started_at`` and ``handler`` itself. (The
+# docstring below is its published v1 schema's description: left as it was.)
 @event_type
 class ExecutionStarted(EventData):
     """An executor began running the handler."""
@@ -245,56 +260,120 @@ class ExecutionStarted(EventData):
     handler: str
 
 
-@event_type
-class ExecutionSucceeded(EventData):
-    """The handler returned normally; ``output`` is its JSON result (may be null)."""
+class _Outcome(EventData):
+    """What every outcome (v2) says: which attempt ended, where, after how long, and
+    when and what it started, so that a run that ends quickly is one event."""
 
-    TYPE: ClassVar[str] = "ExecutionSucceeded"
+    VERSION: ClassVar[int] = 2
     execution_id: str
     attempt: int = Field(ge=1)
     scheduled_for: AwareDatetime
     worker_id: str
     duration_seconds: float = Field(ge=0, description="handler run time")
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "when the handler began; null if it never ran (cancelled before it started) "
+            "or if the event was read from v1, whose ExecutionStarted said it"
+        ),
+    )
+    handler: str | None = Field(
+        default=None, description="the handler that ran; null if read from v1"
+    )
+
+
+class _OutcomeV1(EventData):
+    """An outcome as v1 wrote it (``ExecutionStarted`` before it said when and what
+    started): read as the v2 model, ``started_at`` and ``handler`` null."""
+
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    worker_id: str
+    duration_seconds: float = Field(ge=0, description="handler run time")
+
+    CURRENT: ClassVar[type[_Outcome]]
+
+    def upgraded(self) -> EventData:
+        return self.CURRENT.model_construct(**dict(self))
+
+
+@event_type
+class ExecutionSucceeded(_Outcome):
+    """The handler returned normally; ``output`` is its JSON result (may be null)."""
+
+    TYPE: ClassVar[str] = "ExecutionSucceeded"
     output: Any = None
 
 
 @event_type
-class ExecutionFailed(EventData):
+class ExecutionFailed(_Outcome):
     """The handler raised. ``error_type`` is the exception's class name."""
 
     TYPE: ClassVar[str] = "ExecutionFailed"
-    execution_id: str
-    attempt: int = Field(ge=1)
-    scheduled_for: AwareDatetime
-    worker_id: str
-    duration_seconds: float = Field(ge=0, description="handler run time")
     error_type: str
     error_message: str
     retryable: bool = True
 
 
 @event_type
-class ExecutionTimedOut(EventData):
+class ExecutionTimedOut(_Outcome):
     """The handler ran past its timeout and was stopped."""
 
     TYPE: ClassVar[str] = "ExecutionTimedOut"
-    execution_id: str
-    attempt: int = Field(ge=1)
-    scheduled_for: AwareDatetime
-    worker_id: str
     duration_seconds: float = Field(ge=0)
     timeout_seconds: float = Field(gt=0)
 
 
 @event_type
-class ExecutionCancelled(EventData):
+class ExecutionCancelled(_Outcome):
     """The execution was stopped because someone asked (``CancelRequested``)."""
 
     TYPE: ClassVar[str] = "ExecutionCancelled"
-    execution_id: str
-    attempt: int = Field(ge=1)
-    scheduled_for: AwareDatetime
-    worker_id: str
+    duration_seconds: float = Field(ge=0)
+    reason: str = ""
+
+
+@event_type
+class ExecutionSucceededV1(_OutcomeV1):
+    """The handler returned normally; ``output`` is its JSON result (may be null)."""
+
+    model_config = ConfigDict(title="ExecutionSucceeded")  # the published v1 schema's
+    TYPE: ClassVar[str] = "ExecutionSucceeded"
+    CURRENT: ClassVar[type[_Outcome]] = ExecutionSucceeded
+    output: Any = None
+
+
+@event_type
+class ExecutionFailedV1(_OutcomeV1):
+    """The handler raised. ``error_type`` is the exception's class name."""
+
+    model_config = ConfigDict(title="ExecutionFailed")  # the published v1 schema's
+    TYPE: ClassVar[str] = "ExecutionFailed"
+    CURRENT: ClassVar[type[_Outcome]] = ExecutionFailed
+    error_type: str
+    error_message: str
+    retryable: bool = True
+
+
+@event_type
+class ExecutionTimedOutV1(_OutcomeV1):
+    """The handler ran past its timeout and was stopped."""
+
+    model_config = ConfigDict(title="ExecutionTimedOut")  # the published v1 schema's
+    TYPE: ClassVar[str] = "ExecutionTimedOut"
+    CURRENT: ClassVar[type[_Outcome]] = ExecutionTimedOut
+    duration_seconds: float = Field(ge=0)
+    timeout_seconds: float = Field(gt=0)
+
+
+@event_type
+class ExecutionCancelledV1(_OutcomeV1):
+    """The execution was stopped because someone asked (``CancelRequested``)."""
+
+    model_config = ConfigDict(title="ExecutionCancelled")  # the published v1 schema's
+    TYPE: ClassVar[str] = "ExecutionCancelled"
+    CURRENT: ClassVar[type[_Outcome]] = ExecutionCancelled
     duration_seconds: float = Field(ge=0)
     reason: str = ""
 

@@ -53,16 +53,16 @@ def _run_now(stack: Stack, task_id: str) -> str:
 def _rerun_on_the_log(stack: Stack, task_id: str, execution_id: str) -> None:
     """What a second executor writes when it runs an order whose outcome is on the log."""
     records = read_topic(stack.env["KAFKA_BOOTSTRAP_SERVERS"], f"{stack.prefix}task-events")
-    [started] = [
+    [ended] = [
         r.value["data"]
         for r in records
-        if r.value["type"] == "ExecutionStarted"  # type: ignore[index]
+        if r.value["type"] == "ExecutionSucceeded"  # type: ignore[index]
         and r.value["data"]["execution_id"] == execution_id  # type: ignore[index]
     ]
-    slot = datetime.fromisoformat(started["scheduled_for"])  # type: ignore[index]
+    slot = datetime.fromisoformat(ended["scheduled_for"])  # type: ignore[index]
     producer = Producer({"bootstrap.servers": stack.env["KAFKA_BOOTSTRAP_SERVERS"]})
     now = datetime.now(UTC)
-    for data in (
+    for data in (  # a long rerun: its ExecutionStarted, then its outcome (v2)
         ExecutionStarted(
             execution_id=execution_id,
             attempt=1,
@@ -76,6 +76,8 @@ def _rerun_on_the_log(stack: Stack, task_id: str, execution_id: str) -> None:
             scheduled_for=slot,
             worker_id="the-rerun",
             duration_seconds=0.01,
+            started_at=now,
+            handler="noop",
         ),
     ):
         event = Event.create(task_id, data, occurred_at=now + timedelta(milliseconds=1))

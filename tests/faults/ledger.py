@@ -19,7 +19,9 @@ It proves, for the interval tasks it is given (``schedule.every``, optionally bo
 * every fired execution reached a terminal outcome: succeeded, cancelled, dead-lettered,
   or failed / timed out and then either retried (``RetryScheduled`` naming it, whose new
   execution is fired and in turn terminal) or not retried;
-* no execution ran again after it had finished (an ``ExecutionStarted`` after its end),
+* no execution ran again after it had finished (a run started after its end: an
+  ``ExecutionStarted``, or an outcome v2 that carries ``started_at`` and follows no
+  ``ExecutionStarted`` of its own, as a run that ended quickly writes),
   but one whose offset was not committed yet when its executor was killed, within
   ``COMMIT_WINDOW`` of its end: the executors' commits are read from the broker's
   ``__consumer_offsets`` (Kafka's documented record format), which also gives the time
@@ -282,6 +284,7 @@ class Execution:
     order_at: tuple[str, int, int] | None = None  # its work order: topic, partition, offset
     starts: list[int] = field(default_factory=list)  # offsets of ExecutionStarted
     start_times: list[str] = field(default_factory=list)  # their occurred_at
+    running: bool = False  # an ExecutionStarted not followed by an outcome yet
     first_end_time: datetime | None = None  # occurred_at of the first outcome
     ends: list[tuple[int, str]] = field(default_factory=list)  # (offset, outcome)
     dead_lettered: int = 0
@@ -473,10 +476,17 @@ def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded
                     f"{first + (count - 1) * task.every}, says {last}"
                 )
         elif kind == "ExecutionStarted" and data["execution_id"] in executions:
-            executions[data["execution_id"]].starts.append(record.offset)
-            executions[data["execution_id"]].start_times.append(str(record.value["occurred_at"]))
+            started = executions[data["execution_id"]]
+            started.starts.append(record.offset)
+            started.start_times.append(str(record.value["occurred_at"]))
+            started.running = True
         elif kind in _END_EVENTS and data["execution_id"] in executions:
             ended = executions[data["execution_id"]]
+            if data.get("started_at") is not None and not ended.running:
+                # v2: a run that ended quickly is its outcome alone, which says it started
+                ended.starts.append(record.offset)
+                ended.start_times.append(str(data["started_at"]))
+            ended.running = False
             ended.ends.append((record.offset, _END_EVENTS[kind]))
             if ended.first_end_time is None:
                 ended.first_end_time = _when(record.value["occurred_at"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -94,8 +93,7 @@ def test_orders_that_finished_during_an_outage_are_not_run_again(tmp_path: Path)
             timeout=30,
             what="every outcome",
         )
-        starts = Counter(s.execution_id for s in log.of("ExecutionStarted"))
-        twice = {execution: n for execution, n in starts.items() if n > 1}
+        twice = {execution: n for execution, n in log.run_counts().items() if n > 1}
         assert not twice, (
             f"ran again after the outage: {twice}\nexecutor log:\n{executor.log_tail(80)}"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from executor.settings import ExecutorSettings
 from handlers import HandlerRegistry, TaskHandler
 from handlers.builtin import EchoHandler, FailHandler, NoopHandler, SleepHandler
 from schemas import (
+    TERMINAL_EVENT_TYPES,
     Event,
     EventData,
     Priority,
@@ -33,6 +35,8 @@ from schemas import (
     execution_id,
     work_order_headers,
 )
+
+TERMINAL_TYPES = frozenset(model.TYPE for model in TERMINAL_EVENT_TYPES)
 
 
 def executor_settings(bootstrap_servers: str, prefix: str, **overrides: Any) -> ExecutorSettings:
@@ -187,6 +191,23 @@ class EventLog:
             if e.type == event_type
             and (execution is None or getattr(e.data, "execution_id", None) == execution)
         ]
+
+    def run_counts(self, *, poll: bool = True) -> Counter[str]:
+        """How many times each execution ran: an ``ExecutionStarted`` begins a run, and an
+        outcome that carries ``started_at`` and follows no open ``ExecutionStarted`` of its
+        execution is a run of its own (v2: a run that ended quickly writes only that)."""
+        runs: Counter[str] = Counter()
+        running: set[str] = set()
+        for event in self.poll() if poll else self.events:
+            execution = getattr(event.data, "execution_id", None)
+            if event.type == "ExecutionStarted":
+                runs[execution] += 1
+                running.add(execution)
+            elif event.type in TERMINAL_TYPES:
+                if execution not in running and event.data.started_at is not None:
+                    runs[execution] += 1
+                running.discard(execution)
+        return runs
 
     def close(self) -> None:
         self._consumer.close()

@@ -331,3 +331,36 @@ def test_a_run_that_says_nothing_ships_no_log_chunk(
     [chunk] = chunks
     assert chunk["final"] is True
     assert any("PermanentError: disk full" in line["message"] for line in chunk["lines"])
+
+
+def test_a_quick_run_is_one_outcome_event_and_a_long_one_is_started_first(
+    settings: ExecutorSettings, log: EventLog, writer: Writer
+) -> None:
+    """Outcome events v2: a run that ends before ``executor_started_event_after`` writes
+    only its outcome, which says when and what started; a longer one gets its
+    ``ExecutionStarted`` while it runs (stamped with its start), before the outcome."""
+    quick = work_order("noop")
+    long = work_order("sleep", {"seconds": 3})
+    writer.orders(quick, long)
+    with running_executor(settings):
+        [started] = eventually(
+            lambda: log.envelopes("ExecutionStarted", long.execution_id),
+            timeout=20,
+            what="the long run's ExecutionStarted",
+        )
+        assert not log.of("ExecutionSucceeded", long.execution_id, poll=False), "while it runs"
+        [outcome] = eventually(
+            lambda: log.envelopes("ExecutionSucceeded", long.execution_id),
+            timeout=20,
+            what="the long run's outcome",
+        )
+    assert outcome.version == 2 and outcome.data.started_at == started.occurred_at
+    assert outcome.data.handler == "sleep" and started.data.handler == "sleep"
+    assert (outcome.occurred_at - started.occurred_at).total_seconds() >= 3
+    [quick_outcome] = log.envelopes("ExecutionSucceeded", quick.execution_id, poll=False)
+    assert quick_outcome.data.handler == "noop"
+    assert quick_outcome.data.started_at is not None
+    assert quick_outcome.data.started_at <= quick_outcome.occurred_at
+    assert not log.of("ExecutionStarted", quick.execution_id, poll=False)
+    order = [e for e in log.events if getattr(e.data, "execution_id", None) == long.execution_id]
+    assert [e.type for e in order] == ["ExecutionStarted", "ExecutionSucceeded"]

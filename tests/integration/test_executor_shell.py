@@ -167,7 +167,7 @@ def test_a_command_that_exits_0_succeeds_with_its_output(setup: Setup) -> None:
     done = _outcome(setup.enabled_log, order, "ExecutionSucceeded")
     assert done.output == {"exit_code": 0, "stdout": "hello shell\n", "stderr": "note\n"}
     assert done.worker_id == setup.enabled.executor_id
-    assert _only_events(setup.enabled_log, order) == ["ExecutionStarted", "ExecutionSucceeded"]
+    assert _only_events(setup.enabled_log, order) == ["ExecutionSucceeded"]
 
 
 def test_over_its_memory_limit_a_command_fails_with_the_reason_and_is_dead_lettered(
