@@ -14,7 +14,6 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from monitor.batch import unwrap
 from monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, json_answer
 from monitor.http_errors import Refusal
 from monitor.lag import ConsumerLag
@@ -251,7 +250,7 @@ def install_api(
     @app.page(TASK_STATS.path)
     async def task_stats(self: View, request: Request, task_id: str) -> Response:
         recovering()
-        stats = unwrap(tables.stats.get(task_id))
+        stats = tables.task_stats(task_id)
         if stats is None:
             message = f"the monitor has seen no execution of task {task_id}"
             raise Refusal(404, "unknown_task", message)

@@ -14,13 +14,22 @@ phases :mod:`monitor.projection` explains.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from monitor.tables import MonitorTables
 
-__all__ = ["FOLDED_THROUGH", "FoldedCopy", "PartitionBatch", "RecentList", "WorkingCopy", "unwrap"]
+__all__ = [
+    "FOLDED_THROUGH",
+    "TASK_PARTS",
+    "FoldedCopy",
+    "PartitionBatch",
+    "RecentList",
+    "TaskPart",
+    "WorkingCopy",
+    "unwrap",
+]
 
 
 class WorkingCopy:
@@ -94,10 +103,12 @@ class FoldedCopy(WorkingCopy):
     says which keys have the event already, so it is applied to the others only.
     """
 
-    __slots__ = ("_extra", "_stored", "_stored_extra", "_through", "offset")
+    __slots__ = ("_extra", "_read", "_stored", "_stored_extra", "_through", "offset")
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, read: Callable[[Any], Any] | None = None) -> None:
+        """``read``: how a stored key is read (default: ``table.get``)."""
         super().__init__(table)
+        self._read = read or table.get
         self._stored: dict[Any, int] = {}
         self._through: dict[Any, int] = {}
         self._extra: dict[Any, dict[str, list[Any]]] = {}
@@ -109,7 +120,7 @@ class FoldedCopy(WorkingCopy):
         try:
             return self._values[key]
         except KeyError:
-            raw = self.table.get(key)
+            raw = self._read(key)
             self._stored[key] = _through_of(raw)
             if isinstance(raw, dict) and FOLDED_THROUGH in raw:
                 self._stored_extra[key] = raw
@@ -144,6 +155,43 @@ class FoldedCopy(WorkingCopy):
         written = super().write()
         self._extra.clear()
         return written
+
+
+class TaskPart:
+    """One part of the tasks' records (``history``, ``evicted`` or ``stats``), read and
+    written like a table of its own.
+
+    A task's parts are one record of the ``tasks`` table (a :class:`FoldedCopy`), so a
+    batch writes each changed task once, whatever parts it changed, and a kill -9
+    leaves a task's parts together: all of a batch's changes or none.
+    """
+
+    __slots__ = ("_part", "_tasks")
+
+    def __init__(self, tasks: FoldedCopy, part: str) -> None:
+        self._tasks = tasks
+        self._part = part
+
+    def get(self, key: Any) -> Any:
+        record = self._tasks.get(key)
+        return None if record is None else record.get(self._part)
+
+    def ahead(self, key: Any) -> bool:
+        return self._tasks.ahead(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._tasks[key] = {**(self._tasks.get(key) or {}), self._part: value}
+
+    def remember(self, key: Any, name: str, items: Iterable[Any]) -> None:
+        self._tasks.remember(key, name, items)
+
+    def remembered(self, key: Any, name: str) -> list[Any]:
+        return self._tasks.remembered(key, name)
+
+
+TASK_PARTS = ("history", "evicted", "stats")
+"""The parts of a ``tasks`` record: the task's last N execution ids (newest first), its
+last N evicted ids, and its statistics (:mod:`monitor.stats`)."""
 
 
 class RecentList:
@@ -215,6 +263,7 @@ class PartitionBatch:
         "replayed",
         "stats",
         "tables",
+        "tasks",
         "totals",
         "windows",
     )
@@ -223,9 +272,10 @@ class PartitionBatch:
         self.partition = partition
         self.tables = tables
         self.executions = WorkingCopy(tables.executions)
-        self.history = FoldedCopy(tables.history)
-        self.evicted = FoldedCopy(tables.evicted)
-        self.stats = FoldedCopy(tables.stats)
+        self.tasks = FoldedCopy(tables.tasks, read=tables.stored_task)
+        self.history = TaskPart(self.tasks, "history")
+        self.evicted = TaskPart(self.tasks, "evicted")
+        self.stats = TaskPart(self.tasks, "stats")
         self.totals = FoldedCopy(tables.totals)
         self.marker = WorkingCopy(tables.totals)
         """The partition's :func:`~monitor.stats.marker_key`: the offset folded through."""
@@ -238,8 +288,7 @@ class PartitionBatch:
 
     def at_offset(self, offset: int | None) -> None:
         """The offset of the event folded next (for the keys that remember theirs)."""
-        self.history.offset = self.evicted.offset = offset
-        self.stats.offset = self.windows.offset = self.recent.offset = offset
+        self.tasks.offset = self.windows.offset = self.recent.offset = offset
         self.totals.offset = offset
 
     def write(self) -> int:
@@ -248,10 +297,7 @@ class PartitionBatch:
 
     def write_tasks(self) -> int:
         """Phase 1: the keys that remember the offset they were folded through."""
-        written = sum(
-            copy.write()
-            for copy in (self.history, self.evicted, self.stats, self.windows, self.totals)
-        )
+        written = sum(copy.write() for copy in (self.tasks, self.windows, self.totals))
         if self.recent.changed:
             self.tables.recent[str(self.partition)] = self.recent.stored()
             self.recent.changed = False

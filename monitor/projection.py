@@ -9,7 +9,10 @@ updates history, statistics, totals, windows and the recent list from it; an eve
 fold ignores (a duplicate) changes nothing at all. A batch is folded into working copies
 and each table key it changed is written once (one changelog record), per partition; the
 alerts' facts are folded from the same decoded events (:class:`TaskEventsFeed`). The
-records are acked only after that, so no offset is committed past unwritten changes.
+changelog records of a phase go out as one producer batch per changelog partition
+(:meth:`~monitor.confirmed_table.ConfirmedTable.send_pending`), not one faust message
+each. The records are acked only after that, so no offset is committed past unwritten
+changes.
 
 faust commits the consumer's offsets on an interval, after the tables' changelog records,
 so after a kill -9 the records since the last commit are delivered again to tables that
@@ -20,7 +23,8 @@ redelivery of any length counts nothing twice.
 **A kill -9 in the middle of a batch's writes.** The tables' changelogs are separate
 topics, so a kill can leave any part of a batch's writes. The agent therefore writes a
 batch in three phases, each confirmed by the broker before the next: (1) the keys derived
-from transitions (history, evicted, stats, totals, windows, recent), each stored with the
+from transitions (each task's one ``tasks`` record of history, evictions and statistics:
+:class:`~monitor.batch.TaskPart`; totals, windows, recent), each stored with the
 offset it was folded through (:class:`~monitor.batch.FoldedCopy`); (2) the execution
 records; (3) the marker. When the batch comes again, an event is applied only to the
 keys that do not hold it yet; an execution record that holds it implies that every key of
@@ -43,7 +47,7 @@ Bounds:
   unfinished executions, and a partition about M more.
 - ``windows`` does not create a minute older than ``monitor_window_retention`` and deletes
   such minutes of a partition at most once a minute of processing, as its events go by.
-- ``stats``, ``history`` and ``evicted`` hold one bounded entry per task. Entries of
+- ``tasks`` holds one bounded record per task (stats, history, evicted). Records of
   deleted tasks stay (see docs/architecture.md): whether a ``TaskDeleted`` applies
   depends on the task's version, which only the core's aggregate knows.
 """
@@ -309,11 +313,22 @@ class TaskEventsFeed:
 
     def __init__(self, health: AgentHealth | None = None, faults: TaskFaults | None = None) -> None:
         self._sinks: list[EventSink] = []
+        self._tables: list[Any] = []
         self.health = health
         self.faults = faults
 
-    def subscribe(self, sink: EventSink) -> None:
+    def subscribe(self, sink: EventSink, *tables: Any) -> None:
+        """Hand ``sink`` every batch; ``tables``: the batched tables
+        (:class:`~monitor.confirmed_table.ConfirmedTable`) it writes, whose changelog
+        records are sent (and waited for) with the batch's first phase."""
         self._sinks.append(sink)
+        self._tables.extend(tables)
+
+    async def send_unconfirmed(self) -> list[asyncio.Future[Any]]:
+        futures: list[asyncio.Future[Any]] = []
+        for table in self._tables:
+            futures += await table.send_pending()
+        return futures
 
     def publish(self, events: Sequence[Event], partition: int, now: datetime) -> None:
         for sink in self._sinks:
@@ -392,7 +407,9 @@ def install_projection(
                     phase(batch)
                     if phase is PartitionBatch.write_marker:
                         projection.sweep_windows_if_due(partition, now)
-            unconfirmed = tables.take_unconfirmed()
+            unconfirmed = await tables.send_unconfirmed()
+            if phase is PartitionBatch.write_tasks:
+                unconfirmed += await feed.send_unconfirmed()
             if unconfirmed:
                 await asyncio.gather(*unconfirmed)
 

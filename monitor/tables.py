@@ -8,22 +8,25 @@ changelog is that partition's and a restore cannot mix partitions:
 table          key                                value
 =============  =================================  =========================================
 executions     execution id                       the record (:mod:`monitor.records`)
-history        task id                            its last N execution ids, newest first
-evicted        task id                            its last N evicted execution ids
-stats          task id                            counts, last status, durations
+tasks          task id                            ``history``: its last N execution ids,
+                                                  newest first; ``evicted``: its last N
+                                                  evicted ids; ``stats``: counts, last
+                                                  status, durations (one record, so a
+                                                  batch writes a task once)
 totals         partition                          counts, scheduled/running now, buckets
 windows        ``partition:minute start``         one minute's counts and durations
 recent         partition                          last M finished ``[ended_at, id]``
 =============  =================================  =========================================
 
-History, evicted, stats, totals, windows and recent store ``{"folded_through": offset, "value":
-...}`` (:class:`monitor.batch.FoldedCopy`); read them through :func:`monitor.batch.unwrap`.
+Tasks, totals, windows and recent store ``{"folded_through": offset, "value": ...}``
+(:class:`monitor.batch.FoldedCopy`); read them through :func:`monitor.batch.unwrap`.
 How the projection keeps them bounded is in :mod:`monitor.projection`. It folds a batch
 of one partition's events at a time, inside :func:`at_event`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,9 +36,8 @@ from typing import Any
 
 import faust
 import faust.streams
-from faust.types import FutureMessage
 
-from monitor.batch import unwrap
+from monitor.batch import FOLDED_THROUGH, TASK_PARTS, unwrap
 from monitor.confirmed_table import ConfirmedTable, confirmed_table
 from monitor.records import public_record
 from monitor.stats import is_marker, merge_totals
@@ -66,48 +68,71 @@ def at_event(event: Any) -> Iterator[None]:
 @dataclass(frozen=True)
 class MonitorTables:
     executions: Any
-    history: Any
-    evicted: Any
-    stats: Any
+    tasks: Any
     totals: Any
     windows: Any
     recent: Any
+    legacy: tuple[Any, Any, Any] | None = None
+    """The tables ``history``, ``evicted`` and ``stats`` that held a task's parts before
+    they were one ``tasks`` record: read, never written, for a task the ``tasks`` table
+    does not hold yet (a monitor upgraded in place goes on counting where it was; the
+    task's next change writes its ``tasks`` record)."""
 
     @classmethod
     def create(cls, app: faust.App, partitions: int) -> MonitorTables:
         def table(name: str) -> Any:
-            return confirmed_table(app, name, track_all=True, partitions=partitions)
+            return confirmed_table(app, name, batched=True, partitions=partitions)
 
         return cls(
             executions=table("executions"),
-            history=table("history"),
-            evicted=table("evicted"),
-            stats=table("stats"),
+            tasks=table("tasks"),
             totals=table("totals"),
             windows=table("windows"),
             recent=table("recent"),
+            legacy=(table("history"), table("evicted"), table("stats")),
         )
 
-    def take_unconfirmed(self) -> list[FutureMessage]:
-        """The changelog records written since the last call, to wait for (see
-        :meth:`ConfirmedTable.take_sent`); none for tables that are not faust's (tests)."""
-        futures: list[FutureMessage] = []
-        for table in (
-            self.executions,
-            self.history,
-            self.evicted,
-            self.stats,
-            self.totals,
-            self.windows,
-            self.recent,
-        ):
+    def stored_task(self, task_id: str) -> Any:
+        """The task's stored ``tasks`` record; composed from the legacy tables if it has
+        none yet and they hold the task (their largest offset folded through: the parts
+        were written in one phase, so they differ only if a kill -9 cut that phase)."""
+        stored = self.tasks.get(task_id)
+        if stored is not None or self.legacy is None:
+            return stored
+        parts = [table.get(task_id) for table in self.legacy]
+        if all(part is None for part in parts):
+            return None
+        throughs = [
+            int(part[FOLDED_THROUGH])
+            for part in parts
+            if isinstance(part, dict) and FOLDED_THROUGH in part
+        ]
+        value = {name: unwrap(part) for name, part in zip(TASK_PARTS, parts, strict=True)}
+        return {FOLDED_THROUGH: max(throughs, default=-1), "value": value}
+
+    async def send_unconfirmed(self) -> list[asyncio.Future[Any]]:
+        """Send the changelog records written since the last call, in batches, and
+        return their futures to wait for (:meth:`ConfirmedTable.send_pending`); none for
+        tables that are not faust's (tests)."""
+        futures: list[asyncio.Future[Any]] = []
+        for table in (self.executions, self.tasks, self.totals, self.windows, self.recent):
             if isinstance(table, ConfirmedTable):
-                futures += table.take_sent()
+                futures += await table.send_pending()
         return futures
+
+    def task_part(self, task_id: str, part: str) -> Any:
+        """One part of the task's record (:data:`monitor.batch.TASK_PARTS`), or None."""
+        record = unwrap(self.stored_task(task_id))
+        return None if record is None else record.get(part)
 
     def task_executions(self, task_id: str) -> list[str]:
         """The task's history: execution ids, newest first."""
-        return list(unwrap(self.history.get(task_id)) or [])
+        return list(self.task_part(task_id, "history") or [])
+
+    def task_stats(self, task_id: str) -> dict[str, Any] | None:
+        """The task's statistics (:mod:`monitor.stats`), or None if it has none."""
+        stats: dict[str, Any] | None = self.task_part(task_id, "stats")
+        return stats
 
     def public_executions(self, ids: list[str]) -> list[dict[str, Any]]:
         records = (self.executions.get(execution_id) for execution_id in ids)

@@ -104,7 +104,7 @@ def install_alerts(
 
     workers = install_workers(app, settings, on_change=heartbeat_seen)
     partitions = settings.task_events_partitions
-    facts_table = app.Table("alert-task-facts", partitions=partitions)
+    facts_table = confirmed_table(app, "alert-task-facts", batched=True, partitions=partitions)
     rules_table = confirmed_table(app, "alert-rules", partitions=1, use_partitioner=True)
     quarantined = QuarantinedTasks(facts_table, registry)
     facts_table.on_recover(quarantined.rebuild)  # restored facts come without a batch
@@ -125,7 +125,7 @@ def install_alerts(
     def fold_facts(events: Sequence[Event], partition: int, now: datetime) -> None:
         book.fold_events(events, now, evaluate=ready())
 
-    task_events.subscribe(fold_facts)
+    task_events.subscribe(fold_facts, facts_table)  # its records go with the batch's
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=settings.monitor_alert_check_interval.total_seconds(),

@@ -21,7 +21,7 @@ from tests.unit.monitor_events import T0, Run, skipped
 
 
 def tables() -> MonitorTables:
-    return MonitorTables(*({} for _ in range(7)))
+    return MonitorTables(*({} for _ in range(5)))
 
 
 def projection(history: int = 3, recent: int = 4) -> Projection:
@@ -40,14 +40,14 @@ def test_finished_records_that_left_history_and_recent_are_evicted_and_remembere
     runs = [Run("t", T0 + timedelta(minutes=n)) for n in range(10)]
     apply_all(p, [event for run in runs for event in run.events("succeeded", 1.0)])
     t = p.tables
-    assert unwrap(t.history["t"]) == [run.id for run in reversed(runs[-3:])]
+    assert t.task_part("t", "history") == [run.id for run in reversed(runs[-3:])]
     assert [entry[1] for entry in unwrap(t.recent["0"])] == [run.id for run in reversed(runs[-4:])]
     assert set(t.executions) == {run.id for run in runs[-4:]}
-    assert unwrap(t.evicted["t"]) == [run.id for run in reversed(runs[:6])][:3]
-    counts = dict(unwrap(t.stats["t"])["counts"])
+    assert t.task_part("t", "evicted") == [run.id for run in reversed(runs[:6])][:3]
+    counts = dict(t.task_part("t", "stats")["counts"])
     apply_all(p, [event for run in runs[-3:] for event in run.events("succeeded", 1.0)])
     apply_all(p, runs[-5].events("failed", 1.0))  # evicted and remembered: ignored
-    assert unwrap(t.stats["t"])["counts"] == counts
+    assert t.task_part("t", "stats")["counts"] == counts
     assert unwrap(t.totals["0"])["counts"]["succeeded"] == 10
 
 
@@ -64,9 +64,9 @@ def test_unfinished_records_stay_until_they_finish() -> None:
         ],
     )
     assert slow.id in p.tables.executions
-    assert slow.id not in unwrap(p.tables.history["t"])
+    assert slow.id not in p.tables.task_part("t", "history")
     apply_all(p, [slow.ended("succeeded", 600.0)])
-    assert unwrap(p.tables.history["t"])[0] == slow.id  # back in its history when it finishes
+    assert p.tables.task_part("t", "history")[0] == slow.id  # back in its history when it finishes
     assert unwrap(p.tables.totals["0"])["live"] == {"scheduled": 0, "running": 0}
     assert public_record(p.tables.executions[slow.id])["status"] == "succeeded"
 
@@ -88,7 +88,7 @@ def test_expired_windows_are_swept_as_the_partition_goes_on() -> None:
     p._last_sweep.clear()
     p.apply(skipped("a", T0), 0, now=T0 + timedelta(hours=3))
     assert p.tables.windows == {}
-    assert unwrap(p.tables.stats["a"])["counts"]["skipped"] == 1
+    assert p.tables.task_part("a", "stats")["counts"]["skipped"] == 1
 
 
 class CountingTable(dict[str, Any]):
@@ -109,7 +109,7 @@ class CountingTable(dict[str, Any]):
 
 def counting_projection(history: int = 3, recent: int = 4) -> Projection:
     return Projection(
-        MonitorTables(*(CountingTable() for _ in range(7))),
+        MonitorTables(*(CountingTable() for _ in range(5))),
         history_size=history,
         recent_size=recent,
         window_retention=timedelta(hours=1),
@@ -141,14 +141,14 @@ def workload(seed: int) -> list[Event]:
 
 
 def all_tables(p: Projection) -> list[Any]:
-    return [getattr(p.tables, field.name) for field in fields(MonitorTables)]
+    return [getattr(p.tables, f.name) for f in fields(MonitorTables) if f.name != "legacy"]
 
 
-def contents(p: Projection, evicted: Callable[[Any], Any] = lambda v: v) -> list[dict[str, Any]]:
-    """Every table, as dicts; ``evicted`` maps that table's values (a redone eviction
+def contents(p: Projection, tasks: Callable[[Any], Any] = lambda v: v) -> list[dict[str, Any]]:
+    """Every table, as dicts; ``tasks`` maps that table's values (a redone eviction
     remembers a later offset than the first: an idempotent list needs no exact one)."""
     tables = [{key: _comparable(value) for key, value in table.items()} for table in all_tables(p)]
-    tables[2] = {key: evicted(value) for key, value in tables[2].items()}
+    tables[1] = {key: tasks(value) for key, value in tables[1].items()}
     return tables
 
 
@@ -170,7 +170,9 @@ def test_a_batch_leaves_the_tables_as_the_events_one_by_one_do(size: int) -> Non
     for start in range(0, len(events), size):
         batched.apply_batch(events[start : start + size], 0, now=now)
     assert contents(batched) == contents(one_by_one)
-    assert one_by_one.tables.evicted  # the workload does evict
+    assert any(  # the workload does evict
+        one_by_one.tables.task_part(task, "evicted") for task in one_by_one.tables.tasks
+    )
 
 
 def test_each_key_a_batch_changes_is_written_once() -> None:
@@ -182,7 +184,7 @@ def test_each_key_a_batch_changes_is_written_once() -> None:
     assert written == sum(len(counts) for counts in writes)
     t = p.tables
     assert t.totals.writes == {"0": 1} and t.recent.writes == {"0": 1}
-    evicted = {execution_id for ids in t.evicted.values() for execution_id in unwrap(ids)}
+    evicted = {e for task in t.tasks for e in t.task_part(task, "evicted") or ()}
     assert evicted and not evicted & set(t.executions.writes)  # came and went in the batch
 
 
@@ -195,7 +197,7 @@ def test_a_duplicate_in_the_same_batch_changes_nothing() -> None:
     twice.apply_batch([*events, *events, events[1]], 0, now=T0)
     assert contents(twice) == contents(once)
     assert unwrap(twice.tables.totals["0"])["counts"]["succeeded"] == 1
-    assert unwrap(twice.tables.stats["t"])["counts"]["succeeded"] == 1
+    assert twice.tables.task_part("t", "stats")["counts"]["succeeded"] == 1
     assert twice.apply_batch(events, 0, now=T0) == 0  # redelivered: nothing written
     assert all(n == 1 for table in all_tables(twice) for n in table.writes.values())
 
@@ -233,15 +235,15 @@ def test_a_redelivery_of_any_length_changes_nothing() -> None:
         p.apply_batch(events[start : start + 7], 0, now, offsets[start : start + 7])
     t = p.tables
     assert t.totals["through:0"] == offsets[-1]
-    folded = {name: dict(getattr(t, name)) for name in ("stats", "totals", "windows")}
-    assert unwrap(folded["stats"]["t"])["counts"]["succeeded"] == 20
-    assert unwrap(folded["stats"]["t"])["counts"]["skipped"] == 100
+    folded = {name: dict(getattr(t, name)) for name in ("tasks", "totals", "windows")}
+    assert t.task_part("t", "stats")["counts"]["succeeded"] == 20
+    assert t.task_part("t", "stats")["counts"]["skipped"] == 100
     written = p.apply_batch(events, 0, now, offsets)  # everything again
     assert written == 0
     assert {name: dict(getattr(t, name)) for name in folded} == folded
     new = Run("t", T0 + timedelta(hours=1))
     p.apply_batch(new.events("failed", 2.0), 0, now, [len(events), len(events) + 1, 1000])
-    assert unwrap(t.stats["t"])["counts"]["failed"] == 1
+    assert t.task_part("t", "stats")["counts"]["failed"] == 1
     assert t.totals["through:0"] == 1000
 
 
@@ -267,7 +269,7 @@ def test_a_kill_in_the_middle_of_a_batch_s_writes_loses_and_doubles_nothing(
     phase: str, seed: int
 ) -> None:
     """The agent writes a batch in three phases, each confirmed by the broker before the
-    next: the tasks' keys (stats, history, evictions, windows, recent), then the execution
+    next: the tasks' records (stats, history, evictions), windows and recent, then the execution
     records, then the totals (which hold the offset folded through). A kill -9 in any
     phase leaves any part of that phase's writes; the records after the last commit come
     again, and the tables must end as if nothing had happened."""
@@ -307,4 +309,43 @@ def test_a_kill_in_the_middle_of_a_batch_s_writes_loses_and_doubles_nothing(
     resume = max(0, crash_at - size * rng.randrange(3))
     for start in range(resume, len(events), size):
         crashed.apply_batch(events[start : start + size], 0, now, offsets[start : start + size])
-    assert contents(crashed, evicted=unwrap) == contents(clean, evicted=unwrap)
+    assert contents(crashed, tasks=unwrap) == contents(clean, tasks=unwrap)
+
+
+def test_a_monitor_upgraded_from_the_three_task_tables_goes_on_where_it_was() -> None:
+    """Before the ``tasks`` record, a task's history, evictions and statistics were three
+    tables (kept as ``MonitorTables.legacy``, read only): folding on from them ends as
+    folding everything into ``tasks`` does, and the API reads them meanwhile."""
+    events = workload(seed=7)
+    offsets = list(range(len(events)))
+    half = len(events) // 2
+    now = T0 + timedelta(minutes=40)
+    reference = projection(history=3, recent=4)
+    reference.apply_batch(events, 0, now, offsets)
+
+    before = projection(history=3, recent=4)
+    before.apply_batch(events[:half], 0, now, offsets[:half])
+    old = before.tables
+    legacy: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+    for task_id, stored in old.tasks.items():
+        for table, part in zip(legacy, ("history", "evicted", "stats"), strict=True):
+            value = unwrap(stored).get(part)
+            if value is not None:
+                table[task_id] = {FOLDED_THROUGH: stored[FOLDED_THROUGH], "value": value}
+    upgraded = Projection(
+        MonitorTables(
+            dict(old.executions), {}, dict(old.totals), dict(old.windows), dict(old.recent), legacy
+        ),
+        history_size=3,
+        recent_size=4,
+        window_retention=timedelta(hours=1),
+    )
+    for task_id in old.tasks:
+        assert upgraded.tables.task_part(task_id, "stats") == old.task_part(task_id, "stats")
+    upgraded.apply_batch(events[half:], 0, now, offsets[half:])
+    assert any(legacy), "the legacy tables held tasks"
+    for task_id in reference.tables.tasks:
+        for part in ("history", "evicted", "stats"):
+            assert upgraded.tables.task_part(task_id, part) == reference.tables.task_part(
+                task_id, part
+            ), (task_id, part)

@@ -93,7 +93,7 @@ def _monitor(events: list[Event]) -> dict[str, Any]:
     [record] = t.executions.values()
     return {
         "record": {k: v for k, v in public_record(record).items()},
-        "stats": unwrap(t.stats["t"]),
+        "stats": t.task_part("t", "stats"),
         "totals": unwrap(t.totals["0"]),
         "windows": sorted((k, unwrap(v)) for k, v in t.windows.items()),
     }
