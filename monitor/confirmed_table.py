@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import FutureMessage
+from faust.utils import json as faust_json
 
 __all__ = ["ConfirmedTable", "WriteUnconfirmed", "confirm_write", "confirmed_table"]
 
@@ -52,17 +53,25 @@ class ConfirmedTable(faust.Table[Any, Any]):
         if self._pending is None:
             super().on_key_set(key, value)
             return
-        topic = self.changelog_topic
-        raw_key, _ = topic.prepare_key(key, self.key_serializer)
-        raw_value, _ = topic.prepare_value(value, self.value_serializer)
-        self._pending.append((self._partition_of(key), raw_key, raw_value))
+        self._pending.append((self._partition_of(key), self._raw_key(key), self._raw_value(value)))
 
     def on_key_del(self, key: Any) -> None:
         if self._pending is None:
             super().on_key_del(key)
             return
-        raw_key, _ = self.changelog_topic.prepare_key(key, self.key_serializer)
-        self._pending.append((self._partition_of(key), raw_key, None))
+        self._pending.append((self._partition_of(key), self._raw_key(key), None))
+
+    def _raw_key(self, key: Any) -> bytes | None:
+        if self.key_serializer == "json":  # faust's json codec is this call, bytes for bytes
+            return faust_json.dumps(key)  # type: ignore[return-value]
+        raw, _ = self.changelog_topic.prepare_key(key, self.key_serializer)
+        return raw  # type: ignore[no-any-return]
+
+    def _raw_value(self, value: Any) -> bytes | None:
+        if self.value_serializer == "json":
+            return faust_json.dumps(value)  # type: ignore[return-value]
+        raw, _ = self.changelog_topic.prepare_value(value, self.value_serializer)
+        return raw  # type: ignore[no-any-return]
 
     def _partition_of(self, key: Any) -> int:
         partition = self.partition_for_key(key)

@@ -82,9 +82,7 @@ def stats_after(stats: dict[str, Any] | None, change: Transition) -> dict[str, A
     if change.outcome is not None:
         counts[change.outcome] += 1
         assert change.finished_at is not None and change.duration_seconds is not None
-        durations = Histogram.from_json(result["durations"])
-        durations.add(change.duration_seconds)
-        result["durations"] = durations.to_json()
+        result["durations"] = Histogram.added_json(result["durations"], change.duration_seconds)
         last = result["last_finished_at"]
         if last is None or change.finished_at >= datetime.fromisoformat(last):
             result["last_finished_at"] = change.finished_at.isoformat()

@@ -76,9 +76,7 @@ def window_after(
     )
     result[what] += 1
     if duration is not None:
-        durations = Histogram.from_json(result["durations"])
-        durations.add(duration)
-        result["durations"] = durations.to_json()
+        result["durations"] = Histogram.added_json(result["durations"], duration)
     return result
 
 

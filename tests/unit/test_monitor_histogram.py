@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,15 @@ def _histogram(values: list[float]) -> Histogram:
     for value in values:
         histogram.add(value)
     return histogram
+
+
+def test_adding_to_the_json_form_equals_adding_to_the_histogram() -> None:
+    rng = random.Random(5)
+    stored: dict[str, Any] | None = None
+    histogram = Histogram()
+    for _ in range(2000):
+        value = rng.choice([0.0, 1e-9, -1.0, 2e7, rng.expovariate(3.0), rng.uniform(0, 50)])
+        stored = Histogram.added_json(stored, value)
+        histogram.add(value)
+        assert stored == histogram.to_json()
+    assert Histogram.added_json(None, 0.5) == Histogram.added_json({}, 0.5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,9 @@ from monitor.tables import MonitorTables
 from monitor.windows import parse_window_key
 from schemas import Event
 from tests.unit.monitor_events import T0, Run, skipped
+
+TABLES = ("executions", "tasks", "totals", "windows", "recent")
+"""The tables the projection writes (``legacy`` is read only)."""
 
 
 def tables() -> MonitorTables:
@@ -141,7 +143,7 @@ def workload(seed: int) -> list[Event]:
 
 
 def all_tables(p: Projection) -> list[Any]:
-    return [getattr(p.tables, f.name) for f in fields(MonitorTables) if f.name != "legacy"]
+    return [getattr(p.tables, name) for name in TABLES]
 
 
 def contents(p: Projection, tasks: Callable[[Any], Any] = lambda v: v) -> list[dict[str, Any]]:
