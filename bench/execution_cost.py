@@ -19,8 +19,11 @@ just before the first slot until everything settled (no topic end offset moved f
   the broker is our own; and the keys, values and headers of the records read.
 * **records read**: the records written times the consumers that read the topic in
   steady state (``READERS``, from the code: every ``task-events`` record is read by the
-  core's projection, its scheduler, the executor's cancellation listener and the
-  monitor); changelogs and internal topics are read only on a restore.
+  core's projection, its scheduler and the monitor; the executors' cancellation
+  listeners read ``cancellations``); changelogs and internal topics are read only on a
+  restore. The window starts before the tasks are created, so ``TaskCreated``, the
+  API's CPU and the transaction markers count (``--from-first-slot``: from a second
+  before the first slot, as before).
 * **CPU**, per service: utime + stime of each service's process tree and of the broker
   JVM (``/proc/<pid>/stat``) before and after.
 
@@ -91,12 +94,8 @@ BACKGROUND_TOPICS = ("workers", "heartbeats")
 COMMIT_WAIT = 3.5
 
 READERS: dict[str, tuple[str, ...]] = {
-    "task-events": (
-        "core projection",
-        "core scheduler",
-        "executor cancellation listener",
-        "monitor agent",
-    ),
+    "task-events": ("core projection", "core scheduler", "monitor agent"),
+    "cancellations": ("executor cancellation listener",),
     "executions.": ("executor queue consumer",),
     "execution-logs": ("core log projection",),
     "workers": ("core worker directory", "monitor workers"),
@@ -403,6 +402,7 @@ def measure(
     api = services["core"].health_url.removesuffix("/health")
     base = datetime.now(UTC) + timedelta(seconds=args.lead)
     slots = [base + timedelta(seconds=args.spread * n / count) for n in range(count)]
+    before_creation = probe.snapshot()
     started = time.monotonic()
     asyncio.run(create_tasks(api, slots, args.concurrency))
     created = time.monotonic() - started
@@ -413,8 +413,10 @@ def measure(
         raise RuntimeError(
             f"creating and settling took longer than --lead {args.lead:.0f} s; raise it"
         )
-    time.sleep(before_first)  # the window starts a second before the first slot
-    s1 = probe.snapshot()
+    time.sleep(before_first)
+    # the window starts before the tasks were created (their TaskCreated, the API's CPU),
+    # or with --from-first-slot a second before the first slot
+    s1 = probe.snapshot() if args.from_first_slot else before_creation
     deadline = time.monotonic() + args.lead + args.spread + args.timeout
     while (done := succeeded(services["executor"])) < count:
         if time.monotonic() > deadline:
@@ -733,6 +735,11 @@ def main() -> int:
         "--lead", type=float, help="seconds from creation to the first slot (default: auto)"
     )
     parser.add_argument("--settle", type=float, default=4.0, help="quiet seconds = settled")
+    parser.add_argument(
+        "--from-first-slot",
+        action="store_true",
+        help="start the window a second before the first slot (leave the creation out)",
+    )
     parser.add_argument("--idle", type=float, default=20.0, help="background window, seconds")
     parser.add_argument("--timeout", type=float, default=300.0, help="for the executions, s")
     parser.add_argument("--concurrency", type=int, default=16, help="parallel task creations")

@@ -6,7 +6,11 @@ the store, then reads the partitions from the store's offsets to their end befor
 fires anything there, so it has seen every slot the previous owner fired. A fire is
 one Kafka transaction: the work orders, the events (``ExecutionScheduled``,
 ``ExecutionSkipped``, ``CancelRequested``) and the consumed offsets with the group's
-generation, so a fenced zombie's commit fails. What is due is decided by
+generation, so a fenced zombie's commit fails. The same transactions copy every
+``CancelRequested`` read (or written) to the ``cancellations`` topic, which executors read
+instead of all of ``task-events``; a new owner of a partition reads from the group's
+commit when it is behind the store's offset, for the copies only, so none is lost when
+an instance dies between reading a request and its next commit. What is due is decided by
 :class:`core.shard.Shard`; this module does the I/O.
 
 The thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop`: a record whose
@@ -38,6 +42,7 @@ from core.settings import CoreSettings
 from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
 from core.store import TaskStore
 from schemas import (
+    CancelRequested,
     EventDecodeError,
     ExecutionScheduled,
     ExecutionSkipped,
@@ -48,7 +53,7 @@ from schemas import (
     event_headers,
     work_order_headers,
 )
-from schemas.codec import HEADER_EVENT_TYPE
+from schemas.codec import HEADER_EVENT_TYPE, Headers
 from taskstream.infra.bounded_call import BoundedCaller, CallTimedOut
 from taskstream.infra.consumer_loop import ConsumerLoop, LoopFault
 from taskstream.infra.health import ComponentStatus
@@ -95,6 +100,15 @@ _MAX_ABANDONED = 3
 """Given-up producer calls still blocked at which the scheduler stops (a restart cleans up)."""
 _MAX_FIRING = 1.0
 """Seconds of firing before the loop reads the log again, even with more timers due."""
+_CANCEL = (HEADER_EVENT_TYPE, CancelRequested.TYPE.encode())
+
+
+def _forwarded(headers: Headers | dict[str, str | bytes | None]) -> Headers:
+    """A record's headers as its copy on ``cancellations`` carries them."""
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return [(name, value) for name, value in pairs if name != HEADER_FIRED_BY]
+
+
 _IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
 HEADER_FIRED_BY = "fired-by"
 """A header on the events a scheduler fired: the assignment that fired them (random)."""
@@ -127,6 +141,11 @@ class Scheduler:
         self._shard = Shard(settings.topics)
         self._committed: dict[int, int] = {}
         """The task-events offset last committed per owned partition."""
+        self._apply_from: dict[int, int] = {}
+        """The store's offset of each owned partition: the shard applies records from it."""
+        self._forward: list[tuple[bytes | None, bytes | None, Headers]] = []
+        """``CancelRequested`` records read and not yet copied to the ``cancellations``
+        topic: the next fire transaction copies them, with the offsets past them."""
         self._fired_by = (HEADER_FIRED_BY, uuid.uuid4().hex.encode())
         """Marks the events fired under the current assignment: the shard applied them at
         commit, so reading them back is skipped. A new assignment rebuilds the shard from
@@ -215,8 +234,14 @@ class Scheduler:
         # The shard's timers live as long as the assignment: keep the cyclic collector
         # from walking them again and again (a million tasks are millions of objects).
         gc.freeze()
+        committed = self._group_offsets(consumer, partitions)
+        self._apply_from = {}
         for tp in partitions:
-            tp.offset = snapshot.offsets.get(tp.partition, OFFSET_BEGINNING)
+            stored = snapshot.offsets.get(tp.partition, OFFSET_BEGINNING)
+            self._apply_from[tp.partition] = stored
+            since = committed.get(tp.partition, -1)
+            # from the group's commit if it is behind the store: see _handle
+            tp.offset = since if 0 <= since < stored else stored
         self._committed = {}
         self._fired_by = (HEADER_FIRED_BY, uuid.uuid4().hex.encode())
         consumer.assign(partitions)
@@ -228,6 +253,21 @@ class Scheduler:
             len(self._shard),
             time.monotonic() - began,
         )
+
+    @staticmethod
+    def _group_offsets(consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
+        """The group's committed offsets (what the last fire transactions covered); none
+        if the coordinator does not answer (the store's offsets are used then)."""
+        try:
+            return {
+                tp.partition: tp.offset
+                for tp in consumer.committed(
+                    [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=10
+                )
+            }
+        except KafkaException as exc:
+            logger.warning("the group's offsets are unknown (%s): reading from the store's", exc)
+            return {}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked partitions %s", [tp.partition for tp in partitions])
@@ -260,6 +300,12 @@ class Scheduler:
                 logger.warning("scheduler consumer: %s", error.str())
             return
         headers = message.headers()
+        if (message.offset() or 0) < self._apply_from.get(partition, -1):
+            # before the store's offset: read again only for the cancellations the previous
+            # owner may have read and not forwarded yet (it died before its next commit)
+            if headers and _CANCEL in headers:
+                self._forward.append((message.key(), message.value(), _forwarded(headers)))
+            return
         if headers and any(header in _IGNORED or header == self._fired_by for header in headers):
             # ExecutionStarted: nothing to schedule; or fired here and applied at commit
             return
@@ -267,6 +313,8 @@ class Scheduler:
             event = decode_event(message.value())
         except EventDecodeError:
             return  # the projection logs undecodable records
+        if isinstance(event.data, CancelRequested):  # for the executors, with the next commit
+            self._forward.append((message.key(), message.value(), _forwarded(headers or [])))
         self._shard.apply(event, partition)  # quarantines the task if it cannot fold it
 
     def _record_failed(self, message: Message, exc: Exception) -> None:
@@ -299,6 +347,8 @@ class Scheduler:
         while True:
             plan = self._shard.due(datetime.now(UTC), self.settings.fire_batch_size)
             if not plan:
+                if self._forward:
+                    self._commit(plan)  # the cancellations alone, with the offsets read
                 return
             if not self._commit(plan):
                 return
@@ -317,13 +367,23 @@ class Scheduler:
                     value=encode_work_order(order),
                     headers=work_order_headers(),
                 )
+            forwarded = len(self._forward)
+            cancellations = self.settings.topics.cancellations
             for event in plan.events:
+                value = encode_event(event)
+                headers = event_headers(event)
                 producer.produce(
                     self.topic,
                     key=event.task_id.encode(),
-                    value=encode_event(event),
-                    headers=[*event_headers(event), self._fired_by],
+                    value=value,
+                    headers=[*headers, self._fired_by],
                 )
+                if isinstance(event.data, CancelRequested):  # overlap "replace"
+                    producer.produce(
+                        cancellations, key=event.task_id.encode(), value=value, headers=headers
+                    )
+            for raw_key, raw_value, raw_headers in self._forward[:forwarded]:
+                producer.produce(cancellations, key=raw_key, value=raw_value, headers=raw_headers)
             positions = self._moved_positions()
             metadata = self._consumer.consumer_group_metadata()
             self._calls.call(
@@ -337,6 +397,7 @@ class Scheduler:
         except CallTimedOut:
             self._give_up_producer()
             return False
+        del self._forward[:forwarded]
         self._committed.update((tp.partition, tp.offset) for tp in positions)
         QUARANTINED.set(self._shard.quarantined)
         committed_at = datetime.now(UTC)

@@ -7,8 +7,13 @@ work order that arrives after its cancel (it waited in a backlog) is cancelled b
 it starts; a task-wide request covers orders whose slot is not later than the request.
 
 :class:`CancelListener` feeds it: a consumer with no group that assigns every partition
-of ``task-events`` at its end when the executor starts, and reads only records whose
-``event-type`` header is ``CancelRequested`` (the body of anything else is never parsed).
+of the ``cancellations`` topic at its end when the executor starts. That topic holds a
+copy of each ``CancelRequested`` of ``task-events``, forwarded by the core instance that
+owns its partition in the same transaction as the offsets it read
+(:mod:`core.scheduler`), so an executor reads a few records instead of all of
+``task-events``. A copy may come twice (a core that takes a partition over reads again
+what its predecessor had not committed); a request is idempotent. It reads only records
+whose ``event-type`` header is ``CancelRequested`` (anything else is never parsed).
 Its thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop` (``cancellations``,
 essential: without it no cancel reaches a running execution): a record that cannot be
 decoded is logged and skipped, and one whose handling raises anything else is isolated by
@@ -142,10 +147,11 @@ class CancelRegistry:
 
 
 class CancelListener(OnLoop):
-    """Reads ``CancelRequested`` from ``task-events`` (from its end now) into a registry."""
+    """Reads ``CancelRequested`` from the ``cancellations`` topic (from its end now) into
+    a registry."""
 
     def __init__(self, settings: CommonSettings, registry: CancelRegistry, name: str) -> None:
-        self._topic = settings.topics.task_events
+        self._topic = settings.topics.cancellations
         self._registry = registry
         self._consumer = Consumer(
             consumer_config(

@@ -152,6 +152,7 @@ def standard_topics(settings: CommonSettings, queues: list[str]) -> list[TopicSp
         TopicSpec(topics.dead_letter, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(topics.workers, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.alerts, 1, {"retention.ms": _DAYS_7}),
+        TopicSpec(topics.cancellations, 1, {"retention.ms": _DAYS_7}),
         TopicSpec(
             topics.execution_logs,
             settings.execution_partitions,

@@ -82,6 +82,9 @@ class Topics:
         self.workers = f"{prefix}workers"
         self.alerts = f"{prefix}alerts"
         self.execution_logs = f"{prefix}execution-logs"
+        self.cancellations = f"{prefix}cancellations"
+        """Copies of the ``CancelRequested`` events, forwarded by the schedulers in their
+        fire transactions: what executors read instead of all of ``task-events``."""
 
     def execution(self, queue: str, priority: str) -> str:
         """The work-order topic of one queue's priority lane."""

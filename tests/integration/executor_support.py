@@ -23,6 +23,7 @@ from handlers import HandlerRegistry, TaskHandler
 from handlers.builtin import EchoHandler, FailHandler, NoopHandler, SleepHandler
 from schemas import (
     TERMINAL_EVENT_TYPES,
+    CancelRequested,
     Event,
     EventData,
     Priority,
@@ -134,9 +135,12 @@ class Writer:
                 self._producer.poll(0.1)
 
     def event(self, task_id: str, data: EventData) -> None:
+        """Append an event to ``task-events``, or a ``CancelRequested`` where executors
+        read it: on ``cancellations``, as the core's scheduler forwards it."""
         event = Event.create(task_id, data)
+        topics = self.settings.topics
         self._producer.produce(
-            self.settings.topics.task_events,
+            topics.cancellations if isinstance(data, CancelRequested) else topics.task_events,
             key=task_id.encode(),
             value=encode_event(event),
             headers=event_headers(event),

@@ -1,9 +1,10 @@
 """The executor's cancellation listener on a real broker: a bad record never stops it.
 
-Records that say ``event-type: CancelRequested`` but are not one go on ``task-events``
-while an execution runs: one that is not JSON, and one whose ``type`` is a list (decoding
-it raises ``TypeError``, not a decode error). A valid cancel after them must still stop
-the execution, and the listener's health says it isolated the record.
+Records that say ``event-type: CancelRequested`` but are not one go on ``cancellations``
+(where the core's scheduler copies the requests for the executors) while an execution
+runs: one that is not JSON, and one whose ``type`` is a list (decoding it raises
+``TypeError``, not a decode error). A valid cancel after them must still stop the
+execution, and the listener's health says it isolated the record.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _cancel_lookalikes(settings: ExecutorSettings, task_id: str) -> None:
         b'{"type": ["CancelRequested"], "version": 1, "data": {"reason": "x"}}',
     ):
         producer.produce(
-            settings.topics.task_events, key=task_id.encode(), value=value, headers=headers
+            settings.topics.cancellations, key=task_id.encode(), value=value, headers=headers
         )
     assert producer.flush(30) == 0
 

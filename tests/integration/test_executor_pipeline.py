@@ -224,7 +224,11 @@ def test_a_cancel_request_stops_a_running_execution(
         # a task-wide cancel that arrives before its work order (the order waited somewhere)
         late = work_order("sleep", {"seconds": 30})
         writer.event(late.task_id, CancelRequested(reason="whole task"))
-        eventually(lambda: log.of("CancelRequested"), what="the second request on the log")
+        requests = EventLog(settings.kafka_bootstrap_servers, settings.topics.cancellations)
+        try:
+            eventually(lambda: requests.of("CancelRequested"), what="the request to be there")
+        finally:
+            requests.close()
         writer.orders(late)
         [early] = eventually(
             lambda: log.of("ExecutionCancelled", late.execution_id), what="the late order"
