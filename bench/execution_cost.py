@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -162,11 +162,20 @@ class Probe:
         ends = {}
         for topic, partitions in self.topics().items():
             for partition in range(partitions):
-                _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10, cached=False
-                )
-                ends[(topic, partition)] = high
+                ends[(topic, partition)] = self._end(TopicPartition(topic, partition))
         return ends
+
+    def _end(self, tp: TopicPartition, patience: float = 20.0) -> int:
+        """The partition's end offset, asked again while a new topic elects its leader."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                return int(high)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def disk(self) -> dict[str, int]:
         """Bytes of the ``.log`` segments of each topic (our own broker only)."""
@@ -402,7 +411,7 @@ def measure(
     api = services["core"].health_url.removesuffix("/health")
     base = datetime.now(UTC) + timedelta(seconds=args.lead)
     slots = [base + timedelta(seconds=args.spread * n / count) for n in range(count)]
-    before_creation = probe.snapshot()
+    before_creation = probe.settle(args.settle, timeout=120)  # the topics made, quiet
     started = time.monotonic()
     asyncio.run(create_tasks(api, slots, args.concurrency))
     created = time.monotonic() - started
