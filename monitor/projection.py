@@ -2,8 +2,9 @@
 
 One agent with concurrency 1 (higher concurrency can commit past in-flight messages:
 faust #606) reads the records as raw bytes, in batches (``monitor_batch_size``, waiting at
-most ``monitor_batch_wait``), and decodes each once with our registry, so a poison record
-is logged and skipped. For an execution event it folds the record
+most ``monitor_batch_wait``), skips by header the types it folds nothing from
+(:data:`UNFOLDED_TYPES`) and decodes each of the others once with our registry, so a
+poison record is logged and skipped. For an execution event it folds the record
 (:mod:`monitor.records`), derives the :class:`~monitor.transitions.Transition` and
 updates history, statistics, totals, windows and the recent list from it; an event the
 fold ignores (a duplicate) changes nothing at all. A batch is folded into working copies
@@ -93,7 +94,17 @@ from monitor.windows import (
     window_key,
     window_update,
 )
-from schemas import Event, EventDecodeError, ExecutionSkipped, decode_event
+from schemas import (
+    CancelRequested,
+    DeadLetterReplayed,
+    Event,
+    EventDecodeError,
+    ExecutionSkipped,
+    RetryScheduled,
+    RunRequested,
+    decode_event,
+)
+from schemas.codec import HEADER_EVENT_TYPE
 
 __all__ = ["EventSink", "Projection", "TaskEventsFeed", "install_projection"]
 
@@ -296,6 +307,22 @@ class Projection:
             logger.debug("deleted %d expired windows of partition %d", len(stale), partition)
 
 
+UNFOLDED_TYPES = frozenset(
+    kind.TYPE for kind in (RunRequested, CancelRequested, RetryScheduled, DeadLetterReplayed)
+)
+"""Events neither the projection nor the alert facts fold (the outcome or the fire they
+lead to is what counts): skipped by their ``event-type`` header, never decoded."""
+_UNFOLDED_HEADERS = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in UNFOLDED_TYPES)
+
+
+def _unfolded_type(headers: Any) -> str | None:
+    """The type of a record the monitor does not fold, by its headers; None otherwise."""
+    for header in headers or ():
+        if isinstance(header, tuple) and header in _UNFOLDED_HEADERS:
+            return header[1].decode()
+    return None
+
+
 EventSink = Callable[[Sequence[Event], int, datetime], None]
 """Folds a batch of one partition's decoded events, in order, at ``now``.
 
@@ -424,6 +451,11 @@ def install_projection(
         for record in records:
             message = record.message
             partition = message.partition
+            unfolded = _unfolded_type(message.headers)
+            if unfolded is not None:  # counted, never decoded
+                types[unfolded] = types.get(unfolded, 0) + 1
+                next_offsets[partition] = message.offset
+                continue
             try:
                 event = decode_event(record.value)
             except EventDecodeError as exc:

@@ -351,3 +351,33 @@ def test_a_monitor_upgraded_from_the_three_task_tables_goes_on_where_it_was() ->
             assert upgraded.tables.task_part(task_id, part) == reference.tables.task_part(
                 task_id, part
             ), (task_id, part)
+
+
+def test_the_types_the_monitor_folds_nothing_from_are_skipped_by_header() -> None:
+    """Skipping them loses nothing: neither the projection nor the alert facts change for
+    one. aiokafka hands the headers as a tuple of ``(str, bytes)`` pairs."""
+    from monitor.alerts.facts import fold as fold_facts
+    from monitor.projection import UNFOLDED_TYPES, _unfolded_type
+    from schemas import (
+        CancelRequested,
+        DeadLetterReplayed,
+        RetryScheduled,
+        RunRequested,
+        event_headers,
+    )
+
+    common = {"execution_id": "e2", "attempt": 2, "scheduled_for": T0, "due_at": T0}
+    unfolded = [
+        Event.create("t", RunRequested()),
+        Event.create("t", CancelRequested(execution_id="e1")),
+        Event.create("t", RetryScheduled(failed_execution_id="e1", **common)),
+        Event.create("t", DeadLetterReplayed(dead_lettered_execution_id="e1", **common)),
+    ]
+    assert {event.type for event in unfolded} == UNFOLDED_TYPES
+    for event in unfolded:
+        assert _unfolded_type(tuple(event_headers(event))) == event.type
+        assert fold_facts(None, event) is None
+        assert projection().apply_batch([event], 0, now=T0) == 0
+    for event in [*Run("t", T0).events("failed", 1.0), skipped("t", T0)]:
+        assert _unfolded_type(tuple(event_headers(event))) is None
+    assert _unfolded_type(None) is None
