@@ -100,6 +100,9 @@ _MAX_ABANDONED = 3
 """Given-up producer calls still blocked at which the scheduler stops (a restart cleans up)."""
 _MAX_FIRING = 1.0
 """Seconds of firing before the loop reads the log again, even with more timers due."""
+_IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
+HEADER_FIRED_BY = "fired-by"
+"""A header on the events a scheduler fired: the assignment that fired them (random)."""
 _CANCEL = (HEADER_EVENT_TYPE, CancelRequested.TYPE.encode())
 
 
@@ -107,11 +110,6 @@ def _forwarded(headers: Headers | dict[str, str | bytes | None]) -> Headers:
     """A record's headers as its copy on ``cancellations`` carries them."""
     pairs = headers.items() if isinstance(headers, dict) else headers
     return [(name, value) for name, value in pairs if name != HEADER_FIRED_BY]
-
-
-_IGNORED = frozenset((HEADER_EVENT_TYPE, kind.encode()) for kind in IGNORED_EVENT_TYPES)
-HEADER_FIRED_BY = "fired-by"
-"""A header on the events a scheduler fired: the assignment that fired them (random)."""
 
 
 class Scheduler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import (
+    TERMINAL_EVENT_TYPES,
     Event,
     ExecutionCancelled,
     ExecutionDeadLettered,
@@ -39,7 +40,6 @@ EXECUTION_EVENTS = (
     ExecutionCancelled,
     ExecutionDeadLettered,
 )
-_OUTCOME_EVENTS = (ExecutionSucceeded, ExecutionFailed, ExecutionTimedOut, ExecutionCancelled)
 _RANK = {
     "scheduled": 0,
     "running": 1,
@@ -124,7 +124,7 @@ def apply_event(record: dict[str, Any] | None, event: Event) -> dict[str, Any] |
             worker_id=data.worker_id,
         )
         status = "failed"
-    if isinstance(data, _OUTCOME_EVENTS) and data.started_at is not None:
+    if isinstance(data, TERMINAL_EVENT_TYPES) and data.started_at is not None:
         # v2: a run that ended quickly has no ExecutionStarted; its outcome says it
         record.update(started_at=data.started_at.isoformat(), handler=data.handler)
     current = record["status"]

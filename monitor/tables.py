@@ -30,8 +30,9 @@ import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import faust
@@ -77,7 +78,6 @@ class MonitorTables:
     they were one ``tasks`` record: read, never written, for a task the ``tasks`` table
     does not hold yet (a monitor upgraded in place goes on counting where it was; the
     task's next change writes its ``tasks`` record)."""
-    _memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def create(cls, app: faust.App, partitions: int) -> MonitorTables:
@@ -93,22 +93,18 @@ class MonitorTables:
             legacy=(table("history"), table("evicted"), table("stats")),
         )
 
+    @cached_property
     def _legacy_held(self) -> bool:
         """Whether the legacy tables hold anything (asked once: nothing writes them, and
         the tables are recovered before the agent or the API reads them)."""
-        held = self._memo.get("legacy")
-        if held is None:
-            held = self._memo["legacy"] = self.legacy is not None and any(
-                len(table) for table in self.legacy
-            )
-        return held
+        return self.legacy is not None and any(len(table) for table in self.legacy)
 
     def stored_task(self, task_id: str) -> Any:
         """The task's stored ``tasks`` record; composed from the legacy tables if it has
         none yet and they hold the task (their largest offset folded through: the parts
         were written in one phase, so they differ only if a kill -9 cut that phase)."""
         stored = self.tasks.get(task_id)
-        if stored is not None or not self._legacy_held():
+        if stored is not None or not self._legacy_held:
             return stored
         assert self.legacy is not None
         parts = [table.get(task_id) for table in self.legacy]

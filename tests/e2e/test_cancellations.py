@@ -25,19 +25,18 @@ def _of(stack: Stack, topic: str, task_id: str, kind: str) -> list[dict[str, Any
     ]
 
 
+def _sleeper(client: httpx.Client, **body: Any) -> str:
+    """Create a task whose runs sleep a minute; its id."""
+    created = client.post(
+        "/api/tasks", json={"handler": "sleep", "params": {"seconds": 60}, **body}
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 def test_an_api_cancel_stops_a_running_execution(stack: Stack) -> None:
     with httpx.Client(base_url=stack.core, timeout=30) as client:
-        created = client.post(
-            "/api/tasks",
-            json={
-                "name": "long",
-                "schedule": {"cron": "0 0 1 1 *"},
-                "handler": "sleep",
-                "params": {"seconds": 60},
-            },
-        )
-        assert created.status_code == 201, created.text
-        task_id = created.json()["id"]
+        task_id = _sleeper(client, name="long", schedule={"cron": "0 0 1 1 *"})
         execution = client.post(f"/api/tasks/{task_id}/run").json()["execution_id"]
         eventually(
             lambda: _of(stack, "task-events", task_id, "ExecutionStarted"),
@@ -61,18 +60,7 @@ def test_overlap_replace_cancels_the_run_still_going(stack: Stack) -> None:
     """A scheduler-written CancelRequested (overlap ``replace``) is copied in its fire
     transaction and stops the previous run."""
     with httpx.Client(base_url=stack.core, timeout=30) as client:
-        created = client.post(
-            "/api/tasks",
-            json={
-                "name": "replaced",
-                "schedule": {"every": "3s"},
-                "handler": "sleep",
-                "params": {"seconds": 60},
-                "overlap": "replace",
-            },
-        )
-        assert created.status_code == 201, created.text
-        task_id = created.json()["id"]
+        task_id = _sleeper(client, name="replaced", schedule={"every": "3s"}, overlap="replace")
         try:
             eventually(
                 lambda: _of(stack, "task-events", task_id, "ExecutionCancelled"),
