@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from executor.started import StartedAnnouncer
 from schemas import Event, ExecutionStarted
 from tests.integration.executor_support import work_order
+from tests.support import eventually
 
 
 class _Clock:
@@ -76,3 +77,29 @@ def test_a_threshold_of_zero_announces_at_the_start() -> None:
     announcer.begin(1, work_order("noop"), datetime.now(UTC))
     assert len(sent) == 1
     assert announcer.end(1) is not None
+
+
+def test_a_send_that_raises_is_counted_and_the_next_tick_announces_the_run() -> None:
+    sent: list[Event] = []
+    calls = [0]
+
+    def send(event: Event) -> Future[None]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("producer queue full")
+        sent.append(event)
+        future: Future[None] = Future()
+        future.set_result(None)
+        return future
+
+    announcer = StartedAnnouncer(0.2, "w-1", send)
+    announcer.start()
+    try:
+        announcer.begin(1, work_order("sleep", {"seconds": 5}), datetime.now(UTC))
+        eventually(lambda: sent, timeout=5, what="the run announced after the failed send")
+        health = announcer.health()
+        assert announcer.alive and health.details["tick_errors"] >= 1
+        assert "producer queue full" in str(health.details["last_tick_error"])
+        assert announcer.end(1) is not None
+    finally:
+        announcer.stop()
