@@ -93,9 +93,32 @@ def kafka(heap: str = "1g") -> Iterator[str]:
         return
     broker = LocalKafkaBroker(port=0, heap=heap)
     try:
-        yield broker.start()
+        bootstrap = broker.start()
+        if broker.pid is not None:
+            _BROKER_PIDS[bootstrap] = broker.pid
+        yield bootstrap
     finally:
+        _BROKER_PIDS.pop(bootstrap, None)
         broker.stop()
+
+
+_BROKER_PIDS: dict[str, int] = {}
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The process of the broker :func:`kafka` started at ``bootstrap`` (None: not ours)."""
+    return _BROKER_PIDS.get(bootstrap)
+
+
+def cpu_of_everything(stack: Stack, bootstrap: str) -> dict[str, float]:
+    """CPU seconds so far of each service, the broker (if ours) and this load generator."""
+    cpu = stack.cpu_seconds()
+    pid = broker_pid(bootstrap)
+    if pid is not None:
+        cpu["broker"] = process_cpu_seconds(pid)
+    own = os.times()
+    cpu["load generator"] = own.user + own.system
+    return cpu
 
 
 def checkout_env(base: dict[str, str] | None = None, code: Path = REPO) -> dict[str, str]:

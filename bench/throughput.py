@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     Stack,
+    cpu_of_everything,
     distribution,
     each_run,
     machine,
@@ -205,6 +206,11 @@ class MonitorWatch(_Watch):
         return self.samples[-1][1] if self.samples else 0
 
 
+def at_once(args: argparse.Namespace) -> bool:
+    """Tasks due when submitted (not a drain of tasks created ahead)."""
+    return args.due_in is None
+
+
 def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     executor_settings = {
         "TASKSTREAM_EXECUTOR_CONCURRENCY": str(args.concurrency),
@@ -221,7 +227,7 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     ) as stack:
         watch: LogWatch | MonitorWatch = LogWatch(stack) if args.no_monitor else MonitorWatch(stack)
         watch.start()
-        profilers = profile(stack, args.profile) if args.profile else []
+        profilers = profile(stack, args.profile) if args.profile and at_once(args) else []
         cpu_before = stack.cpu_seconds()
         began = time.time()
         at = None if args.due_in is None else began + args.due_in
@@ -244,6 +250,15 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
+        if args.profile and not profilers:  # a drain: profile from the due instant on
+            assert at is not None
+            while time.time() < at:
+                time.sleep(0.05)
+            profilers = profile(stack, args.profile)
+        if at is not None:  # a drain: the CPU of everything from the due instant on
+            while time.time() < at:
+                time.sleep(0.05)
+            drain_cpu_before = cpu_of_everything(stack, bootstrap)
         deadline = time.monotonic() + args.timeout
         while watch.succeeded() < args.tasks and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -254,12 +269,20 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             name: round(after - cpu_before.get(name, 0.0), 1)
             for name, after in stack.cpu_seconds().items()
         }
+        drain_cpu = (
+            {
+                name: after - drain_cpu_before.get(name, 0.0)
+                for name, after in cpu_of_everything(stack, bootstrap).items()
+            }
+            if at is not None
+            else {}
+        )
         records = read_events(
             bootstrap,
             stack.task_events,
             {"TaskCreated", "ExecutionScheduled", "ExecutionSucceeded", "ExecutionFailed"},
         )
-    return _figures(args, began, submitted, due, counted, records, watch, cpu)
+    return _figures(args, began, submitted, due, counted, records, watch, cpu, drain_cpu)
 
 
 def _figures(
@@ -271,6 +294,7 @@ def _figures(
     records: list[Any],
     watch: LogWatch | MonitorWatch,
     cpu: dict[str, float],
+    drain_cpu: dict[str, float],
 ) -> dict[str, Any]:
     created = sorted(r.timestamp for r in records if r.type == "TaskCreated")
     fired = sorted(r.timestamp for r in records if r.type == "ExecutionScheduled")
@@ -317,6 +341,16 @@ def _figures(
         },
         "cpu_seconds": cpu,
         "cpu_ms_per_execution": {name: 1000 * seconds / max(n, 1) for name, seconds in cpu.items()},
+        # a drain: from the due instant to the end, every process (the broker's and this
+        # load generator's too) and their sum: the CPU an execution costs at saturation
+        "drain_cpu_ms_per_execution": (
+            {
+                **{name: 1000 * seconds / max(n, 1) for name, seconds in drain_cpu.items()},
+                "all": 1000 * sum(drain_cpu.values()) / max(n, 1),
+            }
+            if drain_cpu
+            else {}
+        ),
         "series": {
             "origin": began,
             "submitted_per_s": per_second(created, began),
@@ -402,7 +436,8 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy record the core and executors into this directory (raw stacks)",
+        help="py-spy record the core and executors into this directory (raw stacks); "
+        "with --due-in, from the due instant on (the drain alone, not the submission)",
     )
     args = parser.parse_args()
     if args.profile:
@@ -425,6 +460,10 @@ def main() -> int:
     for service in runs[0]["cpu_ms_per_execution"]:
         figures[f"cpu_ms_per_execution_{service}"] = over_runs(
             runs, f"cpu_ms_per_execution.{service}"
+        )
+    for process in runs[0]["drain_cpu_ms_per_execution"]:
+        figures[f"drain_cpu_ms_per_execution_{process}"] = over_runs(
+            runs, f"drain_cpu_ms_per_execution.{process}"
         )
     lags = [r["monitor"]["max_lag_records"] for r in runs if r["monitor"]["max_lag_records"]]
     rows = [
