@@ -19,9 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from executor.cancellations import CancelRegistry
-from executor.log_shipping import LogShipper
+from executor.log_shipping import LogShipper, ShippedRun
 from executor.metrics import (
     DEAD_LETTERS,
     DISPATCH_LATENCY,
@@ -45,6 +46,9 @@ from schemas import (
 )
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import Topics
+
+if TYPE_CHECKING:
+    from executor.pool import Slot
 
 __all__ = ["Executions", "Received"]
 
@@ -95,24 +99,81 @@ class Executions:
             started_after, worker_id, self._send_event, stall_after=stall_after
         )
 
-    def process(self, item: Received) -> None:
-        """Run one order and publish its outcome; mark it done once delivered."""
+    def process(self, item: Received, slot: Slot) -> None:
+        """Run one order and publish its outcome; mark it done once delivered.
+
+        A sync handler runs on this thread; if it overruns (deadline, cancellation),
+        ``slot`` is handed over to a thread that publishes the ending, and this returns
+        when the handler does.
+        """
         order = item.order
         log = fields(task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt)
-        sent: list[Future[None]] = []
         control = RunControl()
         self.cancellations.register(order.execution_id, order.task_id, control)
-        started_at: datetime | None = None
-        try:
-            reason = self.cancellations.pending_reason(order)
-            if reason is not None:
-                logger.info("cancelled before it started: %s", reason, extra=log)
-                outcome = Outcome(Ending.CANCELLED, 0.0, error_message=reason, retryable=False)
-            else:
-                started_at = datetime.now(UTC)
-                outcome = self._run(item, started_at, control, sent, log)
-        finally:
+        reason = self.cancellations.pending_reason(order)
+        if reason is not None:
             self.cancellations.unregister(order.execution_id)
+            logger.info("cancelled before it started: %s", reason, extra=log)
+            cancelled = Outcome(Ending.CANCELLED, 0.0, error_message=reason, retryable=False)
+            self._publish(item, cancelled, None, [], log)
+            return
+        started_at = datetime.now(UTC)
+        run = self._begin(item, started_at, log)
+
+        def ended(outcome: Outcome) -> None:
+            self.cancellations.unregister(order.execution_id)
+            self._publish(item, outcome, started_at, self._end(item, run), log)
+
+        try:
+            outcome = self.runner.run_here(
+                order,
+                control,
+                run.log if run is not None else None,
+                overrun=lambda ending: slot.hand_over(lambda: ended(ending)),
+            )
+        except BaseException:
+            self.cancellations.unregister(order.execution_id)
+            self._end(item, run)
+            raise
+        if outcome is not None:
+            ended(outcome)
+
+    def _begin(
+        self, item: Received, started_at: datetime, log: dict[str, object]
+    ) -> ShippedRun | None:
+        order = item.order
+        run = self.logs.open(order) if self.logs is not None else None
+        if order.attempt == 1:  # a retry's order carries its slot, not when the retry was due
+            DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
+                max((started_at - order.scheduled_for).total_seconds(), 0.0)
+            )
+        self.announcer.begin(id(item), order, started_at)  # id: unique while the item runs
+        logger.info("running %s", order.handler, extra=log)
+        IN_FLIGHT.inc()
+        return run
+
+    def _end(self, item: Received, run: ShippedRun | None) -> list[Future[None]]:
+        """The run ended: what must be on the broker before its outcome counts as sent."""
+        IN_FLIGHT.dec()
+        sent: list[Future[None]] = []
+        announced = self.announcer.end(id(item))  # before the outcome is produced
+        if announced is not None:
+            sent.append(announced)
+        if run is not None and self.logs is not None:
+            sent.append(self.logs.close(run))
+        return sent
+
+    def _publish(
+        self,
+        item: Received,
+        outcome: Outcome,
+        started_at: datetime | None,
+        sent: list[Future[None]],
+        log: dict[str, object],
+    ) -> None:
+        """Produce the outcome's records; the order is done once all of ``sent`` and they
+        are on the broker."""
+        order = item.order
         records = records_for(
             order, outcome, self.worker_id, datetime.now(UTC), started_at=started_at
         )
@@ -130,34 +191,6 @@ class Executions:
             )
         self._account(item, outcome, records.events, log)
         _when_all_delivered(sent, lambda: item.done(item), log)
-
-    def _run(
-        self,
-        item: Received,
-        started_at: datetime,
-        control: RunControl,
-        sent: list[Future[None]],
-        log: dict[str, object],
-    ) -> Outcome:
-        order = item.order
-        run = self.logs.open(order) if self.logs is not None else None
-        if order.attempt == 1:  # a retry's order carries its slot, not when the retry was due
-            DISPATCH_LATENCY.labels(item.queue, item.priority.value).observe(
-                max((started_at - order.scheduled_for).total_seconds(), 0.0)
-            )
-        token = id(item)  # unique while the item runs
-        self.announcer.begin(token, order, started_at)
-        logger.info("running %s", order.handler, extra=log)
-        IN_FLIGHT.inc()
-        try:
-            return self.runner.run(order, control, run.log if run is not None else None)
-        finally:
-            IN_FLIGHT.dec()
-            announced = self.announcer.end(token)  # before the outcome is produced
-            if announced is not None:
-                sent.append(announced)
-            if run is not None and self.logs is not None:
-                sent.append(self.logs.close(run))
 
     def _send_event(self, event: Event) -> Future[None]:
         return self.publisher.send(

@@ -1,7 +1,11 @@
 """Running one work order's handler, with its deadline and cancellation, into an Outcome.
 
-Sync handlers run on a thread of their own, async handlers on the runner's one asyncio
-loop thread. The caller waits for whichever comes first:
+The executor's slots call :meth:`HandlerRunner.run_here`: a sync handler runs on the
+slot's own thread, under the :mod:`executor.watchdog` (which ends the run at its
+deadline or cancellation and hands the slot over to a new thread); an async handler runs
+on the runner's one asyncio loop thread. :meth:`HandlerRunner.run` runs a sync handler on
+a thread of its own instead, for a caller that must not lend its thread. The caller
+waits for whichever comes first:
 
 - the handler ends: success -> ``SUCCEEDED``; ``PermanentError`` -> ``FAILED``, not
   retryable; ``RetryableError`` -> ``FAILED`` with its ``delay``; ``TimeoutError`` (the
@@ -14,7 +18,7 @@ On a deadline or cancellation an async handler's task is cancelled; a sync handl
 ``ctx.cancelled`` set and is no longer waited for. Its thread may linger: it is counted
 in ``taskstream_executor_lingering_threads`` until it returns.
 
-Sync handlers' threads are reused (:class:`HandlerThreads`): starting a thread costs more
+:meth:`HandlerRunner.run`'s threads are reused (:class:`HandlerThreads`): starting a thread costs more
 than a short handler runs. A thread goes back to the idle ones when its handler returns,
 a lingering one only then; idle threads beyond the number kept end.
 """
@@ -37,6 +41,7 @@ import orjson
 from executor.capture import RunLog, capturing, current_run_log
 from executor.metrics import LINGERING_THREADS
 from executor.outcomes import Ending, Outcome
+from executor.watchdog import RunWatchdog, Watch
 from handlers import (
     HandlerEnvironment,
     HandlerRegistry,
@@ -66,9 +71,11 @@ class RunControl:
     def __init__(self) -> None:
         self.cancelled = threading.Event()
         """Given to the handler as ``ctx.cancelled``: set on cancellation and timeout."""
-        self._wake = threading.Event()
+        self._wake: threading.Event | None = None
+        """Only a run that waits for a handler on another thread needs one."""
         self._lock = threading.Lock()
         self._reason: str | None = None
+        self._watched: tuple[RunWatchdog, Watch] | None = None
 
     @property
     def reason(self) -> str | None:
@@ -80,19 +87,44 @@ class RunControl:
         with self._lock:
             if self._reason is None:
                 self._reason = reason or "cancelled"
+            watched, wake = self._watched, self._wake
         self.cancelled.set()
-        self._wake.set()
+        if wake is not None:
+            wake.set()
+        if watched is not None:
+            watchdog, watch = watched
+            watchdog.cancel(watch, self._reason or "cancelled")
+
+    def watched_by(self, watchdog: RunWatchdog, watch: Watch) -> None:
+        """The run is on its slot under ``watchdog``: a cancellation overruns it."""
+        with self._lock:
+            self._watched = watchdog, watch
+            reason = self._reason
+        if reason is not None:  # cancelled between the check before the run and now
+            watchdog.cancel(watch, reason)
 
     def wake(self) -> None:
-        self._wake.set()
+        with self._lock:
+            wake = self._wake
+        if wake is not None:
+            wake.set()
 
     def reset_wake(self) -> None:
         """Forget earlier wake-ups; check the conditions after this, then :meth:`sleep`."""
-        self._wake.clear()
+        with self._lock:
+            if self._wake is None:
+                self._wake = threading.Event()
+            wake = self._wake
+        wake.clear()
 
     def sleep(self, timeout: float) -> None:
         """Wait for a wake-up (handler ended, cancellation) or ``timeout`` seconds."""
-        self._wake.wait(timeout)
+        with self._lock:
+            wake = self._wake
+        if wake is None:
+            time.sleep(timeout)
+        else:
+            wake.wait(timeout)
 
 
 class HandlerThreads:
@@ -181,7 +213,9 @@ class HandlerRunner:
         self.shell_enabled = shell_enabled
         self._environment = environment or HandlerEnvironment(shell_enabled=shell_enabled)
         self.threads = HandlerThreads(idle_threads)
-        """Sync handlers' threads; at most ``idle_threads`` are kept while idle."""
+        """Sync handlers' threads for :meth:`run`; at most ``idle_threads`` are kept idle."""
+        self.watchdog = RunWatchdog()
+        """The deadlines and cancellations of the sync handlers :meth:`run_here` runs."""
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
             target=self._loop.run_forever, name="handlers-asyncio", daemon=True
@@ -191,6 +225,7 @@ class HandlerRunner:
     def close(self, timeout: float = 2.0) -> None:
         """Cancel async handlers still running, stop the loop and close it."""
         self.threads.close()
+        self.watchdog.close()
         if self._loop.is_closed():
             return
         try:
@@ -222,11 +257,72 @@ class HandlerRunner:
     def run(self, order: WorkOrder, control: RunControl, run_log: RunLog | None = None) -> Outcome:
         """Run ``order``'s handler until it ends, times out or is cancelled.
 
-        What the handler logs and prints while it runs goes to ``run_log`` (if given).
+        A sync handler runs on a thread of :attr:`threads`, an async one on the loop; the
+        caller waits. What the handler logs and prints while it runs goes to ``run_log``
+        (if given).
         """
+        outcome = self._run(order, control, run_log, None)
+        assert outcome is not None  # only an overrun run_here answers None
+        return outcome
+
+    def run_here(
+        self,
+        order: WorkOrder,
+        control: RunControl,
+        run_log: RunLog | None,
+        overrun: Callable[[Outcome], None],
+    ) -> Outcome | None:
+        """Like :meth:`run`, but a sync handler runs on the calling thread.
+
+        If the run passes its deadline or is cancelled while the handler runs, the
+        :attr:`watchdog` calls ``overrun`` with the ending (from its own thread, once),
+        and this returns None when the handler returns at last: the caller's thread was
+        left with the handler, and what it returned is dropped. An async handler runs on
+        the loop while the caller waits, as with :meth:`run`.
+        """
+        return self._run(order, control, run_log, overrun)
+
+    def _run(
+        self,
+        order: WorkOrder,
+        control: RunControl,
+        run_log: RunLog | None,
+        overrun: Callable[[Outcome], None] | None,
+    ) -> Outcome | None:
+        """:meth:`run_here` with ``overrun``; :meth:`run` (a handler thread) without."""
+        prepared = self._prepare(order, control)
+        if isinstance(prepared, Outcome):
+            return prepared
+        handler, started, timeout = prepared
+        ctx = self._context(order, control, started + timeout)
+        if inspect.iscoroutinefunction(handler.run):
+            return self._wait_async(handler, ctx, control, run_log, started, timeout)
+        if overrun is None:
+            thread_run = _ThreadRun(handler, ctx, control, self._loop, order, run_log, self.threads)
+            return self._wait(thread_run.future, control, started, timeout, thread_run)
+        log = fields(task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt)
+        watch = self.watchdog.watch(started, timeout, control.cancelled, overrun, log)
+        control.watched_by(self.watchdog, watch)
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = _call_captured(handler.run, ctx, run_log, self._loop)
+        except BaseException as exc:  # the handler's failure is its outcome
+            error = exc
+        if not self.watchdog.finish(watch):
+            return None
+        duration = time.monotonic() - started
+        reason = control.reason
+        if reason is not None:  # even if the handler ended, politely, after the request
+            return Outcome(Ending.CANCELLED, duration, error_message=reason, retryable=False)
+        return _classify(error, result, duration, timeout)
+
+    def _prepare(
+        self, order: WorkOrder, control: RunControl
+    ) -> tuple[TaskHandler, float, float] | Outcome:
+        """The handler to run, when its run starts and its timeout; or the run's ending
+        if it cannot start (unknown, disabled, failing to build, cancelled already)."""
         started = time.monotonic()
-        timeout = self.timeout_of(order)
-        deadline = started + timeout
         try:
             handler = self._handler_class(order)()
         except _Refused as exc:
@@ -235,16 +331,32 @@ class HandlerRunner:
             return _failed(type(exc).__name__, str(exc) or repr(exc), 0.0)
         if control.reason is not None:  # cancelled before it started
             return Outcome(Ending.CANCELLED, 0.0, error_message=control.reason, retryable=False)
-        ctx = self._context(order, control, deadline)
-        if inspect.iscoroutinefunction(handler.run):
-            pending = asyncio.run_coroutine_threadsafe(
-                _captured(run_log, handler.run(ctx)), self._loop
-            )
-            pending.add_done_callback(lambda _: control.wake())
-            thread_run: _ThreadRun | None = None
-        else:
-            thread_run = _ThreadRun(handler, ctx, control, self._loop, order, run_log, self.threads)
-            pending = thread_run.future
+        return handler, started, self.timeout_of(order)
+
+    def _wait_async(
+        self,
+        handler: TaskHandler,
+        ctx: TaskContext,
+        control: RunControl,
+        run_log: RunLog | None,
+        started: float,
+        timeout: float,
+    ) -> Outcome:
+        running = handler.run(ctx)
+        assert inspect.isawaitable(running)  # an ``async def run``
+        pending = asyncio.run_coroutine_threadsafe(_captured(run_log, running), self._loop)
+        pending.add_done_callback(lambda _: control.wake())
+        return self._wait(pending, control, started, timeout, None)
+
+    def _wait(
+        self,
+        pending: Future[Any],
+        control: RunControl,
+        started: float,
+        timeout: float,
+        thread_run: _ThreadRun | None,
+    ) -> Outcome:
+        deadline = started + timeout
         while True:
             control.reset_wake()
             if pending.done() or control.reason is not None:
@@ -256,7 +368,10 @@ class HandlerRunner:
         duration = time.monotonic() - started
         reason = control.reason
         if pending.done() and reason is None:
-            return _classify(pending, duration, timeout)
+            if pending.cancelled():
+                return _failed("CancelledError", "the handler's run was cancelled", duration)
+            error = pending.exception()
+            return _classify(error, None if error else pending.result(), duration, timeout)
         control.cancelled.set()
         pending.cancel()
         if thread_run is not None:
@@ -339,16 +454,7 @@ class _ThreadRun:
     def _main(self) -> None:
         try:
             try:
-                with capturing(self._run_log):
-                    try:
-                        result = self._run(self._ctx)
-                    except BaseException as exc:
-                        _keep_traceback(exc)
-                        raise
-                if inspect.isawaitable(result):  # a sync ``run`` that returned an awaitable
-                    result = asyncio.run_coroutine_threadsafe(
-                        _captured(self._run_log, result), self._loop
-                    ).result()
+                result = _call_captured(self._run, self._ctx, self._run_log, self._loop)
             except BaseException as exc:
                 self.future.set_exception(exc)
             else:
@@ -386,6 +492,25 @@ class _ThreadRun:
         )
 
 
+def _call_captured(
+    run: Callable[[TaskContext], Any],
+    ctx: TaskContext,
+    run_log: RunLog | None,
+    loop: asyncio.AbstractEventLoop,
+) -> Any:
+    """A sync handler's ``run`` on this thread, what it logs and prints going to
+    ``run_log``; an awaitable it returns is awaited on ``loop``."""
+    with capturing(run_log):
+        try:
+            result = run(ctx)
+        except BaseException as exc:
+            _keep_traceback(exc)
+            raise
+    if inspect.isawaitable(result):  # a sync ``run`` that returned an awaitable
+        result = asyncio.run_coroutine_threadsafe(_captured(run_log, result), loop).result()
+    return result
+
+
 async def _captured(run_log: RunLog | None, awaitable: Awaitable[Any]) -> Any:
     """Await ``awaitable`` in a task whose prints and logs go to ``run_log``."""
     with capturing(run_log):
@@ -411,12 +536,10 @@ def _failed(error_type: str, message: str, duration: float, *, retryable: bool =
     )
 
 
-def _classify(pending: Future[Any], duration: float, timeout: float) -> Outcome:
-    if pending.cancelled():
-        return _failed("CancelledError", "the handler's run was cancelled", duration)
-    exc = pending.exception()
+def _classify(exc: BaseException | None, result: Any, duration: float, timeout: float) -> Outcome:
+    """The ending of a handler that returned ``result`` or raised ``exc``."""
     if exc is None:
-        return Outcome(Ending.SUCCEEDED, duration, output=_json_output(pending.result()))
+        return Outcome(Ending.SUCCEEDED, duration, output=_json_output(result))
     message = str(exc) or repr(exc)
     if isinstance(exc, TimeoutError):
         return Outcome(

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from executor.metrics import LINGERING_THREADS
-from executor.outcomes import Ending
+from executor.outcomes import Ending, Outcome
 from executor.runner import HandlerRunner, HandlerThreads, RunControl
 from handlers import (
     HandlerRegistry,
@@ -283,3 +283,117 @@ def test_idle_threads_beyond_the_kept_number_end_and_close_ends_the_rest() -> No
     threads.close()
     eventually(lambda: not any(t.is_alive() for t in running), what="the idle thread to end")
     assert threads.idle == 0
+
+
+# -- run_here: a sync handler on the calling slot, under the watchdog ---------------------
+
+
+def _here(runner: HandlerRunner, order: WorkOrder, control: RunControl) -> Outcome:
+    """run_here for a run that must end on its own (no overrun)."""
+    overruns: list[Outcome] = []
+    outcome = runner.run_here(order, control, None, overruns.append)
+    assert overruns == [] and outcome is not None
+    return outcome
+
+
+def test_run_here_runs_a_sync_handler_on_the_calling_thread(runner: HandlerRunner) -> None:
+    outcome = _here(runner, _order("which-thread"), RunControl())
+    assert outcome.ending is Ending.SUCCEEDED
+    assert outcome.output == {
+        "ident": threading.get_ident(),
+        "name": threading.current_thread().name,
+    }
+    assert runner.watchdog.running == 0, "a run that ended is no longer watched"
+    ok = _here(runner, _order("async-sleep", {"seconds": 0}), RunControl())
+    assert ok.output == {"loop": "handlers-asyncio"}, "an async handler still runs on the loop"
+
+
+@pytest.mark.parametrize(
+    ("kind", "ending", "error_type", "retryable"),
+    [
+        ("permanent", Ending.FAILED, "PermanentError", False),
+        ("retryable", Ending.FAILED, "RetryableError", True),
+        ("other", Ending.FAILED, "ValueError", True),
+        ("timeout", Ending.TIMED_OUT, "TimeoutError", True),
+    ],
+)
+def test_run_here_maps_exceptions_like_run(
+    runner: HandlerRunner, kind: str, ending: Ending, error_type: str, retryable: bool
+) -> None:
+    order = _order("raises", {"kind": kind}, timeout=3)
+    here = _here(runner, order, RunControl())
+    there = runner.run(order, RunControl())
+    assert (here.ending, here.error_type, here.retryable, here.retry_after) == (
+        there.ending,
+        there.error_type,
+        there.retryable,
+        there.retry_after,
+    )
+    assert (here.ending, here.error_type, here.retryable) == (ending, error_type, retryable)
+
+
+def _in_thread(
+    runner: HandlerRunner, order: WorkOrder, control: RunControl
+) -> tuple[threading.Thread, list[Outcome], list[Outcome | None]]:
+    """run_here on a thread of its own (the slot); what it overran with and returned."""
+    overruns: list[Outcome] = []
+    returned: list[Outcome | None] = []
+    slot = threading.Thread(
+        target=lambda: returned.append(runner.run_here(order, control, None, overruns.append)),
+        daemon=True,
+    )
+    slot.start()
+    return slot, overruns, returned
+
+
+def test_run_here_overruns_a_stubborn_handler_at_its_deadline(runner: HandlerRunner) -> None:
+    Stubborn.release.clear()
+    before = LINGERING_THREADS._value.get()
+    control = RunControl()
+    started = time.monotonic()
+    slot, overruns, returned = _in_thread(runner, _order("stubborn", timeout=0.3), control)
+    eventually(lambda: overruns != [], timeout=3, interval=0.01, what="the overrun")
+    assert time.monotonic() - started < 2, "the watchdog ends the run at its deadline"
+    (outcome,) = overruns
+    assert outcome.ending is Ending.TIMED_OUT and outcome.timeout == 0.3
+    assert outcome.duration >= 0.3
+    assert control.cancelled.is_set(), "ctx.cancelled tells the handler"
+    assert LINGERING_THREADS._value.get() == before + 1
+    assert returned == [] and slot.is_alive(), "the slot's thread is still in the handler"
+    Stubborn.release.set()
+    slot.join(5)
+    assert returned == [None], "its late result is dropped"
+    assert len(overruns) == 1, "overrun is called once"
+    assert LINGERING_THREADS._value.get() == before
+
+
+def test_run_here_overruns_a_run_cancelled_while_it_runs(runner: HandlerRunner) -> None:
+    Stubborn.release.clear()
+    control = RunControl()
+    slot, overruns, returned = _in_thread(runner, _order("stubborn", timeout=30), control)
+    eventually(lambda: runner.watchdog.running == 1, timeout=3, interval=0.01, what="the run")
+    control.cancel("operator said stop")
+    eventually(lambda: overruns != [], timeout=3, interval=0.01, what="the overrun")
+    assert overruns[0].ending is Ending.CANCELLED
+    assert overruns[0].error_message == "operator said stop"
+    Stubborn.release.set()
+    slot.join(5)
+    assert returned == [None] and len(overruns) == 1
+
+
+def test_run_here_reports_cancelled_when_a_polite_handler_returns_on_the_request(
+    runner: HandlerRunner,
+) -> None:
+    control = RunControl()
+    control.cancel("early")
+    outcome = _here(runner, _order("raises", {"kind": "other"}), control)
+    assert outcome.ending is Ending.CANCELLED and outcome.error_message == "early"
+    control = RunControl()
+    slot, overruns, returned = _in_thread(runner, _order("polite", timeout=30), control)
+    eventually(lambda: runner.watchdog.running == 1, timeout=3, interval=0.01, what="the run")
+    control.cancel("stop please")
+    slot.join(5)
+    ended = overruns or returned
+    assert len(ended) == 1, "one ending, from whichever saw it first"
+    assert ended[0] is not None and ended[0].ending is Ending.CANCELLED
+    assert ended[0].error_message == "stop please"

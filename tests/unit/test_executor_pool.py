@@ -1,0 +1,70 @@
+"""The pool's slots: one order at a time each, and a slot handed over when a run overruns."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from executor.execution import Received
+from executor.lanes import Lanes
+from executor.pool import ExecutionPool, Slot
+from schemas import Priority, WorkOrder, execution_id
+from tests.support import eventually
+
+SLOT_TIME = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _received(task_id: str) -> Received:
+    order = WorkOrder(
+        execution_id=execution_id(task_id, SLOT_TIME, 1),
+        task_id=task_id,
+        task_name=task_id,
+        handler="noop",
+        params={},
+        attempt=1,
+        scheduled_for=SLOT_TIME,
+        priority=Priority.MEDIUM,
+        queue="default",
+    )
+    return Received("default", "t", 0, 0, 1, Priority.MEDIUM, order, done=lambda _: None)
+
+
+def test_an_overrun_slot_is_handed_over_and_the_pool_keeps_its_size() -> None:
+    lanes: Lanes[Received] = Lanes()
+    release = threading.Event()
+    processed: list[str] = []
+    reported: list[str] = []
+    stuck_threads: list[threading.Thread] = []
+
+    def process(item: Received, slot: Slot) -> None:
+        task = item.order.task_id
+        if task == "stuck":
+            stuck_threads.append(threading.current_thread())
+            slot.hand_over(lambda: reported.append(task))  # what the watchdog does
+            release.wait(10)  # the handler goes on on this thread
+            return
+        processed.append(f"{task}@{threading.current_thread().ident}")
+
+    pool = ExecutionPool(lanes, 1, process)
+    pool.start()
+    try:
+        lanes.put(Priority.MEDIUM, _received("stuck"))
+        for n in range(3):
+            lanes.put(Priority.MEDIUM, _received(f"next-{n}"))
+        eventually(lambda: len(processed) == 3, timeout=5, what="the orders after the overrun")
+        assert reported == ["stuck"], "the new holder reported the overrun run first"
+        assert pool.handed_over == 1
+        (stuck,) = stuck_threads
+        assert stuck.is_alive(), "the old thread is still in its handler"
+        assert all(not p.endswith(f"@{stuck.ident}") for p in processed)
+        eventually(lambda: pool.busy == 0, timeout=5, what="the pool idle")
+        release.set()
+        stuck.join(5)
+        assert not stuck.is_alive(), "the old thread ends once its handler returns"
+        lanes.put(Priority.MEDIUM, _received("after"))
+        eventually(lambda: len(processed) == 4, timeout=5, what="one more order")
+        eventually(lambda: pool.busy == 0, timeout=5, what="the pool idle again")
+        assert len({p.split("@")[1] for p in processed}) == 1, "one slot, one holder"
+    finally:
+        release.set()
+        pool.stop(timeout=2)
