@@ -177,7 +177,20 @@ class Executions:
         records = records_for(
             order, outcome, self.worker_id, datetime.now(UTC), started_at=started_at
         )
-        sent.extend(self._send_event(event) for event in records.events)
+        delivery = _Delivery(item, log)
+        for future in sent:
+            delivery.expect()
+            future.add_done_callback(delivery.future_done)
+        task_events = self.topics.task_events
+        for event in records.events:
+            delivery.expect()
+            self.publisher.send_then(
+                task_events,
+                event.task_id.encode(),
+                encode_event(event),
+                event_headers(event),
+                delivery.one,
+            )
         if records.dead_letter is not None:
             value, headers = records.dead_letter
             headers = [
@@ -186,11 +199,12 @@ class Executions:
                 ("source-partition", str(item.partition).encode()),
                 ("source-offset", str(item.offset).encode()),
             ]
-            sent.append(
-                self.publisher.send(self.topics.dead_letter, order.task_id.encode(), value, headers)
+            delivery.expect()
+            self.publisher.send_then(
+                self.topics.dead_letter, order.task_id.encode(), value, headers, delivery.one
             )
         self._account(item, outcome, records.events, log)
-        _when_all_delivered(sent, lambda: item.done(item), log)
+        delivery.one(None)  # everything is sent: the last delivery marks the order done
 
     def _send_event(self, event: Event) -> Future[None]:
         return self.publisher.send(
@@ -232,25 +246,42 @@ class Executions:
             )
 
 
-def _when_all_delivered(
-    sent: list[Future[None]], then: Callable[[], None], log: dict[str, object]
-) -> None:
-    """Call ``then`` once every future succeeded; never if one failed (the order reruns)."""
-    lock = threading.Lock()
-    left = [len(sent)]
+class _Delivery:
+    """The records one ending needs on the broker: the order is done once all are there,
+    and never if one is not (it runs again). No future: one lock and a count."""
 
-    def one(future: Future[None]) -> None:
-        error = future.exception()
+    __slots__ = ("_failed", "_item", "_left", "_lock", "_log")
+
+    def __init__(self, item: Received, log: dict[str, object]) -> None:
+        self._item = item
+        self._log = log
+        self._lock = threading.Lock()
+        self._left = 1
+        """The records sent and not yet delivered, plus one until all are sent."""
+        self._failed = False
+
+    def expect(self) -> None:
+        with self._lock:
+            self._left += 1
+
+    def one(self, error: Exception | None) -> None:
+        """A record was delivered (``error`` None) or will not be."""
         if error is not None:
-            logger.error(
-                "outcome record not delivered (%s); the order will run again", error, extra=log
-            )
+            with self._lock:
+                first, self._failed = not self._failed, True
+            if first:
+                logger.error(
+                    "outcome record not delivered (%s); the order will run again",
+                    error,
+                    extra=self._log,
+                )
             return
-        with lock:
-            left[0] -= 1
-            last = left[0] == 0
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0 and not self._failed
         if last:
-            then()
+            self._item.done(self._item)
 
-    for future in sent:
-        future.add_done_callback(one)
+    def future_done(self, future: Future[None]) -> None:
+        error = future.exception()
+        self.one(error if isinstance(error, Exception) or error is None else RuntimeError(error))

@@ -2,7 +2,8 @@
 
 One idempotent producer (``acks=all``, the Java client's ``murmur2_random`` partitioner,
 so a task's events land where every other writer puts them) shared by the executions.
-:meth:`Publisher.send` answers a future that completes when the broker has the record;
+:meth:`Publisher.send` answers a future that completes when the broker has the record
+(:meth:`Publisher.send_then` calls back instead, without a future);
 a record the client gives up on (delivery timeout) is produced again until it is
 delivered or the publisher closes, because a work order's offset is only committed
 after its records are on the broker.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
@@ -62,8 +64,34 @@ class Publisher(OnLoop):
     ) -> Future[None]:
         """Produce one record; the future completes once the broker acknowledged it."""
         future: Future[None] = Future()
-        self._produce(future, topic, key, value, headers)
+
+        def answer(error: Exception | None) -> None:
+            try:
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+            except InvalidStateError:
+                pass  # cancelled between the check and the answer
+
+        self._produce(answer, future.done, topic, key, value, headers)
         return future
+
+    def send_then(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        then: Callable[[Exception | None], None],
+    ) -> None:
+        """Produce one record and call ``then(None)`` once the broker has it, or
+        ``then(error)`` if it never will (the publisher closed, the client refused it).
+
+        No future: the executor's hot path (one call per outcome record). ``then`` runs on
+        the publisher's thread and must not block.
+        """
+        self._produce(then, None, topic, key, value, headers)
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to ``timeout``), then stop."""
@@ -75,33 +103,30 @@ class Publisher(OnLoop):
 
     def _produce(
         self,
-        future: Future[None],
+        then: Callable[[Exception | None], None],
+        abandoned: Callable[[], bool] | None,
         topic: str,
         key: bytes | None,
         value: bytes | None,
         headers: Headers | None,
     ) -> None:
         def delivered(error: KafkaError | None, _: Message) -> None:
-            if future.done():
+            if abandoned is not None and abandoned():
                 return  # its caller cancelled it: nobody waits for this record
-            try:
-                if error is None:
-                    future.set_result(None)
-                elif self._closed.is_set():
-                    future.set_exception(PublisherClosedError(error.str()))
-                else:
-                    logger.warning(
-                        "delivery to %s failed (%s); producing again", topic, error.str()
-                    )
-                    self._produce(future, topic, key, value, headers)
-            except InvalidStateError:
-                pass  # cancelled between the check and the answer
-            except KafkaException as exc:  # producing again was refused: say so to the caller
-                future.set_exception(exc)
+            if error is None:
+                then(None)
+            elif self._closed.is_set():
+                then(PublisherClosedError(error.str()))
+            else:
+                logger.warning("delivery to %s failed (%s); producing again", topic, error.str())
+                try:
+                    self._produce(then, abandoned, topic, key, value, headers)
+                except KafkaException as exc:  # producing again was refused: say so
+                    then(exc)
 
         while True:
             if self._closed.is_set():
-                future.set_exception(PublisherClosedError("the publisher is closed"))
+                then(PublisherClosedError("the publisher is closed"))
                 return
             try:
                 self._producer.produce(

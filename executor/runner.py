@@ -18,9 +18,9 @@ On a deadline or cancellation an async handler's task is cancelled; a sync handl
 ``ctx.cancelled`` set and is no longer waited for. Its thread may linger: it is counted
 in ``taskstream_executor_lingering_threads`` until it returns.
 
-:meth:`HandlerRunner.run`'s threads are reused (:class:`HandlerThreads`): starting a thread costs more
-than a short handler runs. A thread goes back to the idle ones when its handler returns,
-a lingering one only then; idle threads beyond the number kept end.
+:meth:`HandlerRunner.run`'s threads are reused (:class:`HandlerThreads`): starting a
+thread costs more than a short handler runs. A thread goes back to the idle ones when
+its handler returns, a lingering one only then; idle threads beyond the number kept end.
 """
 
 from __future__ import annotations
@@ -300,8 +300,7 @@ class HandlerRunner:
         if overrun is None:
             thread_run = _ThreadRun(handler, ctx, control, self._loop, order, run_log, self.threads)
             return self._wait(thread_run.future, control, started, timeout, thread_run)
-        log = fields(task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt)
-        watch = self.watchdog.watch(started, timeout, control.cancelled, overrun, log)
+        watch = self.watchdog.watch(started, timeout, control.cancelled, overrun, order)
         control.watched_by(self.watchdog, watch)
         result: Any = None
         error: BaseException | None = None

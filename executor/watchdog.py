@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from executor.metrics import LINGERING_THREADS
 from executor.outcomes import Ending, Outcome
+from schemas import WorkOrder
+from taskstream.infra.logs import fields
 
 __all__ = ["RunWatchdog", "Watch"]
 
@@ -38,7 +40,7 @@ class Watch:
     """One run under the watchdog: its deadline, its cancellation, who ended it."""
 
     __slots__ = (
-        "_fields",
+        "_order",
         "cancelled",
         "deadline",
         "handed_over",
@@ -56,7 +58,7 @@ class Watch:
         timeout: float,
         cancelled: threading.Event,
         overrun: Callable[[Outcome], None],
-        log_fields: dict[str, object],
+        order: WorkOrder,
     ) -> None:
         self.started = started
         self.deadline = deadline
@@ -67,7 +69,12 @@ class Watch:
         self.state = _RUNNING
         self.handed_over: threading.Event | None = None
         """Set once ``overrun`` returned (made only for a run that overran)."""
-        self._fields = log_fields
+        self._order = order
+
+    @property
+    def log_fields(self) -> dict[str, object]:
+        order = self._order
+        return fields(task_id=order.task_id, execution_id=order.execution_id, attempt=order.attempt)
 
 
 class RunWatchdog:
@@ -88,13 +95,13 @@ class RunWatchdog:
         timeout: float,
         cancelled: threading.Event,
         overrun: Callable[[Outcome], None],
-        log_fields: dict[str, object],
+        order: WorkOrder,
     ) -> Watch:
         """Start watching a run that began at ``started`` (:func:`time.monotonic`) and may
         go on for ``timeout`` seconds; ``overrun`` is called, once, if it does not end in
         time or is cancelled first."""
         deadline = started + timeout
-        watch = Watch(started, deadline, timeout, cancelled, overrun, log_fields)
+        watch = Watch(started, deadline, timeout, cancelled, overrun, order)
         with self._ready:
             self._running.add(watch)
             if deadline < self._wake_at:
@@ -121,7 +128,7 @@ class RunWatchdog:
         if handed_over is not None:  # the slot is someone else's once this returns
             handed_over.wait()
         LINGERING_THREADS.dec()
-        logger.info("abandoned handler thread finished", extra=watch._fields)
+        logger.info("abandoned handler thread finished", extra=watch.log_fields)
         return False
 
     @property
@@ -158,7 +165,7 @@ class RunWatchdog:
         LINGERING_THREADS.inc()
         logger.warning(
             "handler thread still running after its execution ended; it is left to finish",
-            extra=watch._fields,
+            extra=watch.log_fields,
         )
         duration = now - watch.started
         if watch.reason is not None:
@@ -176,7 +183,7 @@ class RunWatchdog:
         try:
             watch.overrun(outcome)
         except Exception:  # the watchdog outlives any one run's hand-over
-            logger.exception("handing over an overrun run failed", extra=watch._fields)
+            logger.exception("handing over an overrun run failed", extra=watch.log_fields)
         finally:
             assert watch.handed_over is not None
             watch.handed_over.set()

@@ -11,7 +11,7 @@ import pytest
 
 from core.publisher import EventPublisher
 from core.settings import CoreSettings
-from executor.publisher import Publisher
+from executor.publisher import Publisher, PublisherClosedError
 from schemas import Event, TaskPaused
 from taskstream.infra.health import State
 from taskstream.infra.kafka import ensure_topics, standard_topics
@@ -58,3 +58,23 @@ def test_the_executor_publisher_delivers_after_a_caller_cancelled_its_future(
         assert (publisher.name, publisher.essential) == ("publisher", True)
     finally:
         publisher.close()
+
+
+def test_the_executor_publishers_send_then_calls_back_once_delivered_or_refused(
+    settings: CoreSettings,
+) -> None:
+    publisher = Publisher(settings)
+    answers: list[Exception | None] = []
+    try:
+        for n in range(3):
+            publisher.send_then(
+                settings.topics.workers, f"w{n}".encode(), b"{}", None, answers.append
+            )
+        eventually(lambda: len(answers) == 3, timeout=20, what="three deliveries")
+        assert answers == [None, None, None]
+    finally:
+        publisher.close()
+    publisher.send_then(settings.topics.workers, b"late", b"{}", None, answers.append)
+    assert len(answers) == 4 and isinstance(answers[3], PublisherClosedError), (
+        "a record sent after close is refused at once, to the callback"
+    )
