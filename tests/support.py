@@ -1,12 +1,15 @@
-"""Helpers for tests: polling with a deadline (never a bare sleep), recorded poison input."""
+"""Helpers for tests: polling with a deadline (never a bare sleep), recorded poison input,
+an executor's received work order."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from schemas import Schedule, recorded
+from executor.execution import Received
+from schemas import Priority, Schedule, WorkOrder, execution_id, recorded
 
 T = TypeVar("T")
 
@@ -44,3 +47,20 @@ def recorded_schedule(**fields: object) -> Schedule:
     """
     with recorded():
         return Schedule.model_validate(fields)
+
+
+def received_order(task_id: str, done: Callable[[Received], None] = lambda _: None) -> Received:
+    """A ``noop`` work order of ``task_id`` as an executor's pool takes it (offset 7)."""
+    slot = datetime(2030, 1, 1, tzinfo=UTC)
+    order = WorkOrder(
+        execution_id=execution_id(task_id, slot, 1),
+        task_id=task_id,
+        task_name=task_id,
+        handler="noop",
+        params={},
+        attempt=1,
+        scheduled_for=slot,
+        priority=Priority.MEDIUM,
+        queue="default",
+    )
+    return Received("default", "t", 0, 7, 1, Priority.MEDIUM, order, done=done)

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from datetime import UTC, datetime
 
 from executor.execution import Received, _Delivery
-from schemas import Priority, WorkOrder, execution_id
+from tests.support import received_order
 
 
 def _item(done: list[Received]) -> Received:
-    slot = datetime(2030, 1, 1, tzinfo=UTC)
-    order = WorkOrder(
-        execution_id=execution_id("t", slot, 1),
-        task_id="t",
-        task_name="t",
-        handler="noop",
-        params={},
-        attempt=1,
-        scheduled_for=slot,
-        priority=Priority.MEDIUM,
-        queue="default",
-    )
-    return Received("default", "t", 0, 7, 1, Priority.MEDIUM, order, done=done.append)
+    return received_order("t", done.append)
 
 
 def test_done_once_every_record_and_future_is_delivered_whatever_the_order() -> None:

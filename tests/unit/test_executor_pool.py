@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 from executor.execution import Received
 from executor.lanes import Lanes
 from executor.pool import ExecutionPool, Slot
-from schemas import Priority, WorkOrder, execution_id
-from tests.support import eventually
-
-SLOT_TIME = datetime(2030, 1, 1, tzinfo=UTC)
+from schemas import Priority
+from tests.support import eventually, received_order
 
 
 def _received(task_id: str) -> Received:
-    order = WorkOrder(
-        execution_id=execution_id(task_id, SLOT_TIME, 1),
-        task_id=task_id,
-        task_name=task_id,
-        handler="noop",
-        params={},
-        attempt=1,
-        scheduled_for=SLOT_TIME,
-        priority=Priority.MEDIUM,
-        queue="default",
-    )
-    return Received("default", "t", 0, 0, 1, Priority.MEDIUM, order, done=lambda _: None)
+    return received_order(task_id)
 
 
 def test_an_overrun_slot_is_handed_over_and_the_pool_keeps_its_size() -> None:
