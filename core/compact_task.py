@@ -39,6 +39,7 @@ __all__ = [
     "CompactTask",
     "Stamp",
     "TaskCompactor",
+    "is_one_shot",
     "jitter_of",
     "schedule_of",
     "stamp",
@@ -162,9 +163,18 @@ def schedule_of(task: CompactTask) -> Schedule:
     return schedule
 
 
+def is_one_shot(task: CompactTask) -> bool:
+    """An ``at`` schedule (kept as its JSON)."""
+    return isinstance(task.schedule, bytes)
+
+
 def jitter_of(task: CompactTask) -> timedelta | None:
+    """The schedule's jitter; a one-shot's JSON is decoded only if it has one (the JSON
+    leaves defaults out, so a one-shot without ``jitter`` has no such key)."""
     schedule = task.schedule
-    return schedule_of(task).jitter if isinstance(schedule, bytes) else schedule.jitter
+    if isinstance(schedule, bytes):
+        return schedule_of(task).jitter if b'"jitter"' in schedule else None
+    return schedule.jitter
 
 
 def _same(these: tuple[Any, ...], those: tuple[Any, ...]) -> bool:

@@ -53,6 +53,7 @@ from core.aggregate import (
 from core.compact_task import (
     CompactTask,
     TaskCompactor,
+    is_one_shot,
     jitter_of,
     schedule_of,
     stamp,
@@ -453,19 +454,8 @@ class Shard:
     def _plan_misfire(self, task: CompactTask, first: datetime, now: datetime, plan: Plan) -> None:
         policy = task.policy
         task_id = task.task_id
-        missed: list[datetime] = []
-        for walked, slot in enumerate(
-            iter_slots(
-                schedule_of(task),
-                anchor=time_of(task.anchor),
-                after=time_or_none(task.last_slot),
-                until=now,
-            )
-        ):
-            if walked >= _MAX_SLOTS_WALKED:
-                break
-            if slot.kind is SlotKind.FIRE:
-                missed.append(slot.at)
+        # a one-shot's one slot is ``first`` (not fired yet, or it would not be due)
+        missed = [] if is_one_shot(task) else _missed_slots(task, now)
         if not missed:
             missed = [first]
         if task.status is TaskStatus.PAUSED:
@@ -561,6 +551,25 @@ class Shard:
                 trigger=trigger,
             ),
         )
+
+
+def _missed_slots(task: CompactTask, now: datetime) -> list[datetime]:
+    """The slots after the task's last one up to ``now`` (at most ``_MAX_SLOTS_WALKED``
+    walked), whatever the schedule; only the firing ones, not DST skips."""
+    missed: list[datetime] = []
+    for walked, slot in enumerate(
+        iter_slots(
+            schedule_of(task),
+            anchor=time_of(task.anchor),
+            after=time_or_none(task.last_slot),
+            until=now,
+        )
+    ):
+        if walked >= _MAX_SLOTS_WALKED:
+            break
+        if slot.kind is SlotKind.FIRE:
+            missed.append(slot.at)
+    return missed
 
 
 def _unfinished(task: CompactTask, now: datetime) -> list[str]:

@@ -33,6 +33,7 @@ from schemas import (
     encode_work_order,
     execution_id,
 )
+from schemas.schedules import jitter_offset
 from taskstream.infra.settings import Topics
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -115,6 +116,39 @@ def test_misfire_policies_after_30_seconds_of_downtime(
     assert _skipped(plan) == skipped
     # and then it carries on with the next slot
     assert _fired(_run(shard, T0 + timedelta(seconds=31))) == [T0 + timedelta(seconds=31)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "fired", "skipped"),
+    [("fire_once", [10], []), ("skip", [], [("misfire", 1)]), ("fire_all", [10], [])],
+)
+@pytest.mark.parametrize("jitter", [None, timedelta(seconds=2)])
+def test_a_one_shot_missed_by_30_seconds_follows_its_misfire_policy(
+    policy: str, fired: list[int], skipped: list[tuple[str, int]], jitter: timedelta | None
+) -> None:
+    shard = _shard()
+    schedule = Schedule(at=T0 + timedelta(seconds=10), jitter=jitter)
+    _create(shard, "one-shot", schedule=schedule, misfire=policy)
+    plan = _run(shard, T0 + timedelta(seconds=40))
+    assert _fired(plan) == [T0 + timedelta(seconds=n) for n in fired]
+    assert _skipped(plan) == skipped
+    assert not _run(shard, T0 + timedelta(seconds=100)).events, "a one-shot fires no more"
+
+
+def test_a_jittered_one_shot_is_late_from_its_offset_not_from_its_slot() -> None:
+    shard = _shard()
+    slot = T0 + timedelta(seconds=10)
+    jitter = timedelta(minutes=5)
+    offset = jitter_offset("jittered", slot, jitter)
+    assert offset > timedelta(seconds=2), "this id's offset is more than the grace left"
+    grace = {"misfire": "skip", "misfire_grace": timedelta(seconds=5)}
+    _create(shard, "jittered", schedule=Schedule(at=slot, jitter=jitter), **grace)
+    _create(shard, "plain", schedule=Schedule(at=slot), **grace)
+    plan = _run(shard, slot + offset + timedelta(seconds=4))
+    assert {e.task_id: type(e.data).__name__ for e in plan.events} == {
+        "jittered": "ExecutionScheduled",  # 4 s after its jittered time: within the grace
+        "plain": "ExecutionSkipped",  # more than 5 s after its slot: a misfire
+    }
 
 
 def test_fire_all_stops_at_the_catch_up_window() -> None:
