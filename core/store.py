@@ -8,6 +8,7 @@ the same fold the scheduler uses.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -183,16 +185,29 @@ class Snapshot:
     """Execution ids of :class:`UndecidedFailure` rows."""
 
 
+def _json_loads(text: str | bytes) -> Any:
+    """JSON columns read with orjson (several times faster than ``json``), as the events
+    they come from were; what it refuses (``NaN``, which ``json`` writes) with ``json``."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         # several writers share the file (projections, the API's reads): wait for the lock
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_deserializer=_json_loads,
+        )
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             listen(engine, "connect", _write_ahead_log)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_deserializer=_json_loads)
 
 
 def _write_ahead_log(connection: Any, _: Any) -> None:
