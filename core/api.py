@@ -68,6 +68,7 @@ from schemas import (
     execution_id,
     recorded,
 )
+from schemas.errors import TaskstreamError
 from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, health_answer, ready_answer
 from taskstream.infra.logs import fields
@@ -120,7 +121,7 @@ class CoreRuntime:
     board: HealthBoard
 
 
-class _Refusal(Exception):
+class _Refusal(TaskstreamError):
     """A request refused before anything was written."""
 
     def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas import Event, encode_event, event_headers
+from schemas.errors import TaskstreamError
 from taskstream.infra.kafka import producer_config, topic_config
 from taskstream.infra.settings import CommonSettings
 
@@ -23,7 +24,7 @@ _BATCH_OVERHEAD = 128
 """A record batch's header (61 bytes) and one record's framing, with room to spare."""
 
 
-class EventTooLarge(ValueError):
+class EventTooLarge(TaskstreamError, ValueError):
     """An event larger than the broker takes on its topic."""
 
     def __init__(self, size: int, limit: EventSizeLimit) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas import Event, encode_event, event_headers
+from schemas.errors import TaskstreamError
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
@@ -36,7 +37,7 @@ _MARGIN = 1.0
 """Seconds :func:`confirmed` waits beyond the client's own message timeout."""
 
 
-class PublishError(RuntimeError):
+class PublishError(TaskstreamError, RuntimeError):
     """The broker did not take an event; nothing was written."""
 
 

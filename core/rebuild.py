@@ -30,6 +30,7 @@ from core.migrate import downgrade, upgrade
 from core.projection import Projection
 from core.settings import CoreSettings
 from core.store import Base, TaskStore, make_engine
+from schemas.errors import TaskstreamError
 from taskstream.infra.kafka import admin_client
 
 __all__ = ["RebuildError", "RebuildReport", "rebuild", "reset_store"]
@@ -40,7 +41,7 @@ REBUILD_BATCH = 20_000
 """Records per transaction in a rebuild: fewer commits and task reads than the live 1000."""
 
 
-class RebuildError(Exception):
+class RebuildError(TaskstreamError):
     """The rebuild could not start or finish; the message says why and what to do."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from core.settings import CoreSettings
+from schemas.errors import TaskstreamError
 from taskstream.infra.security import (
     Exposure,
     InsecureConfigurationError,
@@ -145,5 +146,5 @@ class BodySizeLimit:
         )
 
 
-class _TooLarge(Exception):
+class _TooLarge(TaskstreamError):
     pass

@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.codec import Headers
+from schemas.errors import TaskstreamError
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
@@ -35,7 +36,7 @@ __all__ = ["Publisher", "PublisherClosedError"]
 logger = logging.getLogger(__name__)
 
 
-class PublisherClosedError(RuntimeError):
+class PublisherClosedError(TaskstreamError, RuntimeError):
     """The publisher closed before the record reached the broker."""
 
 

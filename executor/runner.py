@@ -54,6 +54,7 @@ from handlers import (
     UnknownHandlerError,
 )
 from schemas import WorkOrder
+from schemas.errors import TaskstreamError
 from taskstream.infra.logs import fields
 
 __all__ = ["SHELL_HANDLER", "HandlerRunner", "HandlerThreads", "RunControl"]
@@ -419,7 +420,7 @@ class HandlerRunner:
         )
 
 
-class _Refused(Exception):
+class _Refused(TaskstreamError):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
         self.error_type = error_type

@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from schemas.errors import TaskstreamError
+
 __all__ = [
     "HandlerEnvironment",
     "HandlerError",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-class HandlerError(Exception):
+class HandlerError(TaskstreamError):
     """Base of the errors a handler raises on purpose."""
 
 
@@ -53,7 +55,7 @@ class RetryableError(HandlerError):
         self.delay = delay
 
 
-class HandlerTimeoutError(TimeoutError):
+class HandlerTimeoutError(HandlerError, TimeoutError):
     """The handler's own time limit ran out: reported as timed out, after ``limit`` seconds."""
 
     def __init__(self, message: str, *, limit: float) -> None:

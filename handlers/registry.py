@@ -11,6 +11,7 @@ import logging
 from importlib.metadata import entry_points
 
 from handlers.base import TaskHandler
+from schemas.errors import TaskstreamError
 
 __all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownHandlerError"]
 
@@ -18,7 +19,7 @@ ENTRY_POINT_GROUP = "taskstream.handlers"
 logger = logging.getLogger(__name__)
 
 
-class UnknownHandlerError(LookupError):
+class UnknownHandlerError(TaskstreamError, LookupError):
     """A task names a handler that is not registered."""
 
 

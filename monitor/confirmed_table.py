@@ -25,10 +25,12 @@ import faust
 from faust.types import FutureMessage
 from faust.utils import json as faust_json
 
+from schemas.errors import TaskstreamError
+
 __all__ = ["ConfirmedTable", "WriteUnconfirmed", "confirm_write", "confirmed_table"]
 
 
-class WriteUnconfirmed(Exception):
+class WriteUnconfirmed(TaskstreamError):
     """Kafka did not confirm a table write in time (or refused it)."""
 
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from faust.web import Request
 
+from schemas.errors import TaskstreamError
 from taskstream.infra.strict_json import BadJson, loads_strict
 
 __all__ = ["MAX_BODY_BYTES", "Refusal", "error_middleware", "invalid", "read_json"]
@@ -31,7 +32,7 @@ MAX_BODY_BYTES = 64 * 1024
 it is stored as one changelog record, well under the broker's limit."""
 
 
-class Refusal(Exception):
+class Refusal(TaskstreamError):
     """Raised by a view: answer ``status`` with ``{"error", "message", **extra}``."""
 
     def __init__(

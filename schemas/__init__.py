@@ -19,6 +19,7 @@ from schemas.errors import (
     EventDecodeError,
     ScheduleError,
     SchemaError,
+    TaskstreamError,
     UnknownEventTypeError,
 )
 from schemas.events import (
@@ -108,6 +109,7 @@ __all__ = [
     "TaskResumed",
     "TaskSpec",
     "TaskUpdated",
+    "TaskstreamError",
     "Trigger",
     "UnknownEventTypeError",
     "WorkOrder",

@@ -1,11 +1,43 @@
-"""Errors raised while reading or writing the event contract.
+"""The one exception tree: every error taskstream raises descends from ``TaskstreamError``.
 
-SchemaError
- ├── DurationError          a duration string such as "30s" could not be parsed
- ├── CronError              a cron expression the scheduler's evaluator cannot read
- ├── ScheduleError          a schedule that never fires, or fires too often, from now
- ├── UnknownEventTypeError  an event's type is not in the registry
- └── EventDecodeError       bytes on the wire are not a valid event (keeps the bytes)
+It lives here, in the lowest layer, so that every package can raise under it. Classes
+that also mean a builtin error keep that base too (``except ValueError`` still catches a
+``SchemaError``). ``tests/unit/test_error_tree.py`` checks that this drawing and the
+code agree, and that no exception class of taskstream is outside the tree.
+
+TaskstreamError                                  schemas.errors
+ ├── SchemaError (ValueError)                    schemas.errors
+ │    ├── DurationError                          schemas.errors
+ │    ├── CronError                              schemas.errors
+ │    ├── ScheduleError                          schemas.errors
+ │    ├── UnknownEventTypeError                  schemas.errors
+ │    └── EventDecodeError                       schemas.errors
+ ├── HandlerError                                handlers.base
+ │    ├── PermanentError                         handlers.base
+ │    ├── RetryableError                         handlers.base
+ │    └── HandlerTimeoutError (TimeoutError)     handlers.base
+ ├── UnknownHandlerError (LookupError)           handlers.registry
+ ├── BadJson (ValueError)                        taskstream.infra.strict_json
+ ├── CallTimedOut (TimeoutError)                 taskstream.infra.bounded_call
+ ├── LoopFault (RuntimeError)                    taskstream.infra.consumer_loop
+ ├── InsecureConfigurationError (RuntimeError)   taskstream.infra.security
+ ├── KafkaDistributionError (RuntimeError)       taskstream.infra.kafka_jars
+ ├── KafkaStartError (RuntimeError)              taskstream.infra.local_kafka
+ ├── EventTooLarge (ValueError)                  core.event_size
+ ├── PublishError (RuntimeError)                 core.publisher
+ ├── RebuildError                                core.rebuild
+ ├── PublisherClosedError (RuntimeError)         executor.publisher
+ ├── WriteUnconfirmed                            monitor.confirmed_table
+ ├── Refusal                                     monitor.http_errors
+ ├── ReadOnlyRuleError                           monitor.alerts.book
+ ├── AlertConfigError (ValueError)               monitor.alerts.config
+ ├── RuleError (ValueError)                      monitor.alerts.rules
+ ├── ChannelError                                monitor.alerts.channels
+ ├── ScheduleArgumentError (ValueError)          taskstream.tasks_cli
+ └── ApiError                                    taskstream.tasks_cli
+
+Each class's docstring says what it means. Private classes (a name with a leading
+underscore: refusals and stops used inside one module) are in the tree too, not drawn.
 """
 
 from __future__ import annotations
@@ -16,11 +48,16 @@ __all__ = [
     "EventDecodeError",
     "ScheduleError",
     "SchemaError",
+    "TaskstreamError",
     "UnknownEventTypeError",
 ]
 
 
-class SchemaError(ValueError):
+class TaskstreamError(Exception):
+    """The root of every error taskstream raises (the tree is in this module's docstring)."""
+
+
+class SchemaError(TaskstreamError, ValueError):
     """Base class of every error in :mod:`schemas`."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from schemas.errors import TaskstreamError
 from taskstream.dlq_cli import add_dlq_command
 from taskstream.infra.security import InsecureConfigurationError
 from taskstream.rebuild_cli import add_rebuild_command
@@ -44,7 +45,7 @@ def _check_environment() -> None:
         raise _UsageError("\n".join(problems))
 
 
-class _UsageError(Exception):
+class _UsageError(TaskstreamError):
     pass
 
 

@@ -25,6 +25,7 @@ from typing import IO
 
 import httpx
 
+from schemas.errors import TaskstreamError
 from taskstream.infra.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import spawn_tied_to_interpreter
 
@@ -104,7 +105,7 @@ def wait_healthy(service: ServiceProcess, timeout: float = 90.0, *, ready: bool 
     raise RuntimeError(f"{service.name} not healthy after {timeout:.0f}s:\n{service.log_tail()}")
 
 
-class _Stop(Exception):
+class _Stop(TaskstreamError):
     pass
 
 

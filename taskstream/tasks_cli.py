@@ -40,6 +40,7 @@ from urllib.parse import quote
 import httpx
 
 from schemas import DurationError, MisfirePolicy, OverlapPolicy, Priority, parse_duration
+from schemas.errors import TaskstreamError
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -47,7 +48,7 @@ __all__ = [
     "ENV_API_URL",
     "ENV_VARIABLES",
     "ApiError",
-    "ScheduleError",
+    "ScheduleArgumentError",
     "add_tasks_command",
     "api_error",
     "create_body",
@@ -88,7 +89,7 @@ _SCHEDULE_FORMS = (
 )
 
 
-class ScheduleError(ValueError):
+class ScheduleArgumentError(TaskstreamError, ValueError):
     """SCHEDULE is none of the forms ``taskstream tasks add`` understands."""
 
 
@@ -100,7 +101,7 @@ def parse_schedule(text: str) -> dict[str, str]:
     """
     words = text.split()
     if not words:
-        raise ScheduleError(f"empty schedule: {_SCHEDULE_FORMS}")
+        raise ScheduleArgumentError(f"empty schedule: {_SCHEDULE_FORMS}")
     head, rest = words[0].lower(), " ".join(words[1:])
     if head in ("every", "@every"):
         return {"every": _interval(rest, text)}
@@ -114,7 +115,7 @@ def parse_schedule(text: str) -> dict[str, str]:
         return {"every": text.strip()}
     if _is_datetime(text):
         return {"at": _instant(text)}
-    raise ScheduleError(f"cannot read schedule {text!r}: {_SCHEDULE_FORMS}")
+    raise ScheduleArgumentError(f"cannot read schedule {text!r}: {_SCHEDULE_FORMS}")
 
 
 def _is_duration(text: str) -> bool:
@@ -127,9 +128,9 @@ def _is_duration(text: str) -> bool:
 
 def _interval(duration: str, schedule: str) -> str:
     if not duration:
-        raise ScheduleError(f"{schedule!r} lacks its interval: write it like 'every 30s'")
+        raise ScheduleArgumentError(f"{schedule!r} lacks its interval: write it like 'every 30s'")
     if not _is_duration(duration):
-        raise ScheduleError(
+        raise ScheduleArgumentError(
             f"invalid interval {duration!r} in {schedule!r}: write it like '30s', '15m', "
             "'1h30m' or '250ms' (units ms, s, m, h, d)"
         )
@@ -148,12 +149,12 @@ def _instant(text: str) -> str:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ScheduleError(
+        raise ScheduleArgumentError(
             f"invalid time {text!r}: write an ISO-8601 time with an offset, "
             "like 'at 2030-01-01T09:00:00+01:00' or 'at 2030-01-01T08:00:00Z'"
         ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ScheduleError(
+        raise ScheduleArgumentError(
             f"the time {text!r} has no offset: add one, like '{moment.isoformat()}+00:00' "
             "or a trailing 'Z' for UTC"
         )
@@ -212,7 +213,7 @@ def _task_path(task_id: str, action: str = "") -> str:
 # ---------------------------------------------------------------------------- errors
 
 
-class ApiError(Exception):
+class ApiError(TaskstreamError):
     """A request failed; ``details`` are extra lines such as one per bad field."""
 
     def __init__(self, message: str, details: Sequence[str] = ()) -> None:
@@ -567,7 +568,7 @@ def _print_execution(answer: Any, otherwise: str) -> int:
 def _schedule_arg(text: str) -> dict[str, str]:
     try:
         return parse_schedule(text)
-    except ScheduleError as exc:
+    except ScheduleArgumentError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

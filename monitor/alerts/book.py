@@ -42,6 +42,7 @@ from monitor.alerts.rules import (
 from monitor.task_faults import TaskFaults
 from monitor.workers import WorkerBook
 from schemas import AlertNotification, AlertStatus, AlertSubject, Event, recorded
+from schemas.errors import TaskstreamError
 
 __all__ = ["AlertBook", "ReadOnlyRuleError"]
 
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 _NEXT = "next"
 
 
-class ReadOnlyRuleError(Exception):
+class ReadOnlyRuleError(TaskstreamError):
     """The rule comes from the rules file: change the file, not the API."""
 
 

@@ -35,6 +35,7 @@ from tenacity import (
 
 from monitor.alerts.rules import Channel
 from schemas import AlertNotification, AlertStatus
+from schemas.errors import TaskstreamError
 
 __all__ = [
     "ChannelError",
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 _QUEUE_SIZE = 10_000
 
 
-class ChannelError(Exception):
+class ChannelError(TaskstreamError):
     """A notice could not be delivered through one channel."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from monitor.alerts.channels import EmailChannel, Sender, TopicChannel, WebhookChannel
 from monitor.alerts.rules import Channel, Rule, RuleError, field_error, parse_rules
 from monitor.settings import MonitorSettings
+from schemas.errors import TaskstreamError
 
 __all__ = ["AlertConfigError", "build_channels", "load_rules_file", "unconfigured"]
 
@@ -52,7 +53,7 @@ def load_rules_file(path: Path) -> list[Rule]:
     return parse_rules(rules, where)
 
 
-class AlertConfigError(ValueError):
+class AlertConfigError(TaskstreamError, ValueError):
     """The alert channels' settings do not fit together (said with how to fix them)."""
 
 

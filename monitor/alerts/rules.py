@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from schemas import AlertSeverity, AlertSubject, Duration, format_duration
+from schemas.errors import TaskstreamError
 
 __all__ = [
     "RULE_KINDS",
@@ -206,7 +207,7 @@ def field_error(field: str, message: str, kind: str = "value_error") -> dict[str
     return {"field": field, "message": message, "type": kind}
 
 
-class RuleError(ValueError):
+class RuleError(TaskstreamError, ValueError):
     """A rule (or a rules file) is not valid; ``errors`` names every bad field."""
 
     def __init__(self, errors: list[dict[str, str]], where: str = "") -> None:

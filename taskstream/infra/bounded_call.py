@@ -31,6 +31,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar, cast
 
+from schemas.errors import TaskstreamError
+
 __all__ = ["BoundedCaller", "CallTimedOut"]
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ T = TypeVar("T")
 _Job = tuple[Callable[[], object], "Future[object]"]
 
 
-class CallTimedOut(TimeoutError):
+class CallTimedOut(TaskstreamError, TimeoutError):
     """A call did not return within its deadline; it may still be running."""
 
 

@@ -45,6 +45,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from schemas.errors import TaskstreamError
 from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import consume_available
 from taskstream.infra.logs import fields
@@ -82,7 +83,7 @@ _LAG_EVERY = 1.0
 """Seconds between two lag measurements of a loop."""
 
 
-class LoopFault(RuntimeError):
+class LoopFault(TaskstreamError, RuntimeError):
     """Raised by a component when its loop cannot go on (not the fault of one record)."""
 
 

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from schemas.errors import TaskstreamError
+
 __all__ = [
     "KAFKA_VERSION",
     "OUTPUT_TAIL_LINES",
@@ -52,7 +54,7 @@ _VERSION_RE: Final = re.compile(r"^[0-9]+(\.[0-9]+)*([.-][0-9A-Za-z]+)*$")
 _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class KafkaDistributionError(RuntimeError):
+class KafkaDistributionError(TaskstreamError, RuntimeError):
     """The Kafka jars could not be fetched (Maven missing, no network, bad version...)."""
 
 

@@ -50,6 +50,7 @@ from typing import IO, Final
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from schemas.errors import TaskstreamError
 from taskstream.infra.kafka_jars import (
     KAFKA_VERSION,
     OUTPUT_TAIL_LINES,
@@ -78,7 +79,7 @@ _LOOPBACK: Final = "127.0.0.1"
 _HEAP_RE: Final = re.compile(r"^[0-9]+[kKmMgG]?$")
 
 
-class KafkaStartError(RuntimeError):
+class KafkaStartError(TaskstreamError, RuntimeError):
     """The local Kafka broker did not start (the message carries the tail of its log)."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import TaskstreamError
+
 __all__ = [
     "Exposure",
     "InsecureConfigurationError",
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 
-class InsecureConfigurationError(RuntimeError):
+class InsecureConfigurationError(TaskstreamError, RuntimeError):
     """A listener would be reachable from other machines without authentication."""
 
 

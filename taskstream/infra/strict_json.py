@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 
+from schemas.errors import TaskstreamError
+
 __all__ = ["BadJson", "loads_strict"]
 
 
-class BadJson(ValueError):
+class BadJson(TaskstreamError, ValueError):
     """A body refused: ``status`` 400 (not JSON) or 422 (JSON, but a string holds NUL)."""
 
     def __init__(self, status: int, error: str, message: str, field: str = "body") -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from taskstream.tasks_cli import (
     DEFAULT_API_URL,
-    ScheduleError,
+    ScheduleArgumentError,
     add_tasks_command,
     api_error,
     create_body,
@@ -72,7 +72,7 @@ def test_schedule_forms(text: str, expected: dict[str, str]) -> None:
     ],
 )
 def test_unreadable_schedules_say_what_to_write(text: str, hint: str) -> None:
-    with pytest.raises(ScheduleError, match=hint):
+    with pytest.raises(ScheduleArgumentError, match=hint):
         parse_schedule(text)
 
 
