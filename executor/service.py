@@ -36,7 +36,7 @@ from executor.settings import ExecutorSettings
 from handlers import HandlerEnvironment, HandlerRegistry
 from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, HealthSource
-from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.infra.kafka import ensure_topics, producer_config, standard_topics
 from taskstream.infra.logs import configure_logging
 from taskstream.infra.ops_http import OpsServer
 from taskstream.infra.shutdown import stop_in_order
@@ -63,6 +63,11 @@ class ExecutorService:
                 topic_prefix=settings.topic_prefix,
                 executor_id=settings.executor_id,
                 shell_enabled=settings.executor_shell_enabled,
+                kafka_producer_settings={
+                    key: value
+                    for key, value in producer_config(settings).items()
+                    if key != "bootstrap.servers"
+                },
             ),
             idle_threads=settings.executor_concurrency,
         )

@@ -81,6 +81,11 @@ class HandlerEnvironment:
     """Whether the ``shell`` handler may run commands (``TASKSTREAM_EXECUTOR_SHELL_ENABLED``)."""
     work_dir: Path | None = None
     """Where the ``shell`` handler runs commands; None: a fresh temporary directory per run."""
+    kafka_producer_settings: Mapping[str, Any] = field(default_factory=dict)
+    """The executor's own producer settings (librdkafka's names: ``acks``,
+    ``enable.idempotence``, ``linger.ms``, ``compression.type``...), without
+    ``bootstrap.servers``: the ``kafka`` handler's producers use them, so
+    ``TASKSTREAM_KAFKA_LINGER_MS`` and the compression setting reach it too."""
 
 
 @dataclass(frozen=True, kw_only=True)

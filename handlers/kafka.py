@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -74,7 +75,7 @@ class KafkaHandler(TaskHandler):
                 "run the executor with TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS"
             )
         delivery = _Delivery()
-        producer = _producer(bootstrap)
+        producer = _producer(bootstrap, ctx.environment.kafka_producer_settings)
         try:
             producer.produce(
                 topic,
@@ -125,20 +126,22 @@ def close_producers(timeout: float = 10.0) -> None:
         producer.flush(max(0.0, deadline - time.monotonic()))
 
 
-def _producer(bootstrap: str) -> Any:
-    """The shared idempotent producer of ``bootstrap``, created on first use."""
+def producer_settings(bootstrap: str, executor_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The kafka handler's producer configuration: the executor's own settings (an
+    executor passes them in :class:`HandlerEnvironment`), else an idempotent producer
+    acknowledged by all replicas; its own client id and bootstrap servers."""
+    settings: dict[str, Any] = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
+    settings.update(executor_settings)
+    settings.update({"bootstrap.servers": bootstrap, "client.id": "taskstream-kafka-handler"})
+    return settings
+
+
+def _producer(bootstrap: str, executor_settings: Mapping[str, Any]) -> Any:
+    """The shared producer of ``bootstrap``, created on first use."""
     with _producers_lock:
         producer = _producers.get(bootstrap)
         if producer is None:
-            producer = Producer(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                    "client.id": "taskstream-kafka-handler",
-                }
-            )
+            producer = Producer(producer_settings(bootstrap, executor_settings))
             _producers[bootstrap] = producer
         return producer
 

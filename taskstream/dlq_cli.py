@@ -33,6 +33,8 @@ from schemas import (
     execution_id,
 )
 from schemas.codec import header_value
+from taskstream.infra.kafka import consumer_config, producer_config
+from taskstream.infra.settings import CommonSettings
 
 __all__ = ["DeadLetter", "add_dlq_command", "read_dead_letters"]
 
@@ -51,17 +53,14 @@ class DeadLetter:
     replayed: bool = False
 
 
-def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
+def read_dead_letters(
+    settings: CommonSettings, topic: str, timeout: float = 30.0
+) -> list[DeadLetter]:
     """Every dead letter up to the end of the topic, with replays folded in."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"taskstream-dlq-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
+        consumer_config(
+            settings, f"taskstream-dlq-{uuid.uuid4().hex}", **{"enable.partition.eof": True}
+        )
     )
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None:
@@ -115,7 +114,7 @@ def _settings() -> Any:
 
 def _list(args: argparse.Namespace) -> int:
     settings = _settings()
-    letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.topics.dead_letter)
+    letters = read_dead_letters(settings, settings.topics.dead_letter)
     shown = [letter for letter in letters if args.all or not letter.replayed]
     if args.json:
         print(
@@ -139,7 +138,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     settings = _settings()
-    letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.topics.dead_letter)
+    letters = read_dead_letters(settings, settings.topics.dead_letter)
     matches = [letter for letter in letters if letter.execution_id == args.execution_id]
     if not matches:
         print(
@@ -171,13 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
             due_at=datetime.now(UTC),
         ),
     )
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-        }
-    )
+    producer = Producer(producer_config(settings, partitioner="murmur2_random"))
     producer.produce(
         settings.topics.task_events,
         key=order.task_id.encode(),

@@ -24,9 +24,11 @@ from handlers import (
 from handlers import python as python_handler
 from handlers.builtin import FailHandler
 from handlers.http import HttpHandler, _retry_after, parse_success_codes
-from handlers.kafka import KafkaHandler
+from handlers.kafka import KafkaHandler, producer_settings
 from handlers.python import PythonHandler, callable_handler, register_callable
 from handlers.shell import DISABLED_MESSAGE, ShellHandler
+from taskstream.infra.kafka import producer_config
+from taskstream.infra.settings import CommonSettings
 
 SHELL_ON = HandlerEnvironment(shell_enabled=True)
 
@@ -96,6 +98,7 @@ def test_environment_defaults_keep_old_contexts_working() -> None:
         executor_id="",
         shell_enabled=False,
         work_dir=None,
+        kafka_producer_settings={},
     )
     with pytest.raises(AttributeError):
         ctx.environment.shell_enabled = True  # type: ignore[misc]
@@ -234,6 +237,17 @@ def test_shell_refuses_bad_params_naming_them(params: dict[str, Any], message: s
 def test_kafka_refuses_bad_params_naming_them(params: dict[str, Any], message: str) -> None:
     with pytest.raises(PermanentError, match=message):
         KafkaHandler().run(_ctx(params))
+
+
+def test_kafka_producers_take_the_executors_settings() -> None:
+    executor = producer_config(CommonSettings(kafka_linger_ms=17, kafka_compression="zstd"))
+    del executor["bootstrap.servers"]
+    settings = producer_settings("broker-b:9092", executor)
+    assert settings["linger.ms"] == 17 and settings["compression.type"] == "zstd"
+    assert settings["acks"] == "all" and settings["enable.idempotence"] is True
+    assert settings["bootstrap.servers"] == "broker-b:9092", "the task's broker, not the executor's"
+    alone = producer_settings("broker-b:9092", {})
+    assert (alone["acks"], alone["enable.idempotence"]) == ("all", True), "without an executor"
 
 
 # --- python callables ------------------------------------------------------------------
