@@ -10,12 +10,14 @@ second with nothing finished while thousands wait.
 The test creates ``TASKS`` tasks ahead, all due at one instant, on the core and one
 executor (no monitor), reads every ``ExecutionSucceeded`` back from ``task-events`` and
 checks that each task ran once and that no gap between consecutive finishes reaches
-``STALL``. The rate it prints is for the record; the floor is in ``make bench``
-(``bench/throughput.py --due-in``).
+``STALL`` while fired orders were waiting (the drain may wait for the scheduler to fire
+more: on a slow machine the scheduler, not the executor, paces it). The rate it prints
+is for the record; the floor is in ``make bench`` (``bench/throughput.py --due-in``).
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 import uuid
@@ -34,7 +36,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 TASKS = 20000
 BATCH = 500
-DUE_AFTER = 30.0  # seconds from the first request: the burst is created well before it
+DUE_AFTER = 30.0  # seconds from the first request at least: the burst is created before it
 STALL = 0.5  # seconds without a finish while orders wait: the 1 s fetch backoff shows as ~1 s
 
 
@@ -49,43 +51,66 @@ def test_a_burst_due_at_one_instant_drains_without_a_stall(
         names=("core", "executor"),
         TASKSTREAM_LOG_LEVEL="WARNING",
     ) as stack:
-        due = datetime.now(UTC) + timedelta(seconds=DUE_AFTER)
-        created: set[str] = set()
         with httpx.Client(base_url=stack.core, timeout=120) as client:
-            for start in range(0, TASKS, BATCH):
-                body = [
-                    {"name": f"burst-{n}", "schedule": {"at": due.isoformat()}, "handler": "noop"}
-                    for n in range(start, start + BATCH)
-                ]
-                answer = client.post("/api/tasks/batch", content=orjson.dumps(body))
-                assert answer.status_code in (201, 202), answer.text[:2000]
-                created.update(str(item["id"]) for item in answer.json()["items"])
+            # The due instant must come after the last task is created, whatever this
+            # machine's speed today: one batch (due in an hour, never run here) times it.
+            later = datetime.now(UTC) + timedelta(hours=1)
+            began = time.monotonic()
+            _create(client, later, range(BATCH), "calibration")
+            per_batch = time.monotonic() - began
+            lead = max(DUE_AFTER, 1.5 * per_batch * (TASKS // BATCH) + 5)
+            due = datetime.now(UTC) + timedelta(seconds=lead)
+            created: set[str] = set()
+            for first in range(0, TASKS, BATCH):
+                created |= _create(client, due, range(first, first + BATCH), "burst")
         assert len(created) == TASKS
-        assert datetime.now(UTC) < due, "creating the burst took longer than DUE_AFTER"
+        assert datetime.now(UTC) < due, f"creating the burst took longer than {lead:.0f} s"
 
-        finishes = _finishes(kafka_bootstrap, f"{prefix}task-events", TASKS, DUE_AFTER + 240)
+        finishes, visible = _read(kafka_bootstrap, f"{prefix}task-events", TASKS, lead + 240)
 
     ran = [task for task, _ in finishes]
     assert sorted(ran) == sorted(created), "each task of the burst runs exactly once"
     times = sorted(at for _, at in finishes)
     start = due.timestamp()
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    longest = max(gaps)
-    at = times[gaps.index(longest)] - start
+    stalls = [
+        (a - start, b - a, waiting)
+        for a, b in itertools.pairwise(times)
+        if b - a >= STALL and (waiting := _waiting(visible, times, a)) > 0
+    ]
+    longest = max(b - a for a, b in itertools.pairwise(times))
     drain = times[-1] - start
     print(
         f"{TASKS} tasks due at one instant drained in {drain:.1f} s ({TASKS / drain:.0f}/s), "
         f"the first finished {times[0] - start:.2f} s after the due time; longest gap between "
-        f"finishes {longest * 1000:.0f} ms, {at:.1f} s after it"
+        f"finishes {longest * 1000:.0f} ms; gaps of {STALL} s or more with fired orders "
+        f"waiting: {stalls}"
     )
-    assert longest < STALL, (
-        f"no finish for {longest:.2f} s, {at:.1f} s into the drain, while orders waited"
-    )
+    assert stalls == [], "(s into the drain, gap s, orders fired and waiting) of each stall"
 
 
-def _finishes(bootstrap: str, topic: str, count: int, timeout: float) -> list[tuple[str, float]]:
+def _waiting(visible: list[float], finished: list[float], at: float) -> int:
+    """Orders fired and visible to executors by ``at`` that were not finished by then."""
+    return bisect.bisect_right(visible, at) - bisect.bisect_right(finished, at)
+
+
+def _create(client: httpx.Client, at: datetime, numbers: range, name: str) -> set[str]:
+    """One batch of no-op one-shot tasks due ``at``; their ids."""
+    body = [
+        {"name": f"{name}-{n}", "schedule": {"at": at.isoformat()}, "handler": "noop"}
+        for n in numbers
+    ]
+    answer = client.post("/api/tasks/batch", content=orjson.dumps(body))
+    assert answer.status_code in (201, 202), answer.text[:2000]
+    return {str(item["id"]) for item in answer.json()["items"]}
+
+
+def _read(
+    bootstrap: str, topic: str, count: int, timeout: float
+) -> tuple[list[tuple[str, float]], list[float]]:
     """``(task_id, timestamp)`` of the first ``count`` ``ExecutionSucceeded`` records on
-    ``topic``, read as they arrive (filtered by header, so the reader stays cheap)."""
+    ``topic``, and when this reader received each ``ExecutionScheduled`` (its fire
+    transaction committed by then, so its work order was there for the executor), read
+    as they arrive (filtered by header, so the reader stays cheap)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -97,17 +122,22 @@ def _finishes(bootstrap: str, topic: str, count: int, timeout: float) -> list[tu
     )
     consumer.subscribe([topic])
     finishes: list[tuple[str, float]] = []
+    visible: list[float] = []
     deadline = time.monotonic() + timeout
     try:
         while len(finishes) < count:
             assert time.monotonic() < deadline, f"{len(finishes)} of {count} finished in {timeout}s"
-            for message in consumer.consume(num_messages=5000, timeout=0.5):
+            messages = consumer.consume(num_messages=5000, timeout=0.1)
+            received = time.time()
+            for message in messages:
                 if message.error() is not None:
                     continue
-                if (HEADER_EVENT_TYPE, b"ExecutionSucceeded") not in (message.headers() or []):
-                    continue
-                value = orjson.loads(message.value() or b"{}")
-                finishes.append((str(value["task_id"]), message.timestamp()[1] / 1000))
+                headers = message.headers() or []
+                if (HEADER_EVENT_TYPE, b"ExecutionScheduled") in headers:
+                    visible.append(received)
+                elif (HEADER_EVENT_TYPE, b"ExecutionSucceeded") in headers:
+                    value = orjson.loads(message.value() or b"{}")
+                    finishes.append((str(value["task_id"]), message.timestamp()[1] / 1000))
     finally:
         consumer.close()
-    return finishes
+    return finishes, sorted(visible)
