@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(SYSTEM)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
-	$(BIN)/python -m taskstream.infra.local_kafka --fetch-only
+	$(BIN)/python -m taskstream.dev_broker.local_kafka --fetch-only
 	@touch $(STAMP)
 
 ## run: the whole system locally (Kafka, core, executor, monitor; SQLite). Ctrl-C stops it.

@@ -31,8 +31,8 @@ from schemas import (
     encode_work_order,
     execution_id,
 )
-from taskstream.infra.kafka_jars import KAFKA_VERSION
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.kafka_jars import KAFKA_VERSION
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"

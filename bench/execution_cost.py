@@ -80,7 +80,7 @@ from _common import (
 )
 
 from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import free_port
 
 SERVICES = (

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: E402
 
 from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy  # noqa: E402
-from taskstream.infra.local_kafka import LocalKafkaBroker  # noqa: E402
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker  # noqa: E402
 from taskstream.infra.processes import free_port  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"

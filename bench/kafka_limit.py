@@ -60,7 +60,7 @@ from _common import (
     write_results,
 )
 
-from taskstream.infra.kafka_jars import fetch_kafka_jars
+from taskstream.dev_broker.kafka_jars import fetch_kafka_jars
 
 PARTITIONS = 6
 """Like taskstream's execution topics (``TASKSTREAM_EXECUTION_PARTITIONS``)."""

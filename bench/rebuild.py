@@ -57,8 +57,8 @@ from schemas import (
     event_headers,
     execution_id,
 )
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.kafka import ensure_topics, standard_topics
-from taskstream.infra.local_kafka import LocalKafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_PER_TASK = 3

@@ -21,8 +21,8 @@ TaskstreamError                                  schemas.errors
  ├── CallTimedOut (TimeoutError)                 taskstream.infra.bounded_call
  ├── LoopFault (RuntimeError)                    taskstream.infra.consumer_loop
  ├── InsecureConfigurationError (RuntimeError)   taskstream.infra.security
- ├── KafkaDistributionError (RuntimeError)       taskstream.infra.kafka_jars
- ├── KafkaStartError (RuntimeError)              taskstream.infra.local_kafka
+ ├── KafkaDistributionError (RuntimeError)       taskstream.dev_broker.kafka_jars
+ ├── KafkaStartError (RuntimeError)              taskstream.dev_broker.local_kafka
  ├── EventTooLarge (ValueError)                  core.event_size
  ├── PublishError (RuntimeError)                 core.publisher
  ├── RebuildError                                core.rebuild

@@ -86,7 +86,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _kafka(args: argparse.Namespace) -> int:
-    from taskstream.infra.local_kafka import main as kafka_main
+    from taskstream.dev_broker.local_kafka import main as kafka_main
 
     return kafka_main(args.kafka_args)
 
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument(
         "kafka_args",
         nargs=argparse.REMAINDER,
-        help="options of python -m taskstream.infra.local_kafka",
+        help="options of python -m taskstream.dev_broker.local_kafka",
     )
     kafka.set_defaults(run=_kafka)
     schemas = commands.add_parser("schemas", help="write the JSON Schema files")

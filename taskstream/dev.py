@@ -26,7 +26,7 @@ from typing import IO
 import httpx
 
 from schemas.errors import TaskstreamError
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import spawn_tied_to_interpreter
 
 __all__ = [

@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 
 pytest_plugins = ["tests.postgres"]
 

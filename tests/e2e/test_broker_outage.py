@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from tests.e2e.stack import Stack, running_stack
 from tests.support import eventually
 

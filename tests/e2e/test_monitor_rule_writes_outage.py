@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from tests.e2e.stack import running_stack
 from tests.support import eventually
 

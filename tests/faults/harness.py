@@ -24,7 +24,7 @@ import httpx
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from taskstream.dev import start_service, wait_healthy
-from taskstream.infra.local_kafka_cluster import LocalKafkaCluster
+from taskstream.dev_broker.local_kafka_cluster import LocalKafkaCluster
 from tests.e2e.stack import Stack, running_stack
 
 FAULT_KINDS = ("broker", "cluster", "core", "executor", "monitor")

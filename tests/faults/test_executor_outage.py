@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from schemas import Priority
 from taskstream.dev import service_env, start_service, wait_healthy
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.kafka import ensure_topics, standard_topics
-from taskstream.infra.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import free_port
 from tests.integration.executor_support import EventLog, Writer, executor_settings, work_order
 from tests.support import eventually

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from taskstream.dev import service_env, start_service, wait_healthy
-from taskstream.infra.local_kafka import LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import free_port
 from tests.faults.harness import FlowWatch
 from tests.faults.ledger import read_committed

@@ -1,4 +1,4 @@
-"""Integration tests of taskstream.infra.local_kafka against a real Kafka broker.
+"""Integration tests of taskstream.dev_broker.local_kafka against a real Kafka broker.
 
 They start the genuine Apache Kafka broker (KRaft, single node) on free
 loopback ports; the first run fetches its jars with Maven (see
@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-export it
 
-from taskstream.infra.local_kafka import KAFKA_VERSION, LocalKafkaBroker
+from taskstream.dev_broker.local_kafka import KAFKA_VERSION, LocalKafkaBroker
 
 pytestmark = pytest.mark.kafka
 

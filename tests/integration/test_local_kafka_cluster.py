@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from taskstream.dev_broker.local_kafka_cluster import LocalKafkaCluster
 from taskstream.infra.kafka import TopicSpec, ensure_topics, standard_topics
-from taskstream.infra.local_kafka_cluster import LocalKafkaCluster
 from taskstream.infra.settings import CommonSettings
 from tests.support import eventually
 

@@ -37,7 +37,8 @@ def test_the_repository_keeps_its_layers() -> None:
         ("schemas/_upward.py", "import core.store", "schemas < handlers < runtime"),
         ("core/_sideways.py", "import executor.pool", "schemas < handlers < runtime"),
         ("taskstream/infra/_upward.py", "import taskstream.tasks_cli", "below the command line"),
-        ("monitor/_dev.py", "import taskstream.infra.local_kafka", "development broker"),
+        ("monitor/_dev.py", "import taskstream.dev_broker.local_kafka", "development broker"),
+        ("taskstream/infra/_dev.py", "import taskstream.dev_broker", "development broker"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(

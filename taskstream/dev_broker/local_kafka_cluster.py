@@ -1,6 +1,6 @@
 """Run a real 3-node Apache Kafka cluster on loopback, for fault injection.
 
-Each node is a :class:`~taskstream.infra.local_kafka.LocalKafkaBroker` in KRaft
+Each node is a :class:`~taskstream.dev_broker.local_kafka.LocalKafkaBroker` in KRaft
 *combined* mode (broker and controller in one JVM), with its own client port,
 controller port, data directory and log, all on 127.0.0.1; the three form the
 controller quorum. The pipeline's topics get replication factor 3 and
@@ -25,7 +25,7 @@ Example::
 
 Command line::
 
-    python -m taskstream.infra.local_kafka_cluster [--data-dir DIR] [--nodes 3]
+    python -m taskstream.dev_broker.local_kafka_cluster [--data-dir DIR] [--nodes 3]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Final
 
-from taskstream.infra.local_kafka import (
+from taskstream.dev_broker.local_kafka import (
     KAFKA_VERSION,
     KafkaDistributionError,
     KafkaStartError,
@@ -277,9 +277,9 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m taskstream.infra.local_kafka_cluster``: run a cluster until Ctrl-C."""
+    """``python -m taskstream.dev_broker.local_kafka_cluster``: run a cluster until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m taskstream.infra.local_kafka_cluster",
+        prog="python -m taskstream.dev_broker.local_kafka_cluster",
         description="Run a real Apache Kafka cluster (KRaft, combined nodes) on 127.0.0.1.",
     )
     parser.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")

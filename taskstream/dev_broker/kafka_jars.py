@@ -77,8 +77,8 @@ def _dist_dir(version: str, cache_dir: Path | None) -> Path:
 
 
 def resource_text(name: str) -> str:
-    """Text of a file shipped in ``taskstream/infra/kafka_dist/``."""
-    ref = importlib.resources.files(__package__ or "taskstream.infra") / _RESOURCE_DIR / name
+    """Text of a file shipped in ``taskstream/dev_broker/kafka_dist/``."""
+    ref = importlib.resources.files(__package__ or "taskstream.dev_broker") / _RESOURCE_DIR / name
     return ref.read_text(encoding="utf-8")
 
 

@@ -4,8 +4,8 @@ The broker is the genuine Apache Kafka server (``kafka.Kafka``) in KRaft
 *combined* mode (one JVM that is both broker and controller), started from
 jars that Maven fetches from Maven Central once and caches:
 
-* :func:`~taskstream.infra.kafka_jars.fetch_kafka_jars` fetches the jars with Maven once
-  and caches them (see :mod:`taskstream.infra.kafka_jars`).
+* :func:`~taskstream.dev_broker.kafka_jars.fetch_kafka_jars` fetches the jars with Maven once
+  and caches them (see :mod:`taskstream.dev_broker.kafka_jars`).
 * :class:`LocalKafkaBroker` writes ``server.properties``, formats the storage
   directory and runs the JVM as a child process that cannot outlive its parent
   (own process group, ``PR_SET_PDEATHSIG`` on Linux, an :mod:`atexit` hook).
@@ -20,8 +20,8 @@ Example::
 
 Command line::
 
-    python -m taskstream.infra.local_kafka [--port 9092] [--data-dir DIR]
-    python -m taskstream.infra.local_kafka --fetch-only
+    python -m taskstream.dev_broker.local_kafka [--port 9092] [--data-dir DIR]
+    python -m taskstream.dev_broker.local_kafka --fetch-only
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from schemas.errors import TaskstreamError
-from taskstream.infra.kafka_jars import (
+from taskstream.dev_broker.kafka_jars import (
     KAFKA_VERSION,
     OUTPUT_TAIL_LINES,
     KafkaDistributionError,
@@ -488,7 +488,7 @@ class LocalKafkaBroker:
         props = self._server_properties(port, controller_port, log_dir)
         server_properties = self._data_dir / "server.properties"
         server_properties.write_text(
-            "# written by taskstream.infra.local_kafka; rewritten at every start\n"
+            "# written by taskstream.dev_broker.local_kafka; rewritten at every start\n"
             + "".join(f"{key}={_properties_value(value)}\n" for key, value in props.items()),
             encoding="utf-8",
         )
@@ -696,9 +696,9 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m taskstream.infra.local_kafka``: run a broker until Ctrl-C / SIGTERM."""
+    """``python -m taskstream.dev_broker.local_kafka``: run a broker until Ctrl-C / SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m taskstream.infra.local_kafka",
+        prog="python -m taskstream.dev_broker.local_kafka",
         description="Run a real single-node Apache Kafka broker (KRaft) on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=9092, help="client port (0 = pick a free one)")
