@@ -114,7 +114,7 @@ class Executions:
         if reason is not None:
             self.cancellations.unregister(order.execution_id)
             logger.info("cancelled before it started: %s", reason, extra=log)
-            cancelled = Outcome(Ending.CANCELLED, 0.0, error_message=reason, retryable=False)
+            cancelled = Outcome.cancelled(0.0, reason)
             self._publish(item, cancelled, None, [], log)
             return
         started_at = datetime.now(UTC)

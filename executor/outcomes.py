@@ -74,6 +74,22 @@ class Outcome:
     def succeeded(self) -> bool:
         return self.ending is Ending.SUCCEEDED
 
+    @classmethod
+    def cancelled(cls, duration: float, reason: str) -> Outcome:
+        """Stopped because someone asked (never retried)."""
+        return cls(Ending.CANCELLED, duration, error_message=reason, retryable=False)
+
+    @classmethod
+    def past_deadline(cls, duration: float, timeout: float) -> Outcome:
+        """Still running at its timeout: the executor stopped waiting for it."""
+        return cls(
+            Ending.TIMED_OUT,
+            duration,
+            error_type="TimeoutError",
+            error_message=f"handler ran past its timeout of {timeout:g}s",
+            timeout=timeout,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OutcomeRecords:

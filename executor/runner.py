@@ -122,10 +122,8 @@ class RunControl:
         """Wait for a wake-up (handler ended, cancellation) or ``timeout`` seconds."""
         with self._lock:
             wake = self._wake
-        if wake is None:
-            time.sleep(timeout)
-        else:
-            wake.wait(timeout)
+        assert wake is not None, "reset_wake() first: it makes the event sleep waits on"
+        wake.wait(timeout)
 
 
 class HandlerThreads:
@@ -314,7 +312,7 @@ class HandlerRunner:
         duration = time.monotonic() - started
         reason = control.reason
         if reason is not None:  # even if the handler ended, politely, after the request
-            return Outcome(Ending.CANCELLED, duration, error_message=reason, retryable=False)
+            return Outcome.cancelled(duration, reason)
         return _classify(error, result, duration, timeout)
 
     def _prepare(
@@ -330,7 +328,7 @@ class HandlerRunner:
         except Exception as exc:
             return _failed(type(exc).__name__, str(exc) or repr(exc), 0.0)
         if control.reason is not None:  # cancelled before it started
-            return Outcome(Ending.CANCELLED, 0.0, error_message=control.reason, retryable=False)
+            return Outcome.cancelled(0.0, control.reason)
         return handler, started, self.timeout_of(order)
 
     def _wait_async(
@@ -377,14 +375,8 @@ class HandlerRunner:
         if thread_run is not None:
             thread_run.abandon()
         if reason is not None:  # even if the handler ended, politely, after the request
-            return Outcome(Ending.CANCELLED, duration, error_message=reason, retryable=False)
-        return Outcome(
-            Ending.TIMED_OUT,
-            duration,
-            error_type="TimeoutError",
-            error_message=f"handler ran past its timeout of {timeout:g}s",
-            timeout=timeout,
-        )
+            return Outcome.cancelled(duration, reason)
+        return Outcome.past_deadline(duration, timeout)
 
     def _handler_class(self, order: WorkOrder) -> type[TaskHandler]:
         try:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from executor.metrics import LINGERING_THREADS
-from executor.outcomes import Ending, Outcome
+from executor.outcomes import Outcome
 from schemas import WorkOrder
 from taskstream.infra.logs import fields
 
@@ -168,18 +168,11 @@ class RunWatchdog:
             extra=watch.log_fields,
         )
         duration = now - watch.started
-        if watch.reason is not None:
-            outcome = Outcome(
-                Ending.CANCELLED, duration, error_message=watch.reason, retryable=False
-            )
-        else:
-            outcome = Outcome(
-                Ending.TIMED_OUT,
-                duration,
-                error_type="TimeoutError",
-                error_message=f"handler ran past its timeout of {watch.timeout:g}s",
-                timeout=watch.timeout,
-            )
+        outcome = (
+            Outcome.past_deadline(duration, watch.timeout)
+            if watch.reason is None
+            else Outcome.cancelled(duration, watch.reason)
+        )
         try:
             watch.overrun(outcome)
         except Exception:  # the watchdog outlives any one run's hand-over
