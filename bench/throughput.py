@@ -206,11 +206,6 @@ class MonitorWatch(_Watch):
         return self.samples[-1][1] if self.samples else 0
 
 
-def at_once(args: argparse.Namespace) -> bool:
-    """Tasks due when submitted (not a drain of tasks created ahead)."""
-    return args.due_in is None
-
-
 def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     executor_settings = {
         "TASKSTREAM_EXECUTOR_CONCURRENCY": str(args.concurrency),
@@ -227,7 +222,8 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     ) as stack:
         watch: LogWatch | MonitorWatch = LogWatch(stack) if args.no_monitor else MonitorWatch(stack)
         watch.start()
-        profilers = profile(stack, args.profile) if args.profile and at_once(args) else []
+        drain = args.due_in is not None  # tasks created ahead, all due at one instant
+        profilers = profile(stack, args.profile) if args.profile and not drain else []
         cpu_before = stack.cpu_seconds()
         began = time.time()
         at = None if args.due_in is None else began + args.due_in
@@ -250,14 +246,11 @@ def one_run(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-        if args.profile and not profilers:  # a drain: profile from the due instant on
-            assert at is not None
+        if at is not None:  # a drain: profiles and the CPU of everything from the due instant
             while time.time() < at:
                 time.sleep(0.05)
-            profilers = profile(stack, args.profile)
-        if at is not None:  # a drain: the CPU of everything from the due instant on
-            while time.time() < at:
-                time.sleep(0.05)
+            if args.profile:
+                profilers = profile(stack, args.profile)
             drain_cpu_before = cpu_of_everything(stack, bootstrap)
         deadline = time.monotonic() + args.timeout
         while watch.succeeded() < args.tasks and time.monotonic() < deadline:
