@@ -54,3 +54,23 @@ def test_an_overrun_slot_is_handed_over_and_the_pool_keeps_its_size() -> None:
     finally:
         release.set()
         pool.stop(timeout=2)
+
+
+def test_a_slot_survives_an_order_whose_processing_raises() -> None:
+    lanes: Lanes[Received] = Lanes()
+    processed: list[str] = []
+
+    def process(item: Received, slot: Slot) -> None:
+        if item.order.task_id == "bad":
+            raise RuntimeError("a bug in one order's processing")
+        processed.append(item.order.task_id)
+
+    pool = ExecutionPool(lanes, 1, process)
+    pool.start()
+    try:
+        for task in ("bad", "good-1", "bad", "good-2"):
+            lanes.put(Priority.MEDIUM, _received(task))
+        eventually(lambda: processed == ["good-1", "good-2"], timeout=5, what="the next orders")
+        eventually(lambda: pool.busy == 0, timeout=5, what="the slot free again")
+    finally:
+        pool.stop(timeout=2)

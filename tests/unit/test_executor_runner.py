@@ -397,3 +397,24 @@ def test_run_here_reports_cancelled_when_a_polite_handler_returns_on_the_request
     assert len(ended) == 1, "one ending, from whichever saw it first"
     assert ended[0] is not None and ended[0].ending is Ending.CANCELLED
     assert ended[0].error_message == "stop please"
+
+
+def test_the_watchdog_survives_an_overrun_callback_that_raises(runner: HandlerRunner) -> None:
+    Stubborn.release.clear()
+
+    def broken(_: Outcome) -> None:
+        raise RuntimeError("the hand-over failed")
+
+    first = threading.Thread(
+        target=runner.run_here,
+        args=(_order("stubborn", timeout=0.2), RunControl(), None, broken),
+        daemon=True,
+    )
+    first.start()
+    slot, overruns, returned = _in_thread(runner, _order("polite", timeout=0.3), RunControl())
+    eventually(lambda: overruns != [], timeout=3, interval=0.01, what="the next overrun")
+    assert overruns[0].ending is Ending.TIMED_OUT, "the watchdog went on watching"
+    Stubborn.release.set()
+    first.join(5)
+    slot.join(5)
+    assert returned == [None]
