@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from schemas import (
+from taskstream.dev_broker.kafka_jars import KAFKA_VERSION
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
+from taskstream.schemas import (
     Event,
     ExecutionLogChunk,
     ExecutionScheduled,
@@ -31,8 +33,6 @@ from schemas import (
     encode_work_order,
     execution_id,
 )
-from taskstream.dev_broker.kafka_jars import KAFKA_VERSION
-from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"

@@ -79,7 +79,7 @@ from _common import (
     write_results,
 )
 
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import free_port
 

@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import free_port
 from tests.kafka_read import read_topic

@@ -2,7 +2,7 @@
 
 - :func:`kafka`: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a fresh local broker
   (``LocalKafkaBroker``) for the whole benchmark;
-- :class:`Stack`: core, executor(s) and monitor as processes (``taskstream.dev``), each
+- :class:`Stack`: core, executor(s) and monitor as processes (``taskstream.cli.dev``), each
   with this checkout first on ``PYTHONPATH``, on free ports, with their own topic prefix
   and SQLite store; :meth:`Stack.cpu_seconds` reads each one's CPU time from ``/proc``;
 - :func:`read_events`: ``task-events`` from the beginning to its end now, filtered by the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: E402
 
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy  # noqa: E402
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy  # noqa: E402
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker  # noqa: E402
 from taskstream.infra.processes import free_port  # noqa: E402
 

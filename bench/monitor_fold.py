@@ -49,8 +49,10 @@ from harness import (
     write_results,
 )
 
-from core.settings import CoreSettings
-from schemas import (
+from taskstream.cli.dev import service_env
+from taskstream.core.settings import CoreSettings
+from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     ExecutionStarted,
@@ -63,8 +65,6 @@ from schemas import (
     event_headers,
     execution_id,
 )
-from taskstream.dev import service_env
-from taskstream.infra.kafka import ensure_topics, standard_topics
 
 BENCH = "monitor_fold"
 DUE = datetime(2030, 1, 1, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Produces ``--events`` records (tasks created, then runs: scheduled, started, succeeded)
 to a fresh topic prefix on the broker at ``KAFKA_BOOTSTRAP_SERVERS`` (or a broker of its
-own, started on a free port), then times :func:`core.rebuild.rebuild` into a new SQLite
+own, started on a free port), then times :func:`taskstream.core.rebuild.rebuild` into a new SQLite
 file and into a new PostgreSQL database, and prints events/s for each.
 
 PostgreSQL is ``TASKSTREAM_TEST_POSTGRES_URL`` if set, else the server
@@ -42,9 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt, machine, spread, summary, table, write_results
 
-from core.rebuild import RebuildReport, rebuild
-from core.settings import CoreSettings
-from schemas import (
+from taskstream.core.rebuild import RebuildReport, rebuild
+from taskstream.core.settings import CoreSettings
+from taskstream.dev_broker.local_kafka import LocalKafkaBroker
+from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     ExecutionStarted,
@@ -57,8 +59,6 @@ from schemas import (
     event_headers,
     execution_id,
 )
-from taskstream.dev_broker.local_kafka import LocalKafkaBroker
-from taskstream.infra.kafka import ensure_topics, standard_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_PER_TASK = 3

@@ -39,13 +39,13 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kafka_read
 
-from schemas import Event, Schedule, TaskCreated, TaskSpec, encode_event, event_headers
-from schemas.durations import parse_duration
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.processes import free_port
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import Event, Schedule, TaskCreated, TaskSpec, encode_event, event_headers
+from taskstream.schemas.durations import parse_duration
 from tests.kafka_read import read_topic
 
 RESULTS = Path(__file__).parent / "results"

@@ -1,4 +1,5 @@
-"""Scheduler memory: N active schedules in one :class:`core.shard.Shard`, restored and fired.
+"""Scheduler memory: N active schedules in one :class:`taskstream.core.shard.Shard`, restored and
+fired.
 
 Builds ``--tasks`` schedules of mixed kinds (``every`` intervals, 5- and 6-field crons in
 five time zones, one-shots, some with jitter, start and end; varying handlers, queues,
@@ -51,10 +52,11 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.aggregate import TaskState, TaskStatus
-from core.shard import Shard
-from core.store import Snapshot
-from schemas import (
+from taskstream.core.aggregate import TaskState, TaskStatus
+from taskstream.core.shard import Shard
+from taskstream.core.store import Snapshot
+from taskstream.infra.settings import Topics
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     ExecutionSkipped,
@@ -68,7 +70,6 @@ from schemas import (
     decode_event,
     encode_event,
 )
-from taskstream.infra.settings import Topics
 
 NOW = datetime(2030, 1, 7, 12, 0, 0, 500_000, tzinfo=UTC)
 """A Monday, half a second after 12:00:00 UTC: the crons of hot tasks match 12:00:00."""

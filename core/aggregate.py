@@ -8,7 +8,7 @@ same order), and replaying an event that is already applied changes nothing.
 
 :func:`folds` says which events :func:`apply` reads a task for; for any other event it
 returns None whatever the state, so a consumer that keeps tasks in another form (the
-scheduler's :class:`core.shard.Shard`) need not build a :class:`TaskState` for them.
+scheduler's :class:`taskstream.core.shard.Shard`) need not build a :class:`TaskState` for them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from schemas import (
+from taskstream.schemas import (
     DeadLetterReplayed,
     Event,
     ExecutionScheduled,
@@ -34,8 +34,8 @@ from schemas import (
     TaskUpdated,
     Trigger,
 )
-from schemas import execution_id as make_execution_id
-from schemas.schedules import next_slot
+from taskstream.schemas import execution_id as make_execution_id
+from taskstream.schemas.schedules import next_slot
 
 __all__ = [
     "PendingRunState",

@@ -35,26 +35,34 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 
-from core.aggregate import TaskStatus
-from core.event_size import EventSizeLimit, EventTooLarge
-from core.execution_logs import LogProjection
-from core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
-from core.projection import Projection
-from core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
-from core.requests import (
+from taskstream.core.aggregate import TaskStatus
+from taskstream.core.event_size import EventSizeLimit, EventTooLarge
+from taskstream.core.execution_logs import LogProjection
+from taskstream.core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
+from taskstream.core.projection import Projection
+from taskstream.core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
+from taskstream.core.requests import (
     CreateTaskRequest,
     PatchTaskRequest,
     ReplaceTaskRequest,
     StatusRequest,
     admission_errors,
 )
-from core.scheduler import Scheduler
-from core.security import SETTINGS_PREFIX, BodySizeLimit, TokenAuth, load_tokens
-from core.settings import CoreSettings
-from core.store import TaskRow, TaskStore, task_as_dict
-from core.workers import WorkerDirectory, loading_message, unserved_message, worker_as_dict
-from handlers import HandlerRegistry, UnknownHandlerError
-from schemas import (
+from taskstream.core.scheduler import Scheduler
+from taskstream.core.security import SETTINGS_PREFIX, BodySizeLimit, TokenAuth, load_tokens
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import TaskRow, TaskStore, task_as_dict
+from taskstream.core.workers import (
+    WorkerDirectory,
+    loading_message,
+    unserved_message,
+    worker_as_dict,
+)
+from taskstream.handlers import HandlerRegistry, UnknownHandlerError
+from taskstream.infra.broker_health import BrokerHealth
+from taskstream.infra.health import HealthBoard, health_answer, ready_answer
+from taskstream.infra.logs import fields
+from taskstream.schemas import (
     CancelRequested,
     Event,
     EventData,
@@ -68,10 +76,7 @@ from schemas import (
     execution_id,
     recorded,
 )
-from schemas.errors import TaskstreamError
-from taskstream.infra.broker_health import BrokerHealth
-from taskstream.infra.health import HealthBoard, health_answer, ready_answer
-from taskstream.infra.logs import fields
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["MAX_BATCH", "CoreRuntime", "create_api"]
 
@@ -106,7 +111,7 @@ REJECTIONS = Counter(
 
 @dataclass(frozen=True)
 class CoreRuntime:
-    """The parts the API talks to, wired by :func:`core.service.bootstrap`."""
+    """The parts the API talks to, wired by :func:`taskstream.core.service.bootstrap`."""
 
     settings: CoreSettings
     store: TaskStore
@@ -725,7 +730,8 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
 
 
 def _stored_spec(row: TaskRow) -> TaskSpec:
-    """The task's spec as the store holds it (read as recorded: see :mod:`schemas.recorded`)."""
+    """The task's spec as the store holds it (read as recorded: see
+    :mod:`taskstream.schemas.recorded`)."""
     with recorded():
         return TaskSpec.model_validate(row.spec)
 

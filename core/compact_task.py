@@ -32,8 +32,8 @@ import orjson
 from pydantic import BaseModel
 from pydantic_core import TzInfo
 
-from core.aggregate import TaskState, TaskStatus
-from schemas import Schedule, TaskSpec, recorded
+from taskstream.core.aggregate import TaskState, TaskStatus
+from taskstream.schemas import Schedule, TaskSpec, recorded
 
 __all__ = [
     "CompactTask",
@@ -196,7 +196,7 @@ class TaskCompactor:
         self._last_schedule: tuple[tuple[Any, ...], Schedule] | None = None
         self._last_policy: tuple[tuple[Any, ...], TaskSpec] | None = None
         """The last value interned, and what it was made of: specs read from the store share
-        these very objects (:class:`core.spec_reader.SpecReader`), so an identity check
+        these very objects (:class:`taskstream.core.spec_reader.SpecReader`), so an identity check
         spares computing a key (a third of a restore's time)."""
 
     def state(self, task: CompactTask) -> TaskState:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas import Event, encode_event, event_headers
-from schemas.errors import TaskstreamError
 from taskstream.infra.kafka import producer_config, topic_config
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import Event, encode_event, event_headers
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["EventSizeLimit", "EventTooLarge"]
 

@@ -1,7 +1,7 @@
 """Per-execution logs: ``execution-logs`` -> the ``execution_log_chunks`` table -> the API.
 
-Executors ship what a handler logs and prints as :class:`~schemas.ExecutionLogChunk`
-records (see :mod:`schemas.execution_log`). Every core instance keeps them in its store,
+Executors ship what a handler logs and prints as :class:`~taskstream.schemas.ExecutionLogChunk`
+records (see :mod:`taskstream.schemas.execution_log`). Every core instance keeps them in its store,
 like the task projection: it assigns every partition, resumes at the offsets the store
 holds (``projection_offsets``, under this topic's name) and writes chunks and offsets in
 one transaction; replays are no-ops (the key is execution, run and chunk number).
@@ -30,12 +30,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.store import Base, ProjectionOffset, as_utc, lock_offsets, retrying_transient
-from schemas import ExecutionLogChunk
+from taskstream.core.store import Base, ProjectionOffset, as_utc, lock_offsets, retrying_transient
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import ExecutionLogChunk
 
 __all__ = [
     "ExecutionLog",

@@ -2,7 +2,7 @@
 
 ``upgrade(engine)`` brings any database to the newest revision; the services call it at
 start-up. A new revision: change the models in ``core/store.py``, then
-``python -m core.migrate revision "what changed"`` (autogenerate) and review the file.
+``python -m taskstream.core.migrate revision "what changed"`` (autogenerate) and review the file.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "revision":
-        sys.exit('usage: python -m core.migrate revision "message"')
+        sys.exit('usage: python -m taskstream.core.migrate revision "message"')
     scratch = create_engine("sqlite://")
     upgrade(scratch)
     command.revision(alembic_config(scratch), message=sys.argv[2], autogenerate=True)

@@ -7,7 +7,7 @@ logged with its position and skipped, so one poison record never stops the store
 A batch is applied as soon as a record is there, with whatever else the client has
 already fetched (up to ``batch_size``, 1000; a rebuild takes more), so a write waits for
 the store no longer than one fetch and one transaction. Records are decoded and applied by
-:mod:`core.store_writes` (cheaply: most of an execution's records skip pydantic).
+:mod:`taskstream.core.store_writes` (cheaply: most of an execution's records skip pydantic).
 Writers wait with :meth:`Projection.applied`, a future resolved by the projection thread
 (no thread per waiting request).
 
@@ -35,13 +35,13 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from core.store import AppliedRecord, TaskStore, retrying_transient
-from core.store_writes import decode_record
-from schemas import Event, EventDecodeError, TaskQuarantined, quarantine_event_id
+from taskstream.core.store import AppliedRecord, TaskStore, retrying_transient
+from taskstream.core.store_writes import decode_record
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import Event, EventDecodeError, TaskQuarantined, quarantine_event_id
 
 __all__ = ["Projection"]
 

@@ -25,11 +25,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from schemas import Event, encode_event, event_headers
-from schemas.errors import TaskstreamError
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import Event, encode_event, event_headers
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["EventPublisher", "PublishError", "RecordPosition", "confirmed"]
 

@@ -5,12 +5,12 @@ can always be thrown away and rebuilt: after a projection bug is fixed, after a 
 corrupt database, or to move to another database (point ``TASKSTREAM_DATABASE_URL`` at
 it). :func:`rebuild` checks that the topic exists *before* it drops anything, resets the
 schema with Alembic (down to base, then up to head) and replays every partition from its
-first record with the core's own :class:`~core.projection.Projection`, until each
+first record with the core's own :class:`~taskstream.core.projection.Projection`, until each
 partition reports its end. A record the store cannot apply is stepped over and logged, as
 the live projection does (the report counts them), so the rebuilt store equals the live one.
 
 Stop every core instance that uses the database first: they would write into tables
-being dropped. ``taskstream rebuild`` (``taskstream/rebuild_cli.py``) is the command.
+being dropped. ``taskstream rebuild`` (``taskstream/cli/rebuild.py``) is the command.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from confluent_kafka import KafkaException
 from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Engine
 
-from core.migrate import downgrade, upgrade
-from core.projection import Projection
-from core.settings import CoreSettings
-from core.store import Base, TaskStore, make_engine
-from schemas.errors import TaskstreamError
+from taskstream.core.migrate import downgrade, upgrade
+from taskstream.core.projection import Projection
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import Base, TaskStore, make_engine
 from taskstream.infra.kafka import admin_client
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["RebuildError", "RebuildReport", "rebuild", "reset_store"]
 

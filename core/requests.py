@@ -17,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from schemas import (
+from taskstream.schemas import (
     Duration,
     MisfirePolicy,
     OverlapPolicy,
@@ -26,8 +26,8 @@ from schemas import (
     Schedule,
     TaskSpec,
 )
-from schemas.errors import ScheduleError
-from schemas.schedules import check_schedule
+from taskstream.schemas.errors import ScheduleError
+from taskstream.schemas.schedules import check_schedule
 
 __all__ = [
     "MAX_VERSION",

@@ -11,7 +11,7 @@ generation, so a fenced zombie's commit fails. The same transactions copy every
 instead of all of ``task-events``; a new owner of a partition reads from the group's
 commit when it is behind the store's offset, for the copies only, so none is lost when
 an instance dies between reading a request and its next commit. What is due is decided by
-:class:`core.shard.Shard`; this module does the I/O.
+:class:`taskstream.core.shard.Shard`; this module does the I/O.
 
 The thread is a :class:`taskstream.infra.consumer_loop.ConsumerLoop`: a record whose
 task the shard cannot evaluate quarantines that task (a ``TaskQuarantined`` in the next
@@ -38,10 +38,15 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge, Histogram
 
-from core.settings import CoreSettings
-from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
-from core.store import TaskStore
-from schemas import (
+from taskstream.core.settings import CoreSettings
+from taskstream.core.shard import IGNORED_EVENT_TYPES, Plan, Shard
+from taskstream.core.store import TaskStore
+from taskstream.infra.bounded_call import BoundedCaller, CallTimedOut
+from taskstream.infra.consumer_loop import ConsumerLoop, LoopFault
+from taskstream.infra.health import ComponentStatus
+from taskstream.infra.kafka import consumer_config, producer_config
+from taskstream.infra.logs import fields
+from taskstream.schemas import (
     CancelRequested,
     EventDecodeError,
     ExecutionScheduled,
@@ -53,12 +58,7 @@ from schemas import (
     event_headers,
     work_order_headers,
 )
-from schemas.codec import HEADER_EVENT_TYPE, Headers
-from taskstream.infra.bounded_call import BoundedCaller, CallTimedOut
-from taskstream.infra.consumer_loop import ConsumerLoop, LoopFault
-from taskstream.infra.health import ComponentStatus
-from taskstream.infra.kafka import consumer_config, producer_config
-from taskstream.infra.logs import fields
+from taskstream.schemas.codec import HEADER_EVENT_TYPE, Headers
 
 __all__ = ["Scheduler"]
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from core.settings import CoreSettings
-from schemas.errors import TaskstreamError
+from taskstream.core.settings import CoreSettings
 from taskstream.infra.security import (
     Exposure,
     InsecureConfigurationError,
@@ -24,6 +23,7 @@ from taskstream.infra.security import (
     check_exposure,
     load_tokens,
 )
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "SETTINGS_PREFIX",

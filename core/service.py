@@ -11,17 +11,17 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
-from core.api import CoreRuntime, create_api
-from core.event_size import EventSizeLimit
-from core.execution_logs import ExecutionLogStore, LogProjection
-from core.projection import Projection
-from core.publisher import EventPublisher
-from core.scheduler import Scheduler
-from core.security import check_exposure, core_exposure
-from core.settings import CoreSettings
-from core.store import TaskStore, make_engine
-from core.workers import WorkerDirectory
-from handlers import HandlerRegistry
+from taskstream.core.api import CoreRuntime, create_api
+from taskstream.core.event_size import EventSizeLimit
+from taskstream.core.execution_logs import ExecutionLogStore, LogProjection
+from taskstream.core.projection import Projection
+from taskstream.core.publisher import EventPublisher
+from taskstream.core.scheduler import Scheduler
+from taskstream.core.security import check_exposure, core_exposure
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import TaskStore, make_engine
+from taskstream.core.workers import WorkerDirectory
+from taskstream.handlers import HandlerRegistry
 from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, HealthSnapshot, HealthSource
 from taskstream.infra.kafka import ensure_topics, standard_topics

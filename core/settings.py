@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from schemas import Duration
 from taskstream.infra.settings import CommonSettings, TokenList
+from taskstream.schemas import Duration
 
 __all__ = ["CoreSettings"]
 

@@ -1,6 +1,6 @@
 """What one core instance schedules: the tasks of its partitions, as timers. No I/O.
 
-The :class:`Shard` folds ``task-events`` (through :func:`core.aggregate.apply`, like the
+The :class:`Shard` folds ``task-events`` (through :func:`taskstream.core.aggregate.apply`, like the
 store), keeps one timer per task and per pending run in a heap, and when asked what is
 due, returns a :class:`Plan`: the events and work orders to append in one transaction.
 Once the transaction commits, the scheduler feeds the plan's events back through
@@ -27,10 +27,10 @@ the error (its id is deterministic: the task, its last change, ``scheduler``), s
 restart that meets the same record again writes the same event. Once that event is
 folded the task is ``quarantined`` and not evaluated again until a change lifts it.
 
-Memory: a task is kept in its compact form (:mod:`core.compact_task`), and a heap entry is
-``(due epoch, task or execution id, kind)``, sharing those objects. Equal due times pop in
+Memory: a task is kept in its compact form (:mod:`taskstream.core.compact_task`), and a heap entry
+is ``(due epoch, task or execution id, kind)``, sharing those objects. Equal due times pop in
 the order of the id. :meth:`Shard.state` rebuilds the :class:`TaskState` on demand, and so
-does :meth:`Shard.apply` before each event that :func:`core.aggregate.folds`, so the
+does :meth:`Shard.apply` before each event that :func:`taskstream.core.aggregate.folds`, so the
 aggregate stays the one place that decides transitions.
 """
 
@@ -40,7 +40,7 @@ import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from core.aggregate import (
+from taskstream.core.aggregate import (
     PendingRunState,
     TaskState,
     TaskStatus,
@@ -50,7 +50,7 @@ from core.aggregate import (
     pending_run,
     slot_folded,
 )
-from core.compact_task import (
+from taskstream.core.compact_task import (
     CompactTask,
     TaskCompactor,
     is_one_shot,
@@ -61,8 +61,9 @@ from core.compact_task import (
     time_or_none,
     unpack,
 )
-from core.store import Snapshot
-from schemas import (
+from taskstream.core.store import Snapshot
+from taskstream.infra.settings import Topics
+from taskstream.schemas import (
     CancelRequested,
     Event,
     EventData,
@@ -84,8 +85,7 @@ from schemas import (
     execution_id,
     quarantine_event_id,
 )
-from schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
-from taskstream.infra.settings import Topics
+from taskstream.schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
 
 __all__ = ["COMPONENT", "IGNORED_EVENT_TYPES", "MAX_CATCH_UP_FIRES", "Plan", "Shard"]
 

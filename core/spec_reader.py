@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import AwareDatetime, TypeAdapter
 
-from schemas import TaskSpec, recorded
+from taskstream.schemas import TaskSpec, recorded
 
 __all__ = ["SpecReader"]
 

@@ -2,7 +2,7 @@
 
 Rows and the consumed offsets are written in one database transaction, so replaying
 never applies an event twice and a crash never loses one: the projection resumes at
-the offsets the database holds. Task state comes from :func:`core.aggregate.apply`,
+the offsets the database holds. Task state comes from :func:`taskstream.core.aggregate.apply`,
 the same fold the scheduler uses.
 """
 
@@ -36,10 +36,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from core.aggregate import PendingRunState, TaskState, TaskStatus
-from core.spec_reader import SpecReader
-from core.store_writes import ExecutionFact, Fold, execution_ids, read_held, read_tasks, write
-from schemas import Event, Trigger
+from taskstream.core.aggregate import PendingRunState, TaskState, TaskStatus
+from taskstream.core.spec_reader import SpecReader
+from taskstream.core.store_writes import (
+    ExecutionFact,
+    Fold,
+    execution_ids,
+    read_held,
+    read_tasks,
+    write,
+)
+from taskstream.schemas import Event, Trigger
 
 __all__ = [
     "ActiveExecution",
@@ -264,7 +271,7 @@ class TaskStore:
 
     def create_schema(self) -> None:
         """Bring the database to the newest schema (Alembic migrations)."""
-        from core.migrate import upgrade
+        from taskstream.core.migrate import upgrade
 
         upgrade(self.engine)
 
@@ -389,7 +396,7 @@ class TaskStore:
         """The live tasks of ``partitions``, a batch of rows at a time (a million fit).
 
         Plain rows rather than ``TaskRow`` objects (no identity map to fill and empty), and
-        specs validated once per shape (:class:`core.spec_reader.SpecReader`): restoring
+        specs validated once per shape (:class:`taskstream.core.spec_reader.SpecReader`): restoring
         a million tasks is several times faster than through the ORM.
         """
         specs = SpecReader()

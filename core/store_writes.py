@@ -12,14 +12,14 @@ Python work per record as it can:
   one, no required one missing) and of the type of every field the store reads. Anything
   unusual (another version, a time that pydantic parses and
   :meth:`datetime.fromisoformat` does not...) goes to the full decoder,
-  :func:`schemas.decode_event`, like every other type; a record it rejects is poison,
+  :func:`taskstream.schemas.decode_event`, like every other type; a record it rejects is poison,
   which the projection logs and skips. Fields the store does not read (``worker_id``,
   ``output``...) are not validated.
 - **Folding** (:class:`Fold`). The batch's tasks are read in a few queries as plain
   dicts; events change the dicts. A task's :class:`TaskState` (its spec validated) is
   built only for an event that changes more than counters and the last slot, and through
-  :func:`core.aggregate.apply`; a scheduled slot goes through
-  :func:`core.aggregate.after_slot`, so the aggregate still decides every transition.
+  :func:`taskstream.core.aggregate.apply`; a scheduled slot goes through
+  :func:`taskstream.core.aggregate.after_slot`, so the aggregate still decides every transition.
 - **Writing** (:func:`write`). One executemany per table: the changed tasks and the
   unfinished executions upserted (``INSERT ... ON CONFLICT DO UPDATE``), the finished
   ones and the fired pending runs deleted by id, inside the caller's transaction, which
@@ -39,7 +39,7 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.aggregate import (
+from taskstream.core.aggregate import (
     Rejected,
     TaskState,
     TaskStatus,
@@ -48,7 +48,7 @@ from core.aggregate import (
     folds,
     pending_run,
 )
-from schemas import (
+from taskstream.schemas import (
     EVENT_TYPES,
     CancelRequested,
     Event,
@@ -69,7 +69,7 @@ from schemas import (
     decode_event,
     recorded,
 )
-from schemas.codec import event_from_document
+from taskstream.schemas.codec import event_from_document
 
 __all__ = [
     "STORE_IGNORED",
@@ -144,8 +144,8 @@ def decode_record(value: bytes | None) -> Event | ExecutionFact | None:
     """The store's reading of one record: an :class:`ExecutionFact`, an :class:`Event`,
     or None for a record it has no use for (:data:`STORE_IGNORED`).
 
-    Raises :class:`schemas.EventDecodeError` for a record :func:`schemas.decode_event`
-    rejects (poison).
+    Raises :class:`taskstream.schemas.EventDecodeError` for a record
+    :func:`taskstream.schemas.decode_event` rejects (poison).
     """
     if value is None:
         return decode_event(value)  # raises

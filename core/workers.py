@@ -27,11 +27,11 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge
 
-from core.settings import CoreSettings
-from schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.core.settings import CoreSettings
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
+from taskstream.schemas import EventDecodeError, WorkerHeartbeat
 
 __all__ = [
     "WorkerDirectory",

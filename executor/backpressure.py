@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
-from schemas import Priority
+from taskstream.schemas import Priority
 
 __all__ = ["lane_share", "paused_lanes"]
 

@@ -10,7 +10,7 @@ it starts; a task-wide request covers orders whose slot is not later than the re
 of the ``cancellations`` topic at its end when the executor starts. That topic holds a
 copy of each ``CancelRequested`` of ``task-events``, forwarded by the core instance that
 owns its partition in the same transaction as the offsets it read
-(:mod:`core.scheduler`), so an executor reads a few records instead of all of
+(:mod:`taskstream.core.scheduler`), so an executor reads a few records instead of all of
 ``task-events``. A copy may come twice (a core that takes a partition over reads again
 what its predecessor had not committed); a request is idempotent. It reads only records
 whose ``event-type`` header is ``CancelRequested`` (anything else is never parsed).
@@ -32,12 +32,12 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from schemas import CancelRequested, EventDecodeError, WorkOrder, decode_event
-from schemas.codec import HEADER_EVENT_TYPE, header_value
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import CancelRequested, EventDecodeError, WorkOrder, decode_event
+from taskstream.schemas.codec import HEADER_EVENT_TYPE, header_value
 
 __all__ = ["CancelListener", "CancelRegistry", "Cancellable"]
 

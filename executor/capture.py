@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from schemas import LogLine, LogStream
+from taskstream.schemas import LogLine, LogStream
 
 __all__ = [
     "HANDLER_LOGGER",

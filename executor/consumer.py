@@ -3,12 +3,12 @@
 The consumer joins the queue's group (``<prefix>executor-<queue>``, cooperative-sticky,
 read_committed, no auto-commit, no automatic offset store) and owns, on its thread:
 
-- **receiving**: each record is tracked (:mod:`executor.offsets`), decoded and put in its
+- **receiving**: each record is tracked (:mod:`taskstream.executor.offsets`), decoded and put in its
   lane; an undecodable record goes to the dead-letter topic (reason ``undecodable``) and
   counts as done once that record is on the broker;
 - **completions**: slots report finished orders through a queue; the consumer marks them
   in the tracker (a completion from an earlier assignment of the partition is ignored);
-- **back-pressure**: pauses and resumes whole lanes (:mod:`executor.backpressure`), so a
+- **back-pressure**: pauses and resumes whole lanes (:mod:`taskstream.executor.backpressure`), so a
   backlog in one lane never stops the others from being fetched;
 - **commits**: as soon as orders finish (their records are on the broker), the lowest
   unfinished offset of each partition that moved, in one asynchronous commit; while one
@@ -27,8 +27,8 @@ read_committed, no auto-commit, no automatic offset store) and owns, on its thre
   done is committed. A running order that outlives the grace is dropped: its records are
   still produced when it ends, and the next owner's rerun has the same execution id.
 - **lost** (the session expired, e.g. in a broker outage): nothing can be committed, so the
-  partition's offsets are *held* (:mod:`executor.offsets`) while its running orders finish;
-  given the partition back, the consumer goes on past what finished (and commits it)
+  partition's offsets are *held* (:mod:`taskstream.executor.offsets`) while its running orders
+  finish; given the partition back, the consumer goes on past what finished (and commits it)
   unless the group's committed offset went further, instead of running it all again.
 """
 
@@ -44,17 +44,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from executor.backpressure import paused_lanes
-from executor.execution import Received
-from executor.lanes import PRIORITY_ORDER, Lanes
-from executor.metrics import CONSUMER_LAG, DEAD_LETTERS, PAUSED_PARTITIONS
-from executor.offsets import OffsetTracker, TopicPartitionKey
-from executor.publisher import Publisher
-from executor.settings import ExecutorSettings
-from schemas import EventDecodeError, Priority, decode_work_order
+from taskstream.executor.backpressure import paused_lanes
+from taskstream.executor.execution import Received
+from taskstream.executor.lanes import PRIORITY_ORDER, Lanes
+from taskstream.executor.metrics import CONSUMER_LAG, DEAD_LETTERS, PAUSED_PARTITIONS
+from taskstream.executor.offsets import OffsetTracker, TopicPartitionKey
+from taskstream.executor.publisher import Publisher
+from taskstream.executor.settings import ExecutorSettings
 from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import consume_available, consumer_config
 from taskstream.infra.logs import fields
+from taskstream.schemas import EventDecodeError, Priority, decode_work_order
 
 __all__ = ["QueueConsumer"]
 
@@ -500,7 +500,7 @@ class QueueConsumer:
 
     def _take_over(self, consumer: Consumer, tp: TopicPartition) -> int | None:
         """Go on with a partition this consumer lost and gets back (see
-        :mod:`executor.offsets`): from past what finished since the last commit, unless
+        :mod:`taskstream.executor.offsets`): from past what finished since the last commit, unless
         the group committed further meanwhile. Returns the lost assignment's generation
         if it goes on with it, else None."""
         key = (tp.topic, tp.partition)

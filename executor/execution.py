@@ -1,10 +1,10 @@
 """One work order from start to finish: started event, run, outcome records, delivery.
 
 For each order a pool slot takes, :class:`Executions` runs the handler
-(:mod:`executor.runner`; an ``ExecutionStarted`` goes out only if the run outlasts a
-threshold: :mod:`executor.started`) with what it logs and prints captured
-(:mod:`executor.capture`, shipped by :mod:`executor.log_shipping`), turns the ending
-into records with :func:`executor.outcomes.records_for` (outcome event,
+(:mod:`taskstream.executor.runner`; an ``ExecutionStarted`` goes out only if the run outlasts a
+threshold: :mod:`taskstream.executor.started`) with what it logs and prints captured
+(:mod:`taskstream.executor.capture`, shipped by :mod:`taskstream.executor.log_shipping`), turns the
+ending into records with :func:`taskstream.executor.outcomes.records_for` (outcome event,
 ``RetryScheduled`` or ``ExecutionDeadLettered`` plus the dead-letter record) and
 produces them. Once the broker has every one (its log's last chunk too) it tells the
 order's consumer that the offset is done. An order whose cancellation arrived before it
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from executor.cancellations import CancelRegistry
-from executor.log_shipping import LogShipper, ShippedRun
-from executor.metrics import (
+from taskstream.executor.cancellations import CancelRegistry
+from taskstream.executor.log_shipping import LogShipper, ShippedRun
+from taskstream.executor.metrics import (
     DEAD_LETTERS,
     DISPATCH_LATENCY,
     DURATION,
@@ -31,11 +31,13 @@ from executor.metrics import (
     IN_FLIGHT,
     RETRIES_SCHEDULED,
 )
-from executor.outcomes import Ending, Outcome, records_for
-from executor.publisher import Publisher
-from executor.runner import HandlerRunner, RunControl
-from executor.started import StartedAnnouncer
-from schemas import (
+from taskstream.executor.outcomes import Ending, Outcome, records_for
+from taskstream.executor.publisher import Publisher
+from taskstream.executor.runner import HandlerRunner, RunControl
+from taskstream.executor.started import StartedAnnouncer
+from taskstream.infra.logs import fields
+from taskstream.infra.settings import Topics
+from taskstream.schemas import (
     Event,
     ExecutionDeadLettered,
     Priority,
@@ -44,11 +46,9 @@ from schemas import (
     encode_event,
     event_headers,
 )
-from taskstream.infra.logs import fields
-from taskstream.infra.settings import Topics
 
 if TYPE_CHECKING:
-    from executor.pool import Slot
+    from taskstream.executor.pool import Slot
 
 __all__ = ["Executions", "Received"]
 

@@ -1,7 +1,7 @@
 """Heartbeats: every few seconds an executor says who it is and how busy it is.
 
-Each heartbeat is a :class:`schemas.WorkerHeartbeat` (JSON) on the compacted ``workers`` topic,
-keyed by executor id, so the topic holds the latest heartbeat of every executor; a clean
+Each heartbeat is a :class:`taskstream.schemas.WorkerHeartbeat` (JSON) on the compacted ``workers``
+topic, keyed by executor id, so the topic holds the latest heartbeat of every executor; a clean
 shutdown writes a tombstone (null value) and compaction forgets the executor. A reader
 treats an executor whose last ``sent_at`` is older than a few intervals as lost.
 
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from executor.publisher import Publisher
-from schemas import WorkerHeartbeat
+from taskstream.executor.publisher import Publisher
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
+from taskstream.schemas import WorkerHeartbeat
 
 __all__ = ["HeartbeatSender", "ProcessStats"]
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from schemas import Priority
+from taskstream.schemas import Priority
 
 __all__ = ["PRIORITY_ORDER", "Lanes"]
 

@@ -1,6 +1,6 @@
 """Shipping each run's captured lines to ``execution-logs`` while it runs, and at its end.
 
-:meth:`LogShipper.open` starts a run's :class:`~executor.capture.RunLog`; a thread ships
+:meth:`LogShipper.open` starts a run's :class:`~taskstream.executor.capture.RunLog`; a thread ships
 the lines kept so far every ``interval`` seconds, so a long run's log can be read while
 it runs; :meth:`LogShipper.close` ships the rest in a ``final`` chunk and answers the
 delivery future, which the execution waits for before its offset is committed. A run
@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
-from executor.capture import RunLog, release
-from executor.publisher import Publisher
-from schemas import ExecutionLogChunk, LogLine, WorkOrder
+from taskstream.executor.capture import RunLog, release
+from taskstream.executor.publisher import Publisher
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
+from taskstream.schemas import ExecutionLogChunk, LogLine, WorkOrder
 
 __all__ = ["CHUNK_BYTES", "LogShipper", "ShippedRun"]
 

@@ -5,7 +5,7 @@ to ``task-events`` and, if there is one, :attr:`OutcomeRecords.dead_letter` to t
 dead-letter topic, and only then commits the work order's offset.
 
 Every outcome event (v2) carries when the handler started and which one it was, so a run
-that ends quickly needs no ``ExecutionStarted`` (:mod:`executor.started`).
+that ends quickly needs no ``ExecutionStarted`` (:mod:`taskstream.executor.started`).
 
 - success: ``ExecutionSucceeded``;
 - cancelled: ``ExecutionCancelled`` (never retried);
@@ -30,7 +30,7 @@ from typing import Any
 
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-from schemas import (
+from taskstream.schemas import (
     Event,
     EventData,
     ExecutionCancelled,
@@ -44,7 +44,7 @@ from schemas import (
     encode_work_order,
     execution_id,
 )
-from schemas.codec import Headers
+from taskstream.schemas.codec import Headers
 
 __all__ = ["Ending", "Outcome", "OutcomeRecords", "backoff_seconds", "records_for"]
 

@@ -1,9 +1,9 @@
 """The bounded pool: ``TASKSTREAM_EXECUTOR_CONCURRENCY`` slots taking orders from the lanes.
 
 Each slot is a thread that takes the most urgent waiting order (high before medium
-before low, see :mod:`executor.lanes`) and processes it to the end, so no more than
+before low, see :mod:`taskstream.executor.lanes`) and processes it to the end, so no more than
 ``concurrency`` executions run at once. A sync handler runs on the slot's own thread
-(:meth:`executor.runner.HandlerRunner.run_here`), an async one on the runner's event
+(:meth:`taskstream.executor.runner.HandlerRunner.run_here`), an async one on the runner's event
 loop. A run that overruns its deadline keeps its thread: the slot is handed over to a
 new thread (:meth:`Slot.hand_over`) that reports the run and goes on taking orders,
 and the old thread ends when its handler returns.
@@ -15,8 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from executor.execution import Received
-from executor.lanes import Lanes
+from taskstream.executor.execution import Received
+from taskstream.executor.lanes import Lanes
 from taskstream.infra.logs import fields
 
 __all__ = ["ExecutionPool", "Slot"]

@@ -25,11 +25,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas.codec import Headers
-from schemas.errors import TaskstreamError
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas.codec import Headers
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["Publisher", "PublisherClosedError"]
 

@@ -1,7 +1,7 @@
 """Running one work order's handler, with its deadline and cancellation, into an Outcome.
 
 The executor's slots call :meth:`HandlerRunner.run_here`: a sync handler runs on the
-slot's own thread, under the :mod:`executor.watchdog` (which ends the run at its
+slot's own thread, under the :mod:`taskstream.executor.watchdog` (which ends the run at its
 deadline or cancellation and hands the slot over to a new thread); an async handler runs
 on the runner's one asyncio loop thread. :meth:`HandlerRunner.run` runs a sync handler on
 a thread of its own instead, for a caller that must not lend its thread. The caller
@@ -38,11 +38,11 @@ from typing import Any
 
 import orjson
 
-from executor.capture import RunLog, capturing, current_run_log
-from executor.metrics import LINGERING_THREADS
-from executor.outcomes import Ending, Outcome
-from executor.watchdog import RunWatchdog, Watch
-from handlers import (
+from taskstream.executor.capture import RunLog, capturing, current_run_log
+from taskstream.executor.metrics import LINGERING_THREADS
+from taskstream.executor.outcomes import Ending, Outcome
+from taskstream.executor.watchdog import RunWatchdog, Watch
+from taskstream.handlers import (
     HandlerEnvironment,
     HandlerRegistry,
     HandlerTimeoutError,
@@ -53,9 +53,9 @@ from handlers import (
     TaskResult,
     UnknownHandlerError,
 )
-from schemas import WorkOrder
-from schemas.errors import TaskstreamError
 from taskstream.infra.logs import fields
+from taskstream.schemas import WorkOrder
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["SHELL_HANDLER", "HandlerRunner", "HandlerThreads", "RunControl"]
 

@@ -22,18 +22,18 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from executor import capture
-from executor.cancellations import CancelListener, CancelRegistry
-from executor.consumer import QueueConsumer
-from executor.execution import Executions, Received
-from executor.heartbeat import HeartbeatSender
-from executor.lanes import Lanes
-from executor.log_shipping import LogShipper
-from executor.pool import ExecutionPool
-from executor.publisher import Publisher
-from executor.runner import HandlerRunner
-from executor.settings import ExecutorSettings
-from handlers import HandlerEnvironment, HandlerRegistry
+from taskstream.executor import capture
+from taskstream.executor.cancellations import CancelListener, CancelRegistry
+from taskstream.executor.consumer import QueueConsumer
+from taskstream.executor.execution import Executions, Received
+from taskstream.executor.heartbeat import HeartbeatSender
+from taskstream.executor.lanes import Lanes
+from taskstream.executor.log_shipping import LogShipper
+from taskstream.executor.pool import ExecutionPool
+from taskstream.executor.publisher import Publisher
+from taskstream.executor.runner import HandlerRunner
+from taskstream.executor.settings import ExecutorSettings
+from taskstream.handlers import HandlerEnvironment, HandlerRegistry
 from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, HealthSource
 from taskstream.infra.kafka import ensure_topics, producer_config, standard_topics

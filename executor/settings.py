@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
-from schemas import Duration
 from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import Duration
 
 __all__ = ["MIN_BUFFERED", "ExecutorSettings"]
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 
-from schemas import Event, ExecutionStarted, WorkOrder
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
+from taskstream.schemas import Event, ExecutionStarted, WorkOrder
 
 __all__ = ["StartedAnnouncer"]
 

@@ -6,7 +6,7 @@ of what a run costs. Nothing can stop a Python function from outside, so when a 
 passes its deadline or is cancelled while it runs, the watchdog *overruns* it: it sets
 ``ctx.cancelled``, counts the slot's thread as lingering, and calls the run's
 ``overrun`` callback with the ending (``TIMED_OUT`` or ``CANCELLED``), which hands the
-slot's work over to a new thread (:meth:`executor.pool.Slot.hand_over`). When the
+slot's work over to a new thread (:meth:`taskstream.executor.pool.Slot.hand_over`). When the
 handler returns at last, :meth:`Watch.finish` tells its thread that the run is no
 longer its own: the result is dropped and the thread ends.
 
@@ -22,10 +22,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from executor.metrics import LINGERING_THREADS
-from executor.outcomes import Outcome
-from schemas import WorkOrder
+from taskstream.executor.metrics import LINGERING_THREADS
+from taskstream.executor.outcomes import Outcome
 from taskstream.infra.logs import fields
+from taskstream.schemas import WorkOrder
 
 __all__ = ["RunWatchdog", "Watch"]
 

@@ -1,6 +1,6 @@
 """The ``TaskHandler`` SDK and the built-in handlers."""
 
-from handlers.base import (
+from taskstream.handlers.base import (
     HandlerEnvironment,
     HandlerError,
     HandlerTimeoutError,
@@ -10,7 +10,7 @@ from handlers.base import (
     TaskHandler,
     TaskResult,
 )
-from handlers.registry import ENTRY_POINT_GROUP, HandlerRegistry, UnknownHandlerError
+from taskstream.handlers.registry import ENTRY_POINT_GROUP, HandlerRegistry, UnknownHandlerError
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -2,7 +2,7 @@
 
 A handler builds one :class:`Params` over ``ctx.params`` with the names it takes. An
 unknown name, a missing required one or a value of the wrong type is a
-:class:`~handlers.base.PermanentError` whose message names the parameter and says what
+:class:`~taskstream.handlers.base.PermanentError` whose message names the parameter and says what
 to write instead, since a retry would fail the same way.
 """
 
@@ -14,9 +14,9 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from handlers.base import PermanentError, TaskContext
-from schemas.durations import parse_duration
-from schemas.errors import DurationError
+from taskstream.handlers.base import PermanentError, TaskContext
+from taskstream.schemas.durations import parse_duration
+from taskstream.schemas.errors import DurationError
 
 __all__ = ["Params", "time_left"]
 

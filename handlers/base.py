@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from schemas.errors import TaskstreamError
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "HandlerEnvironment",
@@ -124,7 +124,7 @@ class TaskHandler(ABC):
     """Base class of every handler. Set ``name`` and implement :meth:`run`.
 
     Register a handler with the ``taskstream.handlers`` entry-point group of your
-    package, or in code with :meth:`handlers.registry.HandlerRegistry.register`.
+    package, or in code with :meth:`taskstream.handlers.registry.HandlerRegistry.register`.
     """
 
     name: ClassVar[str]

@@ -1,7 +1,8 @@
 """The simplest built-in handlers: ``noop``, ``echo``, ``fail`` and ``sleep``.
 
-The others live in their own modules: :mod:`handlers.http`, :mod:`handlers.shell`,
-:mod:`handlers.kafka` and :mod:`handlers.python`.
+The others live in their own modules: :mod:`taskstream.handlers.http`,
+:mod:`taskstream.handlers.shell`, :mod:`taskstream.handlers.kafka` and
+:mod:`taskstream.handlers.python`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from handlers.base import PermanentError, RetryableError, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers.base import (
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
 
 __all__ = ["EchoHandler", "FailHandler", "NoopHandler", "SleepHandler"]
 

@@ -15,9 +15,9 @@ receiver can deduplicate) unless ``headers`` sets it. Redirects are not followed
 Output: ``{"status": 200, "headers": {...}, "body": "..."}`` with the response headers
 in :data:`KEPT_HEADERS` and the body as text, cut after 64 KiB.
 
-Failures: 5xx and 429 raise :class:`~handlers.base.RetryableError` (with ``delay`` from
+Failures: 5xx and 429 raise :class:`~taskstream.handlers.base.RetryableError` (with ``delay`` from
 ``Retry-After``), so the task's retry policy applies; any other unexpected status raises
-:class:`~handlers.base.PermanentError`. A connection error or a server that does not
+:class:`~taskstream.handlers.base.PermanentError`. A connection error or a server that does not
 answer within ``timeout`` is retryable; running into the task's own deadline raises
 ``TimeoutError``, which the executor reports as a timeout.
 """
@@ -32,8 +32,14 @@ from typing import Any, ClassVar
 
 import httpx
 
-from handlers._params import Params, time_left
-from handlers.base import PermanentError, RetryableError, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers._params import Params, time_left
+from taskstream.handlers.base import (
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
 
 __all__ = ["KEPT_HEADERS", "MAX_BODY_BYTES", "HttpHandler", "parse_success_codes"]
 

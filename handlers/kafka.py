@@ -31,8 +31,14 @@ from typing import Any, ClassVar
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from handlers._params import Params, time_left
-from handlers.base import PermanentError, RetryableError, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers._params import Params, time_left
+from taskstream.handlers.base import (
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
 
 __all__ = ["EXECUTION_ID_HEADER", "TASK_ID_HEADER", "KafkaHandler", "close_producers"]
 

@@ -3,7 +3,7 @@
 A task names the function by its registered name, never by an import path, so a request
 cannot make an executor import code. Register functions in code::
 
-    from handlers.python import callable_handler
+    from taskstream.handlers.python import callable_handler
 
     @callable_handler("reports.daily")
     async def daily_report(region: str, day: str | None = None) -> dict[str, int]:
@@ -18,10 +18,11 @@ entry-point group of your package::
 
 Params: ``{"callable": "reports.daily", "kwargs": {"region": "eu"}}``. The function is
 called with ``kwargs`` as keyword arguments, plus ``ctx`` (the
-:class:`~handlers.base.TaskContext`) if it has a parameter of that name. It may be a
+:class:`~taskstream.handlers.base.TaskContext`) if it has a parameter of that name. It may be a
 plain function or a coroutine function (awaited until the task's deadline); what it
 returns must be JSON and becomes the output. It steers retries like any handler, by
-raising :class:`~handlers.base.PermanentError` or :class:`~handlers.base.RetryableError`.
+raising :class:`~taskstream.handlers.base.PermanentError` or
+:class:`~taskstream.handlers.base.RetryableError`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from typing import Any, ClassVar, TypeVar, overload
 
 import orjson
 
-from handlers._params import Params, time_left
-from handlers.base import PermanentError, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers._params import Params, time_left
+from taskstream.handlers.base import PermanentError, TaskContext, TaskHandler, TaskResult
 
 __all__ = [
     "CALLABLE_ENTRY_POINT_GROUP",

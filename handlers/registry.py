@@ -1,7 +1,8 @@
 """Which handlers exist: entry points plus what code registers, and nothing else.
 
 A task names its handler by registered name (``"echo"``) or by the class path of a
-registered class (``"handlers.builtin.EchoHandler"``, the seed's ``handlerClass``).
+registered class (``"taskstream.handlers.builtin.EchoHandler"``, the seed's ``handlerClass``; the
+pre-0.2 path ``"handlers.builtin.EchoHandler"`` still resolves).
 A class path that is not registered never loads: requests cannot import code.
 """
 
@@ -10,8 +11,8 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 
-from handlers.base import TaskHandler
-from schemas.errors import TaskstreamError
+from taskstream.handlers.base import TaskHandler
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownHandlerError"]
 
@@ -25,6 +26,19 @@ class UnknownHandlerError(TaskstreamError, LookupError):
 
 def _class_path(cls: type[TaskHandler]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# Before 0.2 the built-ins were importable as ``handlers.*``; tasks in the log may still name
+# them by that class path (``handlers.builtin.EchoHandler``), so it resolves too.
+_PACKAGE = "taskstream.handlers."
+_PACKAGE_BEFORE_0_2 = "handlers."
+
+
+def _class_paths(cls: type[TaskHandler]) -> list[str]:
+    path = _class_path(cls)
+    if path.startswith(_PACKAGE):
+        return [path, _PACKAGE_BEFORE_0_2 + path.removeprefix(_PACKAGE)]
+    return [path]
 
 
 class HandlerRegistry:
@@ -62,7 +76,8 @@ class HandlerRegistry:
                 f"handler name {key!r} is taken by {_class_path(existing)}; choose another name"
             )
         self._by_name[key] = handler
-        self._by_path[_class_path(handler)] = handler
+        for path in _class_paths(handler):
+            self._by_path[path] = handler
         self._name_of.setdefault(handler, key)
 
     def resolve(self, reference: str) -> type[TaskHandler]:

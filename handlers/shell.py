@@ -28,13 +28,13 @@ keeps it in the execution's log, whatever the ending.
 
 Exit 0 gives ``{"exit_code": 0, "stdout": "...", "stderr": "..."}``. Otherwise:
 
-- a non-zero exit or a signal: :class:`~handlers.base.RetryableError`
-  (:class:`~handlers.base.PermanentError` with ``permanent_on_failure``), whose message
+- a non-zero exit or a signal: :class:`~taskstream.handlers.base.RetryableError`
+  (:class:`~taskstream.handlers.base.PermanentError` with ``permanent_on_failure``), whose message
   says when the CPU or memory limit was the cause;
 - wall time exceeded: ``TimeoutError`` (the executor reports a timeout), a
-  :class:`~handlers.base.HandlerTimeoutError` naming the limit when ``params.timeout``
+  :class:`~taskstream.handlers.base.HandlerTimeoutError` naming the limit when ``params.timeout``
   was the shorter one;
-- cancelled: :class:`~handlers.base.RetryableError` (the executor reports the cancel).
+- cancelled: :class:`~taskstream.handlers.base.RetryableError` (the executor reports the cancel).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from handlers._params import Params, time_left
-from handlers.base import (
+from taskstream.handlers._params import Params, time_left
+from taskstream.handlers.base import (
     HandlerTimeoutError,
     PermanentError,
     RetryableError,

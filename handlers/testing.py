@@ -2,7 +2,7 @@
 
 ::
 
-    from handlers.testing import run_handler
+    from taskstream.handlers.testing import run_handler
 
     def test_report() -> None:
         run = run_handler(DailyReport, {"rows": [...]})
@@ -10,7 +10,7 @@
         assert run.output["total"] == 42
         assert "built report" in run.logs    # what the handler logged through ctx.logger
 
-:func:`run_handler` builds the :class:`~handlers.base.TaskContext` the executor would
+:func:`run_handler` builds the :class:`~taskstream.handlers.base.TaskContext` the executor would
 build and runs the handler the way the executor does: a sync ``run`` in a thread, an
 async one on an event loop, both with ``timeout``. On timeout it sets ``ctx.cancelled``
 and the run's error is a ``TimeoutError``; a sync handler that ignores the flag keeps
@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from handlers.base import HandlerEnvironment, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers.base import HandlerEnvironment, TaskContext, TaskHandler, TaskResult
 
 __all__ = ["HandlerRun", "run_handler"]
 

@@ -1,9 +1,9 @@
 """The monitor's JSON API (faust web pages), ``/health`` and ``/ready``.
 
-Each page is declared once (an :class:`~monitor.contract.Operation` in
+Each page is declared once (an :class:`~taskstream.monitor.contract.Operation` in
 :data:`OPERATIONS`): the declaration reads its parameters (422 ``validation_failed``
 for a bad one) and is its part of ``/openapi.json``. Errors are the one shape
-(:mod:`monitor.http_errors`). The shapes are a contract: the dashboard reads them.
+(:mod:`taskstream.monitor.http_errors`). The shapes are a contract: the dashboard reads them.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, json_answer
-from monitor.http_errors import Refusal
-from monitor.lag import ConsumerLag
-from monitor.readiness import TablesReadiness, refuse_until_serving
-from monitor.records import TERMINAL_STATUSES
-from monitor.settings import MonitorSettings
-from monitor.stats import COUNTED, LIVE, public_task_stats
-from monitor.tables import MonitorTables
 from taskstream.infra.health import HealthBoard, health_answer, ready_answer
+from taskstream.monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, json_answer
+from taskstream.monitor.http_errors import Refusal
+from taskstream.monitor.lag import ConsumerLag
+from taskstream.monitor.readiness import TablesReadiness, refuse_until_serving
+from taskstream.monitor.records import TERMINAL_STATUSES
+from taskstream.monitor.settings import MonitorSettings
+from taskstream.monitor.stats import COUNTED, LIVE, public_task_stats
+from taskstream.monitor.tables import MonitorTables
 
 __all__ = ["MAX_MINUTES", "MAX_RECENT_LIMIT", "OPERATIONS", "install_api"]
 
@@ -230,7 +230,7 @@ def install_api(
 ) -> None:
     """Register the pages of the API, ``/health`` and ``/ready`` on ``app``.
 
-    While the tables are restored (see :mod:`monitor.readiness`) the data pages answer
+    While the tables are restored (see :mod:`taskstream.monitor.readiness`) the data pages answer
     503 ``recovering`` instead of the zeros the empty tables hold.
     """
 

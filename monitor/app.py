@@ -1,11 +1,11 @@
 """The monitor's faust app: tables built from ``task-events``, its web API and metrics.
 
-:func:`create_app` only wires the parts: the tables (:mod:`monitor.tables`), the agent
-that folds events into them (:mod:`monitor.projection`), the JSON API
-(:mod:`monitor.api`, described at ``/openapi.json``: :mod:`monitor.openapi`, errors in
-one shape: :mod:`monitor.http_errors`), the Prometheus metrics (:mod:`monitor.metrics`), the alerts
-(:mod:`monitor.alerts`) and the dashboard (:mod:`monitor.dashboard`). Tables are
-changelogged in Kafka and rebuilt on restart.
+:func:`create_app` only wires the parts: the tables (:mod:`taskstream.monitor.tables`), the agent
+that folds events into them (:mod:`taskstream.monitor.projection`), the JSON API
+(:mod:`taskstream.monitor.api`, described at ``/openapi.json``: :mod:`taskstream.monitor.openapi`,
+errors in one shape: :mod:`taskstream.monitor.http_errors`), the Prometheus metrics
+(:mod:`taskstream.monitor.metrics`), the alerts (:mod:`taskstream.monitor.alerts`) and the dashboard
+(:mod:`taskstream.monitor.dashboard`). Tables are changelogged in Kafka and rebuilt on restart.
 """
 
 from __future__ import annotations
@@ -13,24 +13,24 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry
 
-from monitor.agent_health import AgentHealth
-from monitor.alerts import install_alerts
-from monitor.api import install_api
-from monitor.dashboard import install_dashboard
-from monitor.health_view import install_health_view
-from monitor.http_errors import MAX_BODY_BYTES, error_middleware
-from monitor.lag import ConsumerLag
-from monitor.metrics import event_counters, install_metrics
-from monitor.openapi import install_openapi
-from monitor.projection import install_projection
-from monitor.readiness import TablesReadiness
-from monitor.security import auth_middleware
-from monitor.settings import MonitorSettings
-from monitor.tables import MonitorTables
-from monitor.task_faults import TaskFaults
-from monitor.transport import use_read_committed
 from taskstream.infra.broker_health import BrokerHealth
 from taskstream.infra.health import HealthBoard, HealthSource
+from taskstream.monitor.agent_health import AgentHealth
+from taskstream.monitor.alerts import install_alerts
+from taskstream.monitor.api import install_api
+from taskstream.monitor.dashboard import install_dashboard
+from taskstream.monitor.health_view import install_health_view
+from taskstream.monitor.http_errors import MAX_BODY_BYTES, error_middleware
+from taskstream.monitor.lag import ConsumerLag
+from taskstream.monitor.metrics import event_counters, install_metrics
+from taskstream.monitor.openapi import install_openapi
+from taskstream.monitor.projection import install_projection
+from taskstream.monitor.readiness import TablesReadiness
+from taskstream.monitor.security import auth_middleware
+from taskstream.monitor.settings import MonitorSettings
+from taskstream.monitor.tables import MonitorTables
+from taskstream.monitor.task_faults import TaskFaults
+from taskstream.monitor.transport import use_read_committed
 
 __all__ = ["create_app", "health_sources"]
 

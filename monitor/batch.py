@@ -8,7 +8,7 @@ puts each changed key back once. Values are never mutated in place: the fold's p
 functions return new ones, and the tables never hold None, which stands for a deleted
 key here. :class:`FoldedCopy` also remembers the offset each key was folded through, and
 :class:`PartitionBatch` holds one partition's copies and writes them in the three
-phases :mod:`monitor.projection` explains.
+phases :mod:`taskstream.monitor.projection` explains.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from monitor.tables import MonitorTables
+    from taskstream.monitor.tables import MonitorTables
 
 __all__ = [
     "FOLDED_THROUGH",
@@ -191,7 +191,7 @@ class TaskPart:
 
 TASK_PARTS = ("history", "evicted", "stats")
 """The parts of a ``tasks`` record: the task's last N execution ids (newest first), its
-last N evicted ids, and its statistics (:mod:`monitor.stats`)."""
+last N evicted ids, and its statistics (:mod:`taskstream.monitor.stats`)."""
 
 
 class RecentList:
@@ -228,7 +228,8 @@ class RecentList:
         return {FOLDED_THROUGH: self.through, "value": self.entries, "dropped": self.dropped}
 
     def push(self, ended_at: float, execution_id: str, size: int) -> list[str]:
-        """Add one as :func:`monitor.records.push_recent` does; return the ids it pushed out.
+        """Add one as :func:`taskstream.monitor.records.push_recent` does; return the ids it pushed
+        out.
 
         The list is newest first: the new entry goes after those that ended at the same
         time or later.
@@ -278,7 +279,8 @@ class PartitionBatch:
         self.stats = TaskPart(self.tasks, "stats")
         self.totals = FoldedCopy(tables.totals)
         self.marker = WorkingCopy(tables.totals)
-        """The partition's :func:`~monitor.stats.marker_key`: the offset folded through."""
+        """The partition's :func:`~taskstream.monitor.stats.marker_key`: the offset folded
+        through."""
         self.windows = FoldedCopy(tables.windows)
         self.recent = RecentList(tables.recent.get(str(partition)))
         self.replayed: dict[str, list[str]] = {}

@@ -11,7 +11,7 @@ asked, of every record until taken), so that a writer can wait for Kafka to have
 - the projection agent's tables are ``batched``: a write keeps its changelog record, and
   :meth:`ConfirmedTable.send_pending` sends a phase's records as one producer batch per
   changelog partition, whose futures the agent waits for before the next phase
-  (:mod:`monitor.projection`). faust's own path makes a ``FutureMessage``, a producer
+  (:mod:`taskstream.monitor.projection`). faust's own path makes a ``FutureMessage``, a producer
   buffer entry and an aiokafka future per record: measured, that cost more than the
   fold itself.
 """
@@ -25,7 +25,7 @@ import faust
 from faust.types import FutureMessage
 from faust.utils import json as faust_json
 
-from schemas.errors import TaskstreamError
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["ConfirmedTable", "WriteUnconfirmed", "confirm_write", "confirmed_table"]
 

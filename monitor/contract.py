@@ -4,7 +4,7 @@ A module that adds pages declares an :class:`Operation` per method next to them 
 registers the page at ``operation.path``; its query parameters (:class:`IntQuery`,
 :class:`ChoiceQuery`) both read the request (a bad value: 422 ``validation_failed``
 naming ``query.<name>``, as the core answers) and describe themselves in the OpenAPI
-document (:mod:`monitor.openapi`), so what is served and what is documented cannot drift.
+document (:mod:`taskstream.monitor.openapi`), so what is served and what is documented cannot drift.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from yarl import URL
 
-from monitor.http_errors import invalid
 from taskstream.infra.error_shape import ERROR_SCHEMA
+from taskstream.monitor.http_errors import invalid
 
 __all__ = [
     "ChoiceQuery",

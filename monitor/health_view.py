@@ -4,7 +4,8 @@
   the probe): the monitor's own components and the ``/health`` of the core
   (``TASKSTREAM_MONITOR_CORE_URL``) and of each executor
   (``TASKSTREAM_MONITOR_EXECUTOR_URLS``), each asked within
-  ``TASKSTREAM_MONITOR_PEER_HEALTH_TIMEOUT``; see :func:`monitor.peer_health.health_report`.
+  ``TASKSTREAM_MONITOR_PEER_HEALTH_TIMEOUT``; see
+  :func:`taskstream.monitor.peer_health.health_report`.
 - ``GET /api/monitor/quarantined?limit=``: the tasks a component quarantined, the most
   recent first, with the reason and how to lift it; 503 ``recovering`` (or ``starting``)
   while the tables are restored, as the other data pages.
@@ -19,12 +20,12 @@ from datetime import UTC, datetime
 import faust
 from faust.web import Request, Response, View
 
-from monitor.alerts.quarantine import QuarantinedTasks
-from monitor.contract import IntQuery, Operation, json_answer
-from monitor.peer_health import Peer, ask_peers, health_report
-from monitor.readiness import TablesReadiness, refuse_until_serving
-from monitor.settings import MonitorSettings
 from taskstream.infra.health import HealthBoard
+from taskstream.monitor.alerts.quarantine import QuarantinedTasks
+from taskstream.monitor.contract import IntQuery, Operation, json_answer
+from taskstream.monitor.peer_health import Peer, ask_peers, health_report
+from taskstream.monitor.readiness import TablesReadiness, refuse_until_serving
+from taskstream.monitor.settings import MonitorSettings
 
 __all__ = ["MAX_QUARANTINED_LIMIT", "OPERATIONS", "install_health_view", "peers"]
 

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from faust.web import Request
 
-from schemas.errors import TaskstreamError
 from taskstream.infra.strict_json import BadJson, loads_strict
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["MAX_BODY_BYTES", "Refusal", "error_middleware", "invalid", "read_json"]
 

@@ -32,11 +32,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from monitor.contract import Operation
-from monitor.lag import ConsumerLag
-from monitor.stats import DURATION_BUCKETS, LIVE
-from monitor.tables import MonitorTables
-from monitor.transitions import OUTCOMES
+from taskstream.monitor.contract import Operation
+from taskstream.monitor.lag import ConsumerLag
+from taskstream.monitor.stats import DURATION_BUCKETS, LIVE
+from taskstream.monitor.tables import MonitorTables
+from taskstream.monitor.transitions import OUTCOMES
 
 __all__ = ["OPERATIONS", "TablesCollector", "event_counters", "install_metrics"]
 

@@ -1,10 +1,10 @@
 """The monitor's OpenAPI 3.1 document, served at ``GET /openapi.json`` (no token needed).
 
-Built from the routes' own declarations (the ``OPERATIONS`` of :mod:`monitor.api`,
-:mod:`monitor.alerts.web`, :mod:`monitor.workers`, :mod:`monitor.metrics`,
-:mod:`monitor.dashboard.contract` and this module), so a parameter's bounds or a
-route's path are written once; a test compares the routes faust serves with it.
-Every path that serves GET also serves HEAD (aiohttp adds it), not listed.
+Built from the routes' own declarations (the ``OPERATIONS`` of :mod:`taskstream.monitor.api`,
+:mod:`taskstream.monitor.alerts.web`, :mod:`taskstream.monitor.workers`,
+:mod:`taskstream.monitor.metrics`, :mod:`taskstream.monitor.dashboard.contract` and this module), so
+a parameter's bounds or a route's path are written once; a test compares the routes faust serves
+with it. Every path that serves GET also serves HEAD (aiohttp adds it), not listed.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from monitor import api, health_view, metrics, workers
-from monitor.alerts import web as alerts_web
-from monitor.contract import Operation, json_answer
-from monitor.dashboard import contract as dashboard_contract
 from taskstream.infra.error_shape import ERROR_SCHEMA
+from taskstream.monitor import api, health_view, metrics, workers
+from taskstream.monitor.alerts import web as alerts_web
+from taskstream.monitor.contract import Operation, json_answer
+from taskstream.monitor.dashboard import contract as dashboard_contract
 
 __all__ = ["OPENAPI", "OPERATIONS", "install_openapi", "openapi_document"]
 

@@ -5,13 +5,13 @@ faust #606) reads the records as raw bytes, in batches (``monitor_batch_size``, 
 most ``monitor_batch_wait``), skips by header the types it folds nothing from
 (:data:`UNFOLDED_TYPES`) and decodes each of the others once with our registry, so a
 poison record is logged and skipped. For an execution event it folds the record
-(:mod:`monitor.records`), derives the :class:`~monitor.transitions.Transition` and
-updates history, statistics, totals, windows and the recent list from it; an event the
+(:mod:`taskstream.monitor.records`), derives the :class:`~taskstream.monitor.transitions.Transition`
+and updates history, statistics, totals, windows and the recent list from it; an event the
 fold ignores (a duplicate) changes nothing at all. A batch is folded into working copies
 and each table key it changed is written once (one changelog record), per partition; the
 alerts' facts are folded from the same decoded events (:class:`TaskEventsFeed`). The
 changelog records of a phase go out as one producer batch per changelog partition
-(:meth:`~monitor.confirmed_table.ConfirmedTable.send_pending`), not one faust message
+(:meth:`~taskstream.monitor.confirmed_table.ConfirmedTable.send_pending`), not one faust message
 each. The records are acked only after that, so no offset is committed past unwritten
 changes.
 
@@ -25,8 +25,8 @@ redelivery of any length counts nothing twice.
 topics, so a kill can leave any part of a batch's writes. The agent therefore writes a
 batch in three phases, each confirmed by the broker before the next: (1) the keys derived
 from transitions (each task's one ``tasks`` record of history, evictions and statistics:
-:class:`~monitor.batch.TaskPart`; totals, windows, recent), each stored with the
-offset it was folded through (:class:`~monitor.batch.FoldedCopy`); (2) the execution
+:class:`~taskstream.monitor.batch.TaskPart`; totals, windows, recent), each stored with the
+offset it was folded through (:class:`~taskstream.monitor.batch.FoldedCopy`); (2) the execution
 records; (3) the marker. When the batch comes again, an event is applied only to the
 keys that do not hold it yet; an execution record that holds it implies that every key of
 phase 1 does (its transition is needed by none); and the evictions of a key stored by the
@@ -35,7 +35,7 @@ tables end as a fold of the log whatever was cut (``test_a_kill_in_the_middle...
 each phase at random). A skip event delivered twice inside the cut batch is the one case
 it can count twice in the totals.
 The agent reads ``read_committed``
-(:mod:`monitor.transport`): what a scheduler's aborted transaction wrote is never folded.
+(:mod:`taskstream.monitor.transport`): what a scheduler's aborted transaction wrote is never folded.
 
 Bounds:
 
@@ -65,17 +65,17 @@ from typing import Any
 import faust
 from prometheus_client import Counter
 
-from monitor.agent_health import AgentHealth
-from monitor.batch import PartitionBatch
-from monitor.lag import ConsumerLag
-from monitor.records import (
+from taskstream.monitor.agent_health import AgentHealth
+from taskstream.monitor.batch import PartitionBatch
+from taskstream.monitor.lag import ConsumerLag
+from taskstream.monitor.records import (
     TERMINAL_STATUSES,
     apply_event,
     execution_id_of,
     push_history,
 )
-from monitor.settings import MonitorSettings
-from monitor.stats import (
+from taskstream.monitor.settings import MonitorSettings
+from taskstream.monitor.stats import (
     folded_through,
     marker_key,
     stats_after,
@@ -83,10 +83,10 @@ from monitor.stats import (
     totals_after,
     totals_after_skip,
 )
-from monitor.tables import MonitorTables, at_event
-from monitor.task_faults import TaskFaults
-from monitor.transitions import transition
-from monitor.windows import (
+from taskstream.monitor.tables import MonitorTables, at_event
+from taskstream.monitor.task_faults import TaskFaults
+from taskstream.monitor.transitions import transition
+from taskstream.monitor.windows import (
     WINDOW_SECONDS,
     expired,
     parse_window_key,
@@ -94,7 +94,7 @@ from monitor.windows import (
     window_key,
     window_update,
 )
-from schemas import (
+from taskstream.schemas import (
     CancelRequested,
     DeadLetterReplayed,
     Event,
@@ -104,7 +104,7 @@ from schemas import (
     RunRequested,
     decode_event,
 )
-from schemas.codec import HEADER_EVENT_TYPE
+from taskstream.schemas.codec import HEADER_EVENT_TYPE
 
 __all__ = ["EventSink", "Projection", "TaskEventsFeed", "install_projection"]
 
@@ -116,9 +116,9 @@ _LAG_REFRESH_SECONDS = 5.0
 class Projection:
     """Applies decoded events to the tables, a batch of one partition's events at a time.
 
-    A batch is folded into working copies (:mod:`monitor.batch`) and every key it
+    A batch is folded into working copies (:mod:`taskstream.monitor.batch`) and every key it
     changed is written once at its end, so the result is the same as applying the events
-    one by one. On faust tables it must run inside :func:`~monitor.tables.at_event` with
+    one by one. On faust tables it must run inside :func:`~taskstream.monitor.tables.at_event` with
     an event of the partition.
     """
 
@@ -237,7 +237,7 @@ class Projection:
 
     def _note_ahead(self, b: PartitionBatch, task_id: str) -> None:
         """Keys stored by this very batch before a kill -9 lost some of its other writes
-        (see :class:`~monitor.batch.FoldedCopy`): evict again, at the end of the batch,
+        (see :class:`~taskstream.monitor.batch.FoldedCopy`): evict again, at the end of the batch,
         what they pushed out, as the record deletes may be among the writes lost."""
         if task_id not in b.replayed:
             replay = b.replayed[task_id] = []
@@ -326,7 +326,7 @@ def _unfolded_type(headers: Any) -> str | None:
 EventSink = Callable[[Sequence[Event], int, datetime], None]
 """Folds a batch of one partition's decoded events, in order, at ``now``.
 
-Called after the projection's own writes, inside :func:`~monitor.tables.at_event` with
+Called after the projection's own writes, inside :func:`~taskstream.monitor.tables.at_event` with
 an event of that partition, so its table reads and writes are that partition's.
 """
 
@@ -334,7 +334,7 @@ an event of that partition, so its table reads and writes are that partition's.
 class TaskEventsFeed:
     """The one agent's decoded batches, for other folds than the projection (alerts).
 
-    ``health`` is the agent's :class:`~monitor.agent_health.AgentHealth` (a HealthSource
+    ``health`` is the agent's :class:`~taskstream.monitor.agent_health.AgentHealth` (a HealthSource
     for the monitor's board); ``faults`` counts what was isolated per task.
     """
 
@@ -346,7 +346,7 @@ class TaskEventsFeed:
 
     def subscribe(self, sink: EventSink, *tables: Any) -> None:
         """Hand ``sink`` every batch; ``tables``: the batched tables
-        (:class:`~monitor.confirmed_table.ConfirmedTable`) it writes, whose changelog
+        (:class:`~taskstream.monitor.confirmed_table.ConfirmedTable`) it writes, whose changelog
         records are sent (and waited for) with the batch's first phase."""
         self._sinks.append(sink)
         self._tables.extend(tables)
@@ -380,8 +380,8 @@ def install_projection(
     (faust flushes the producer before it commits). A poison record is counted, logged
     and skipped. A partition's batch that raises is folded again event by event, and
     an event that still raises is skipped, logged with its task and counted
-    (:class:`~monitor.task_faults.TaskFaults`): one task never stops the agent. If the
-    agent dies anyway, its :class:`~monitor.agent_health.AgentHealth` says so.
+    (:class:`~taskstream.monitor.task_faults.TaskFaults`): one task never stops the agent. If the
+    agent dies anyway, its :class:`~taskstream.monitor.agent_health.AgentHealth` says so.
     """
     source = app.topic(
         settings.topics.task_events,

@@ -16,9 +16,9 @@ from typing import Any, cast
 
 import faust
 
-from monitor.http_errors import Refusal
-from monitor.lag import ConsumerLag
 from taskstream.infra.health import ComponentStatus, State
+from taskstream.monitor.http_errors import Refusal
+from taskstream.monitor.lag import ConsumerLag
 
 __all__ = ["TablesReadiness", "refuse_until_serving"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import (
+from taskstream.schemas import (
     TERMINAL_EVENT_TYPES,
     Event,
     ExecutionCancelled,

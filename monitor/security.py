@@ -14,8 +14,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from monitor.settings import MonitorSettings
 from taskstream.infra.security import Exposure, TokenChecker, load_tokens
+from taskstream.monitor.settings import MonitorSettings
 
 __all__ = ["OPEN_PATHS", "SETTINGS_PREFIX", "auth_middleware", "monitor_exposure"]
 

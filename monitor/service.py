@@ -9,11 +9,6 @@ import signal
 import faust
 from faust.worker import Worker
 
-from monitor.alerts.config import AlertConfigError
-from monitor.alerts.rules import RuleError
-from monitor.app import create_app
-from monitor.security import monitor_exposure
-from monitor.settings import MonitorSettings
 from taskstream.infra.health import HealthBoard
 from taskstream.infra.kafka import (
     TopicSpec,
@@ -23,6 +18,11 @@ from taskstream.infra.kafka import (
 )
 from taskstream.infra.security import check_exposure
 from taskstream.infra.thread_health import EXIT_FATAL, Watchdog
+from taskstream.monitor.alerts.config import AlertConfigError
+from taskstream.monitor.alerts.rules import RuleError
+from taskstream.monitor.app import create_app
+from taskstream.monitor.security import monitor_exposure
+from taskstream.monitor.settings import MonitorSettings
 
 __all__ = ["CHANGELOG_CONFIG", "changelog_topics", "make_worker", "run"]
 

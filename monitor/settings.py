@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from schemas import Duration
 from taskstream.infra.settings import CommonSettings, TokenList, split_list
+from taskstream.schemas import Duration
 
 __all__ = ["MonitorSettings"]
 

@@ -2,7 +2,7 @@
 
 Both are JSON objects as the tables store them, and every function returns a new object
 (a faust table only writes its changelog when a key is assigned). Counts come from
-:class:`monitor.transitions.Transition`, so an execution counts once; an
+:class:`taskstream.monitor.transitions.Transition`, so an execution counts once; an
 ``ExecutionSkipped`` event counts its ``count`` slots, once per event id (a task
 remembers its last :data:`SKIP_IDS_REMEMBERED` skip events).
 
@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from monitor.histogram import Histogram
-from monitor.transitions import OUTCOMES, Transition
+from taskstream.monitor.histogram import Histogram
+from taskstream.monitor.transitions import OUTCOMES, Transition
 
 __all__ = [
     "COUNTED",

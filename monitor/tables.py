@@ -7,7 +7,7 @@ changelog is that partition's and a restore cannot mix partitions:
 =============  =================================  =========================================
 table          key                                value
 =============  =================================  =========================================
-executions     execution id                       the record (:mod:`monitor.records`)
+executions     execution id                       the record (:mod:`taskstream.monitor.records`)
 tasks          task id                            ``history``: its last N execution ids,
                                                   newest first; ``evicted``: its last N
                                                   evicted ids; ``stats``: counts, last
@@ -19,9 +19,10 @@ recent         partition                          last M finished ``[ended_at, i
 =============  =================================  =========================================
 
 Tasks, totals, windows and recent store ``{"folded_through": offset, "value": ...}``
-(:class:`monitor.batch.FoldedCopy`); read them through :func:`monitor.batch.unwrap`.
-How the projection keeps them bounded is in :mod:`monitor.projection`. It folds a batch
-of one partition's events at a time, inside :func:`at_event`.
+(:class:`taskstream.monitor.batch.FoldedCopy`); read them through
+:func:`taskstream.monitor.batch.unwrap`. How the projection keeps them bounded is in
+:mod:`taskstream.monitor.projection`. It folds a batch of one partition's events at a time, inside
+:func:`at_event`.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from typing import Any
 import faust
 import faust.streams
 
-from monitor.batch import FOLDED_THROUGH, TASK_PARTS, unwrap
-from monitor.confirmed_table import ConfirmedTable, confirmed_table
-from monitor.records import public_record
-from monitor.stats import is_marker, merge_totals
-from monitor.windows import parse_window_key, public_windows
+from taskstream.monitor.batch import FOLDED_THROUGH, TASK_PARTS, unwrap
+from taskstream.monitor.confirmed_table import ConfirmedTable, confirmed_table
+from taskstream.monitor.records import public_record
+from taskstream.monitor.stats import is_marker, merge_totals
+from taskstream.monitor.windows import parse_window_key, public_windows
 
 __all__ = ["MonitorTables", "at_event"]
 
@@ -129,7 +130,7 @@ class MonitorTables:
         return futures
 
     def task_part(self, task_id: str, part: str) -> Any:
-        """One part of the task's record (:data:`monitor.batch.TASK_PARTS`), or None."""
+        """One part of the task's record (:data:`taskstream.monitor.batch.TASK_PARTS`), or None."""
         record = unwrap(self.stored_task(task_id))
         return None if record is None else record.get(part)
 
@@ -138,7 +139,7 @@ class MonitorTables:
         return list(self.task_part(task_id, "history") or [])
 
     def task_stats(self, task_id: str) -> dict[str, Any] | None:
-        """The task's statistics (:mod:`monitor.stats`), or None if it has none."""
+        """The task's statistics (:mod:`taskstream.monitor.stats`), or None if it has none."""
         stats: dict[str, Any] | None = self.task_part(task_id, "stats")
         return stats
 

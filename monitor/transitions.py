@@ -1,7 +1,7 @@
 """What one event changed about an execution: the source of every count.
 
 The monitor counts from the *transition* of an execution's record (before and after
-:func:`monitor.records.apply_event`), never from the event alone, so that each execution
+:func:`taskstream.monitor.records.apply_event`), never from the event alone, so that each execution
 is counted once whatever arrives twice, late or out of order:
 
 - its **outcome** (``succeeded``, ``failed``, ``timed_out``, ``cancelled``) is counted when
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from schemas import (
+from taskstream.schemas import (
     Event,
     ExecutionCancelled,
     ExecutionFailed,

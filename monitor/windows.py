@@ -8,7 +8,7 @@ partition's events, so the changelog of every key is that partition's, and a res
 table cannot mix two partitions' versions of one minute. Reads merge the partitions.
 
 Windows older than the retention are not created, and are deleted as the partition's
-events go by (see :mod:`monitor.projection`).
+events go by (see :mod:`taskstream.monitor.projection`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitor.histogram import Histogram
-from monitor.transitions import OUTCOMES, Transition
+from taskstream.monitor.histogram import Histogram
+from taskstream.monitor.transitions import OUTCOMES, Transition
 
 __all__ = [
     "WINDOW_COUNTS",

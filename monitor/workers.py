@@ -1,7 +1,7 @@
 """The monitor's view of executors, folded from their heartbeats on the ``workers`` topic.
 
 The topic is compacted and keyed by executor id; a value is a
-:class:`~schemas.WorkerHeartbeat`, a tombstone (null) means the executor left cleanly
+:class:`~taskstream.schemas.WorkerHeartbeat`, a tombstone (null) means the executor left cleanly
 and removes it. An executor is live while its last heartbeat's ``sent_at`` is younger
 than ``TASKSTREAM_MONITOR_WORKER_TIMEOUT``. :func:`apply_record` and :func:`worker_view`
 are pure; :func:`install_workers` adds the agent, its changelogged table
@@ -18,9 +18,9 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from monitor.contract import ChoiceQuery, Operation, json_answer
-from monitor.settings import MonitorSettings
-from schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.monitor.contract import ChoiceQuery, Operation, json_answer
+from taskstream.monitor.settings import MonitorSettings
+from taskstream.schemas import EventDecodeError, WorkerHeartbeat
 
 __all__ = [
     "OPERATIONS",

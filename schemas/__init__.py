@@ -3,8 +3,8 @@
 This package imports nothing else of taskstream's, so any consumer can depend on it.
 """
 
-from schemas.alerts import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
-from schemas.codec import (
+from taskstream.schemas.alerts import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
+from taskstream.schemas.codec import (
     decode_event,
     decode_work_order,
     encode_event,
@@ -12,8 +12,8 @@ from schemas.codec import (
     event_headers,
     work_order_headers,
 )
-from schemas.durations import Duration, format_duration, parse_duration
-from schemas.errors import (
+from taskstream.schemas.durations import Duration, format_duration, parse_duration
+from taskstream.schemas.errors import (
     CronError,
     DurationError,
     EventDecodeError,
@@ -22,7 +22,7 @@ from schemas.errors import (
     TaskstreamError,
     UnknownEventTypeError,
 )
-from schemas.events import (
+from taskstream.schemas.events import (
     EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
     CancelRequested,
@@ -48,10 +48,10 @@ from schemas.events import (
     TaskUpdated,
     Trigger,
 )
-from schemas.execution_log import ExecutionLogChunk, LogLine, LogStream
-from schemas.ids import execution_id, quarantine_event_id
-from schemas.recorded import recorded
-from schemas.task import (
+from taskstream.schemas.execution_log import ExecutionLogChunk, LogLine, LogStream
+from taskstream.schemas.ids import execution_id, quarantine_event_id
+from taskstream.schemas.recorded import recorded
+from taskstream.schemas.task import (
     DEFAULT_QUEUE,
     MisfirePolicy,
     OverlapPolicy,
@@ -61,8 +61,8 @@ from schemas.task import (
     ScheduleKind,
     TaskSpec,
 )
-from schemas.work_order import WorkOrder
-from schemas.workers import WorkerHeartbeat
+from taskstream.schemas.work_order import WorkOrder
+from taskstream.schemas.workers import WorkerHeartbeat
 
 __all__ = [
     "DEFAULT_QUEUE",

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.errors import EventDecodeError
+from taskstream.schemas.errors import EventDecodeError
 
 __all__ = ["AlertNotification", "AlertSeverity", "AlertStatus", "AlertSubject"]
 

@@ -3,7 +3,7 @@
 The event type and version travel twice: in the JSON body and as Kafka headers
 (``event-type``, ``event-version``), so a consumer in any language can filter without
 parsing the body. Decoding never builds a type that is not registered, and a failure
-raises :class:`~schemas.errors.EventDecodeError` carrying the original bytes.
+raises :class:`~taskstream.schemas.errors.EventDecodeError` carrying the original bytes.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 import orjson
 from pydantic import ValidationError
 
-from schemas.errors import EventDecodeError, UnknownEventTypeError
-from schemas.events import EVENT_TYPES, Event
-from schemas.recorded import recorded
-from schemas.work_order import WorkOrder
+from taskstream.schemas.errors import EventDecodeError, UnknownEventTypeError
+from taskstream.schemas.events import EVENT_TYPES, Event
+from taskstream.schemas.recorded import recorded
+from taskstream.schemas.work_order import WorkOrder
 
 __all__ = [
     "CONTENT_TYPE",
@@ -70,7 +70,7 @@ def decode_event(raw: bytes | None) -> Event:
     """Decode one ``task-events`` record value; raise ``EventDecodeError`` on bad input.
 
     An event of an older version comes back in its type's current version
-    (:meth:`~schemas.events.EventData.upgraded`), its envelope's ``version`` with it.
+    (:meth:`~taskstream.schemas.events.EventData.upgraded`), its envelope's ``version`` with it.
     """
     if raw is None:
         raise EventDecodeError("empty record (a tombstone?) where an event was expected", b"")

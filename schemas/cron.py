@@ -4,7 +4,7 @@ Validation and evaluation read an expression through the one function here,
 :func:`parse_cron`, so an expression the API accepts is one the scheduler can fire:
 both are ``cronsim``. An expression has 5 fields (``min hour day month weekday``) or 6
 with seconds first (``sec min hour day month weekday``); the seconds field is read by
-``cronsim`` too and expanded inside each matching minute (see :mod:`schemas.schedules`).
+``cronsim`` too and expanded inside each matching minute (see :mod:`taskstream.schemas.schedules`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from cronsim import CronSim, CronSimError
 
-from schemas.errors import CronError
+from taskstream.schemas.errors import CronError
 
 __all__ = ["CronExpression", "parse_cron"]
 

@@ -5,7 +5,7 @@ A duration is written as one or more ``<number><unit>`` parts with units ``ms``,
 shortest canonical form back, so a value survives a round trip through JSON unchanged.
 
 Every duration is bounded: at least 0 and at most :data:`MAX_DURATION` (100 years), so
-adding one to any date taskstream accepts (:data:`schemas.task.LATEST`) cannot overflow.
+adding one to any date taskstream accepts (:data:`taskstream.schemas.task.LATEST`) cannot overflow.
 A negative, non-finite or longer value is a :class:`DurationError` that says so.
 
 Both are memoised: every event and work order carries a few durations, nearly always the
@@ -22,8 +22,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-from schemas.errors import DurationError
-from schemas.recorded import reading_recorded
+from taskstream.schemas.errors import DurationError
+from taskstream.schemas.recorded import reading_recorded
 
 __all__ = ["MAX_DURATION", "Duration", "format_duration", "parse_duration"]
 
@@ -70,7 +70,7 @@ def _parse(text: str) -> float:
 def _bounded(seconds: float, given: object) -> timedelta:
     """``seconds`` as a timedelta; :class:`DurationError` if negative, not finite or too long.
 
-    Reading what is recorded (:func:`schemas.recorded.recorded`), a duration longer than
+    Reading what is recorded (:func:`taskstream.schemas.recorded.recorded`), a duration longer than
     :data:`MAX_DURATION` that is still a time span is kept: it was accepted when written.
     """
     if reading_recorded() and math.isfinite(seconds) and seconds > _MAX_SECONDS:

@@ -3,7 +3,8 @@
 It lives here, in the lowest layer, so that every package can raise under it. Classes
 that also mean a builtin error keep that base too (``except ValueError`` still catches a
 ``SchemaError``). ``tests/unit/test_error_tree.py`` checks that this drawing and the
-code agree, and that no exception class of taskstream is outside the tree.
+code agree, and that no exception class of taskstream is outside the tree. The right
+column is each class's module under ``taskstream.``.
 
 TaskstreamError                                  schemas.errors
  ├── SchemaError (ValueError)                    schemas.errors
@@ -17,12 +18,12 @@ TaskstreamError                                  schemas.errors
  │    ├── RetryableError                         handlers.base
  │    └── HandlerTimeoutError (TimeoutError)     handlers.base
  ├── UnknownHandlerError (LookupError)           handlers.registry
- ├── BadJson (ValueError)                        taskstream.infra.strict_json
- ├── CallTimedOut (TimeoutError)                 taskstream.infra.bounded_call
- ├── LoopFault (RuntimeError)                    taskstream.infra.consumer_loop
- ├── InsecureConfigurationError (RuntimeError)   taskstream.infra.security
- ├── KafkaDistributionError (RuntimeError)       taskstream.dev_broker.kafka_jars
- ├── KafkaStartError (RuntimeError)              taskstream.dev_broker.local_kafka
+ ├── BadJson (ValueError)                        infra.strict_json
+ ├── CallTimedOut (TimeoutError)                 infra.bounded_call
+ ├── LoopFault (RuntimeError)                    infra.consumer_loop
+ ├── InsecureConfigurationError (RuntimeError)   infra.security
+ ├── KafkaDistributionError (RuntimeError)       dev_broker.kafka_jars
+ ├── KafkaStartError (RuntimeError)              dev_broker.local_kafka
  ├── EventTooLarge (ValueError)                  core.event_size
  ├── PublishError (RuntimeError)                 core.publisher
  ├── RebuildError                                core.rebuild
@@ -33,8 +34,8 @@ TaskstreamError                                  schemas.errors
  ├── AlertConfigError (ValueError)               monitor.alerts.config
  ├── RuleError (ValueError)                      monitor.alerts.rules
  ├── ChannelError                                monitor.alerts.channels
- ├── ScheduleArgumentError (ValueError)          taskstream.tasks_cli
- └── ApiError                                    taskstream.tasks_cli
+ ├── ScheduleArgumentError (ValueError)          cli.tasks
+ └── ApiError                                    cli.tasks
 
 Each class's docstring says what it means. Private classes (a name with a leading
 underscore: refusals and stops used inside one module) are in the tree too, not drawn.
@@ -58,7 +59,7 @@ class TaskstreamError(Exception):
 
 
 class SchemaError(TaskstreamError, ValueError):
-    """Base class of every error in :mod:`schemas`."""
+    """Base class of every error in :mod:`taskstream.schemas`."""
 
 
 class DurationError(SchemaError):
@@ -71,7 +72,7 @@ class CronError(SchemaError):
 
 class ScheduleError(SchemaError):
     """A schedule that is well formed but cannot be admitted now (see
-    :func:`schemas.schedules.check_schedule`); ``field`` names the part at fault."""
+    :func:`taskstream.schemas.schedules.check_schedule`); ``field`` names the part at fault."""
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)

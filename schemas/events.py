@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
 
-from schemas.task import Priority, TaskSpec
+from taskstream.schemas.task import Priority, TaskSpec
 
 __all__ = [
     "EVENT_TYPES",
@@ -134,8 +134,8 @@ class TaskQuarantined(EventData):
     The task is not scheduled until it changes (a ``TaskUpdated`` or ``TaskResumed``
     lifts the quarantine). ``change_event_id`` is the task's last change when it failed:
     a quarantine that names an older change than the task's current one is stale and
-    ignored. The event id is :func:`schemas.ids.quarantine_event_id`, so a component that meets the
-    same record again (a restart) writes the same event, which the fold ignores.
+    ignored. The event id is :func:`taskstream.schemas.ids.quarantine_event_id`, so a component that
+    meets the same record again (a restart) writes the same event, which the fold ignores.
     """
 
     TYPE: ClassVar[str] = "TaskQuarantined"

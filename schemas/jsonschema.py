@@ -1,6 +1,6 @@
 """JSON Schema for non-Python consumers, generated from the models.
 
-``python -m schemas.jsonschema`` rewrites the files under ``schemas/json/``; a test
+``python -m taskstream.schemas.jsonschema`` rewrites the files under ``schemas/json/``; a test
 fails when the checked-in files drift from the models.
 """
 
@@ -13,12 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.alerts import AlertNotification
-from schemas.events import EVENT_TYPES, EventData
-from schemas.execution_log import ExecutionLogChunk
-from schemas.task import TaskSpec
-from schemas.work_order import WorkOrder
-from schemas.workers import WorkerHeartbeat
+from taskstream.schemas.alerts import AlertNotification
+from taskstream.schemas.events import EVENT_TYPES, EventData
+from taskstream.schemas.execution_log import ExecutionLogChunk
+from taskstream.schemas.task import TaskSpec
+from taskstream.schemas.work_order import WorkOrder
+from taskstream.schemas.workers import WorkerHeartbeat
 
 __all__ = ["SCHEMA_DIR", "build_schemas", "render", "write_schemas"]
 

@@ -1,4 +1,4 @@
-"""When a schedule's slots fall: pure functions over :class:`schemas.Schedule`.
+"""When a schedule's slots fall: pure functions over :class:`taskstream.schemas.Schedule`.
 
 A *slot* is the due time of one run, in UTC. The scheduler fires each slot at most
 once; a slot can also be a :attr:`SlotKind.SKIP_DST`, a time that exists only to be
@@ -33,10 +33,10 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from schemas.cron import CronExpression, parse_cron
-from schemas.durations import format_duration
-from schemas.errors import ScheduleError
-from schemas.task import Schedule, ScheduleKind
+from taskstream.schemas.cron import CronExpression, parse_cron
+from taskstream.schemas.durations import format_duration
+from taskstream.schemas.errors import ScheduleError
+from taskstream.schemas.task import Schedule, ScheduleKind
 
 __all__ = [
     "Slot",

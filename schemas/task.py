@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.cron import parse_cron
-from schemas.durations import Duration
-from schemas.recorded import reading_recorded
+from taskstream.schemas.cron import parse_cron
+from taskstream.schemas.durations import Duration
+from taskstream.schemas.recorded import reading_recorded
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -86,8 +86,8 @@ class ScheduleKind(StrEnum):
 def cron_fields(expression: str) -> int:
     """Return 5 or 6 (seconds first) for a cron expression the scheduler can evaluate.
 
-    Raise :class:`~schemas.errors.CronError` (a ``ValueError``) otherwise: the expression
-    is read by :func:`schemas.cron.parse_cron`, the parser the scheduler fires with.
+    Raise :class:`~taskstream.schemas.errors.CronError` (a ``ValueError``) otherwise: the expression
+    is read by :func:`taskstream.schemas.cron.parse_cron`, the parser the scheduler fires with.
     """
     parse_cron(expression)
     return len(expression.split())

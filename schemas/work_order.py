@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.durations import Duration
-from schemas.task import Priority, RetryPolicy
+from taskstream.schemas.durations import Duration
+from taskstream.schemas.task import Priority, RetryPolicy
 
 __all__ = ["WorkOrder"]
 

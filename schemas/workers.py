@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.errors import EventDecodeError
+from taskstream.schemas.errors import EventDecodeError
 
 __all__ = ["WorkerHeartbeat"]
 

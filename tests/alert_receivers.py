@@ -15,8 +15,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from schemas import AlertNotification
 from taskstream.infra.processes import free_port
+from taskstream.schemas import AlertNotification
 
 
 class Mailbox:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from executor.execution import Received
-from schemas import Priority, Schedule, WorkOrder, execution_id, recorded
+from taskstream.executor.execution import Received
+from taskstream.schemas import Priority, Schedule, WorkOrder, execution_id, recorded
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def recorded_schedule(**fields: object) -> Schedule:
     """A schedule as an earlier version accepted it, which today's API refuses.
 
     Poison records of the fault-isolation tests: put on the log directly, read back as
-    recorded (:mod:`schemas.recorded`), evaluated (and quarantined) where they fire.
+    recorded (:mod:`taskstream.schemas.recorded`), evaluated (and quarantined) where they fire.
     """
     with recorded():
         return Schedule.model_validate(fields)

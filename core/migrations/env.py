@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import core.execution_logs  # noqa: F401  (its table is in Base.metadata once imported)
-from core.store import Base
+import taskstream.core.execution_logs  # noqa: F401  (its table is in Base.metadata once imported)
+from taskstream.core.store import Base
 
 config = context.config
 engine = config.attributes["engine"]

@@ -21,17 +21,17 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from monitor.alerts.channels import Dispatcher
-from monitor.alerts.engine import (
+from taskstream.monitor.alerts.channels import Dispatcher
+from taskstream.monitor.alerts.engine import (
     AlertState,
     Transition,
     evaluate_executor,
     evaluate_task,
     expired,
 )
-from monitor.alerts.facts import TaskFacts, fold
-from monitor.alerts.quarantine import QuarantinedTasks
-from monitor.alerts.rules import (
+from taskstream.monitor.alerts.facts import TaskFacts, fold
+from taskstream.monitor.alerts.quarantine import QuarantinedTasks
+from taskstream.monitor.alerts.rules import (
     ExecutorLostRule,
     Rule,
     RuleError,
@@ -39,10 +39,10 @@ from monitor.alerts.rules import (
     parse_rule,
     rule_as_dict,
 )
-from monitor.task_faults import TaskFaults
-from monitor.workers import WorkerBook
-from schemas import AlertNotification, AlertStatus, AlertSubject, Event, recorded
-from schemas.errors import TaskstreamError
+from taskstream.monitor.task_faults import TaskFaults
+from taskstream.monitor.workers import WorkerBook
+from taskstream.schemas import AlertNotification, AlertStatus, AlertSubject, Event, recorded
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["AlertBook", "ReadOnlyRuleError"]
 

@@ -1,6 +1,6 @@
 """Where notices go: a webhook, e-mail over SMTP, and the ``alerts`` topic.
 
-Each channel sends one :class:`~schemas.AlertNotification` and raises
+Each channel sends one :class:`~taskstream.schemas.AlertNotification` and raises
 :class:`ChannelError` when it could not, after its retries (tenacity: exponential wait).
 The :class:`Dispatcher` sends each notice through the channels its rule names, in the
 order the notices were made, one at a time, and counts what was sent and what failed.
@@ -33,9 +33,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from monitor.alerts.rules import Channel
-from schemas import AlertNotification, AlertStatus
-from schemas.errors import TaskstreamError
+from taskstream.monitor.alerts.rules import Channel
+from taskstream.schemas import AlertNotification, AlertStatus
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "ChannelError",

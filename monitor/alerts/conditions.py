@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.alerts.facts import TaskFacts
-from monitor.alerts.rules import (
+from taskstream.monitor.alerts.facts import TaskFacts
+from taskstream.monitor.alerts.rules import (
     ConsecutiveFailuresRule,
     DeadLetterRule,
     ExecutorLostRule,
@@ -22,8 +22,8 @@ from monitor.alerts.rules import (
     TaskQuarantinedRule,
     TaskRule,
 )
-from schemas import WorkerHeartbeat, format_duration
-from schemas.schedules import jitter_offset, next_slot
+from taskstream.schemas import WorkerHeartbeat, format_duration
+from taskstream.schemas.schedules import jitter_offset, next_slot
 
 __all__ = ["Condition", "executor_condition", "task_condition"]
 

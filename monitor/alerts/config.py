@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from monitor.alerts.channels import EmailChannel, Sender, TopicChannel, WebhookChannel
-from monitor.alerts.rules import Channel, Rule, RuleError, field_error, parse_rules
-from monitor.settings import MonitorSettings
-from schemas.errors import TaskstreamError
+from taskstream.monitor.alerts.channels import EmailChannel, Sender, TopicChannel, WebhookChannel
+from taskstream.monitor.alerts.rules import Channel, Rule, RuleError, field_error, parse_rules
+from taskstream.monitor.settings import MonitorSettings
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["AlertConfigError", "build_channels", "load_rules_file", "unconfigured"]
 

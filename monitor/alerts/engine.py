@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from monitor.alerts.conditions import Condition, executor_condition, task_condition
-from monitor.alerts.facts import TaskFacts
-from monitor.alerts.rules import ExecutorLostRule, Rule, TaskRule
-from schemas import (
+from taskstream.monitor.alerts.conditions import Condition, executor_condition, task_condition
+from taskstream.monitor.alerts.facts import TaskFacts
+from taskstream.monitor.alerts.rules import ExecutorLostRule, Rule, TaskRule
+from taskstream.schemas import (
     AlertNotification,
     AlertSeverity,
     AlertStatus,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from schemas import (
+from taskstream.schemas import (
     Event,
     ExecutionCancelled,
     ExecutionDeadLettered,

@@ -7,12 +7,12 @@ It adds, beside whatever else the app does:
   need into the table ``alert-task-facts`` (task id -> :class:`TaskFacts`, idempotent by
   event id; each task written once per batch), and evaluating the task rules for every
   change of a task's facts, in order;
-- the ``workers`` agent and ``GET /api/workers`` (:mod:`monitor.workers`), evaluating
+- the ``workers`` agent and ``GET /api/workers`` (:mod:`taskstream.monitor.workers`), evaluating
   ``executor_lost`` on every heartbeat and tombstone;
 - a timer (``TASKSTREAM_MONITOR_ALERT_CHECK_INTERVAL``, on the leader) that evaluates
   every rule for every subject: long runs, missed schedules, lost executors, windows;
 - a background task that sends the notices (:class:`Dispatcher`);
-- the alerts API (:mod:`monitor.alerts.web`) and three metrics on the monitor's registry;
+- the alerts API (:mod:`taskstream.monitor.alerts.web`) and three metrics on the monitor's registry;
 - the quarantined tasks (:class:`QuarantinedTasks`, ``book.quarantined``), for the
   dashboard, and their gauge.
 
@@ -31,17 +31,17 @@ from typing import Any, cast
 import faust
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from monitor.alerts.book import AlertBook
-from monitor.alerts.channels import Dispatcher
-from monitor.alerts.config import build_channels, load_rules_file, unconfigured
-from monitor.alerts.quarantine import QuarantinedTasks
-from monitor.alerts.web import install_views
-from monitor.confirmed_table import confirmed_table
-from monitor.projection import TaskEventsFeed
-from monitor.settings import MonitorSettings
-from monitor.workers import install_workers
-from schemas import Event, WorkerHeartbeat
 from taskstream.infra.broker_health import BrokerHealth
+from taskstream.monitor.alerts.book import AlertBook
+from taskstream.monitor.alerts.channels import Dispatcher
+from taskstream.monitor.alerts.config import build_channels, load_rules_file, unconfigured
+from taskstream.monitor.alerts.quarantine import QuarantinedTasks
+from taskstream.monitor.alerts.web import install_views
+from taskstream.monitor.confirmed_table import confirmed_table
+from taskstream.monitor.projection import TaskEventsFeed
+from taskstream.monitor.settings import MonitorSettings
+from taskstream.monitor.workers import install_workers
+from taskstream.schemas import Event, WorkerHeartbeat
 
 __all__ = ["install_alerts"]
 

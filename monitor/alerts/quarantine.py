@@ -1,7 +1,7 @@
 """Which tasks are quarantined, as the alert facts know them, without scanning every task.
 
 A task is quarantined when a component (the core's scheduler or projection) could not
-evaluate it (``TaskQuarantined``; :mod:`monitor.alerts.facts`). :class:`QuarantinedTasks`
+evaluate it (``TaskQuarantined``; :mod:`taskstream.monitor.alerts.facts`). :class:`QuarantinedTasks`
 keeps the quarantined ones in memory: :meth:`~QuarantinedTasks.note` is told of every
 task whose facts a batch changed (a quarantine lifted by a change leaves), and
 :meth:`~QuarantinedTasks.rebuild` reads the facts table once after faust restored it
@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from monitor.alerts.facts import TaskFacts
+from taskstream.monitor.alerts.facts import TaskFacts
 
 __all__ = ["QuarantinedTasks", "lift_hint"]
 

@@ -18,8 +18,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from schemas import AlertSeverity, AlertSubject, Duration, format_duration
-from schemas.errors import TaskstreamError
+from taskstream.schemas import AlertSeverity, AlertSubject, Duration, format_duration
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "RULE_KINDS",

@@ -21,12 +21,12 @@ import faust
 from faust.types import FutureMessage
 from faust.web import Request, Response, View
 
-from monitor.alerts.book import AlertBook, ReadOnlyRuleError
-from monitor.alerts.rules import RuleError, parse_rule, rule_as_dict, rule_schemas
-from monitor.confirmed_table import ConfirmedTable, WriteUnconfirmed, confirm_write
-from monitor.contract import Operation, PathParam, json_answer
-from monitor.http_errors import Refusal, read_json
 from taskstream.infra.broker_health import BrokerHealth
+from taskstream.monitor.alerts.book import AlertBook, ReadOnlyRuleError
+from taskstream.monitor.alerts.rules import RuleError, parse_rule, rule_as_dict, rule_schemas
+from taskstream.monitor.confirmed_table import ConfirmedTable, WriteUnconfirmed, confirm_write
+from taskstream.monitor.contract import Operation, PathParam, json_answer
+from taskstream.monitor.http_errors import Refusal, read_json
 
 __all__ = ["OPERATIONS", "install_views"]
 

@@ -1,12 +1,13 @@
-"""The dashboard's routes as the monitor's OpenAPI document shows them (:mod:`monitor.openapi`).
+"""The dashboard's routes as the monitor's OpenAPI document shows them
+(:mod:`taskstream.monitor.openapi`).
 
-Declared beside the routes of :func:`monitor.dashboard.install_dashboard`; the test that
+Declared beside the routes of :func:`taskstream.monitor.dashboard.install_dashboard`; the test that
 compares the served routes with the document fails when the two part.
 """
 
 from __future__ import annotations
 
-from monitor.contract import Operation, PathParam
+from taskstream.monitor.contract import Operation, PathParam
 
 __all__ = ["OPERATIONS"]
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from schemas.errors import TaskstreamError
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "KAFKA_VERSION",

@@ -50,7 +50,6 @@ from typing import IO, Final
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from schemas.errors import TaskstreamError
 from taskstream.dev_broker.kafka_jars import (
     KAFKA_VERSION,
     OUTPUT_TAIL_LINES,
@@ -62,6 +61,7 @@ from taskstream.dev_broker.kafka_jars import (
     tail_lines,
 )
 from taskstream.infra.processes import spawn_tied_to_interpreter
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "KAFKA_VERSION",

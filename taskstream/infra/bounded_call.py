@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar, cast
 
-from schemas.errors import TaskstreamError
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["BoundedCaller", "CallTimedOut"]
 

@@ -45,10 +45,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from schemas.errors import TaskstreamError
 from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import consume_available
 from taskstream.infra.logs import fields
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["ConsumerLoop", "LoopFault", "OnLoop", "is_loop_fault"]
 

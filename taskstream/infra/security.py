@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import TaskstreamError
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "Exposure",

@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas import Duration
+from taskstream.schemas import Duration
 
 __all__ = [
     "ENV_PREFIX",

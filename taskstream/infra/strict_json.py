@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from schemas.errors import TaskstreamError
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["BadJson", "loads_strict"]
 

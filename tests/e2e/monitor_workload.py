@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from schemas import (
+from taskstream.schemas import (
     Event,
     EventData,
     ExecutionCancelled,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.infra.processes import free_port
 
 

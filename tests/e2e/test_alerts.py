@@ -22,7 +22,8 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from schemas import (
+from taskstream.cli.dev import start_service, wait_healthy
+from taskstream.schemas import (
     AlertNotification,
     Event,
     EventData,
@@ -38,7 +39,6 @@ from schemas import (
     event_headers,
     execution_id,
 )
-from taskstream.dev import start_service, wait_healthy
 from tests.alert_receivers import AlertsTopic, Mailbox, Webhook
 from tests.e2e.stack import Stack, running_stack
 from tests.support import eventually

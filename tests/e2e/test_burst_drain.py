@@ -29,7 +29,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from schemas.codec import HEADER_EVENT_TYPE
+from taskstream.schemas.codec import HEADER_EVENT_TYPE
 from tests.e2e.stack import running_stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]

@@ -19,8 +19,14 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from core.store import TaskStore, make_engine, task_as_dict
-from schemas import Event, ExecutionStarted, ExecutionSucceeded, encode_event, event_headers
+from taskstream.core.store import TaskStore, make_engine, task_as_dict
+from taskstream.schemas import (
+    Event,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    encode_event,
+    event_headers,
+)
 from tests.e2e.stack import Stack
 from tests.kafka_read import read_topic
 from tests.support import eventually

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from schemas import Event, TaskCreated, TaskSpec, encode_event, event_headers
+from taskstream.schemas import Event, TaskCreated, TaskSpec, encode_event, event_headers
 from tests.e2e.browser import Elements, artifacts, browse, chromium
 from tests.e2e.stack import Stack, running_stack
 from tests.support import eventually, recorded_schedule

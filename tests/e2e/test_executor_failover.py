@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas import Priority
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.processes import free_port
+from taskstream.schemas import Priority
 from tests.integration.executor_support import (
     EventLog,
     Writer,

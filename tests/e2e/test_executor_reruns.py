@@ -19,10 +19,10 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas import Priority
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.processes import free_port
+from taskstream.schemas import Priority
 from tests.integration.executor_support import EventLog, Writer, executor_settings, work_order
 from tests.support import eventually
 

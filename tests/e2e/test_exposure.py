@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from taskstream.dev import service_env
+from taskstream.cli.dev import service_env
 from taskstream.infra.processes import free_port
 from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_dashboard import _browse, _Dom

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskstream.dev import start_service, wait_healthy
+from taskstream.cli.dev import start_service, wait_healthy
 from taskstream.infra.processes import free_port
 from taskstream.infra.thread_health import EXIT_FATAL
 from tests.e2e.stack import running_stack

@@ -28,8 +28,11 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from monitor.service import CHANGELOG_CONFIG
-from schemas import (
+from taskstream.cli.dev import start_service, wait_healthy
+from taskstream.infra.kafka import topic_config
+from taskstream.infra.settings import CommonSettings
+from taskstream.monitor.service import CHANGELOG_CONFIG
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     ExecutionSkipped,
@@ -41,9 +44,6 @@ from schemas import (
     event_headers,
     execution_id,
 )
-from taskstream.dev import start_service, wait_healthy
-from taskstream.infra.kafka import topic_config
-from taskstream.infra.settings import CommonSettings
 from tests.e2e.monitor_workload import EventProducer, expected_from_log, generate
 from tests.e2e.stack import Stack, running_stack
 from tests.kafka_read import read_topic

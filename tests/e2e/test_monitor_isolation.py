@@ -16,7 +16,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from schemas import (
+from taskstream.schemas import (
     Event,
     EventData,
     ExecutionScheduled,

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from taskstream.dev import start_service
+from taskstream.cli.dev import start_service
 from tests.e2e.monitor_workload import (
     COUNTED,
     WINDOW_COUNTS,

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from schemas import Event, Schedule, TaskCreated, TaskSpec, encode_event, event_headers
-from taskstream.dev import start_service, wait_healthy
+from taskstream.cli.dev import start_service, wait_healthy
+from taskstream.schemas import Event, Schedule, TaskCreated, TaskSpec, encode_event, event_headers
 from tests.e2e.stack import Stack, running_stack
 from tests.kafka_read import RawRecord, read_topic
 from tests.support import eventually, recorded_schedule

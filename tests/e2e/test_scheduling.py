@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskstream.dev import ServiceProcess, service_env, start_service, wait_healthy
+from taskstream.cli.dev import ServiceProcess, service_env, start_service, wait_healthy
 from taskstream.infra.processes import free_port
 from tests.kafka_read import read_topic
 from tests.support import eventually

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskstream.dev import service_env
+from taskstream.cli.dev import service_env
 from taskstream.infra.processes import free_port
 from tests.e2e.stack import Stack, running_stack
 from tests.kafka_read import RawRecord, read_topic

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from taskstream.dev import start_service, wait_healthy
+from taskstream.cli.dev import start_service, wait_healthy
 from taskstream.dev_broker.local_kafka_cluster import LocalKafkaCluster
 from tests.e2e.stack import Stack, running_stack
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from confluent_kafka import KafkaException
 
-from taskstream.dev import service_env, start_service, wait_healthy
+from taskstream.cli.dev import service_env, start_service, wait_healthy
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import free_port
 from tests.faults.harness import FlowWatch

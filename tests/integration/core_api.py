@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import uvicorn
 
-from core.api import CoreRuntime, create_api
-from core.service import bootstrap, shutdown
-from core.settings import CoreSettings
-from handlers import HandlerRegistry
-from handlers.builtin import EchoHandler, NoopHandler
+from taskstream.core.api import CoreRuntime, create_api
+from taskstream.core.service import bootstrap, shutdown
+from taskstream.core.settings import CoreSettings
+from taskstream.handlers import HandlerRegistry
+from taskstream.handlers.builtin import EchoHandler, NoopHandler
 from taskstream.infra.processes import free_port
 from tests.support import eventually
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from executor.service import ExecutorService, bootstrap
-from executor.settings import ExecutorSettings
-from handlers import HandlerRegistry, TaskHandler
-from handlers.builtin import EchoHandler, FailHandler, NoopHandler, SleepHandler
-from schemas import (
+from taskstream.executor.service import ExecutorService, bootstrap
+from taskstream.executor.settings import ExecutorSettings
+from taskstream.handlers import HandlerRegistry, TaskHandler
+from taskstream.handlers.builtin import EchoHandler, FailHandler, NoopHandler, SleepHandler
+from taskstream.schemas import (
     TERMINAL_EVENT_TYPES,
     CancelRequested,
     Event,

@@ -13,10 +13,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from monitor.alerts.channels import ChannelError, Dispatcher, EmailChannel, WebhookChannel
-from monitor.alerts.rules import Channel
-from schemas import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
 from taskstream.infra.processes import free_port
+from taskstream.monitor.alerts.channels import (
+    ChannelError,
+    Dispatcher,
+    EmailChannel,
+    WebhookChannel,
+)
+from taskstream.monitor.alerts.rules import Channel
+from taskstream.schemas import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
 from tests.alert_receivers import Mailbox, Webhook
 
 PASSWORD = "s3cret-Pa55word"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from core.api import CoreRuntime
+from taskstream.core.api import CoreRuntime
 from taskstream.infra.kafka import admin_client
 from tests.integration.core_api import core_runtime, served
 from tests.kafka_read import read_topic

@@ -1,7 +1,7 @@
 """``POST /api/tasks/batch`` on a real broker: per-item validation, one write, ids back.
 
 The API runs in-process, served by uvicorn on a free port, over a real core runtime
-(:func:`core.service.bootstrap`); what was written is read back from ``task-events``.
+(:func:`taskstream.core.service.bootstrap`); what was written is read back from ``task-events``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.api import MAX_BATCH, CoreRuntime
+from taskstream.core.api import MAX_BATCH, CoreRuntime
 from tests.integration.core_api import core_runtime, served
 from tests.kafka_read import read_topic
 from tests.support import eventually

@@ -3,7 +3,7 @@
 Heartbeats come from the executor's own :class:`HeartbeatSender` and, for the cases an
 executor does not produce on demand (an expired heartbeat, poison bytes), as records
 written here. The API runs in-process, served by uvicorn on a free port, over a real core runtime
-(:func:`core.service.bootstrap`).
+(:func:`taskstream.core.service.bootstrap`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ import pytest
 import uvicorn
 from confluent_kafka import Producer
 
-from core.api import CoreRuntime, create_api
-from core.service import bootstrap, shutdown
-from core.settings import CoreSettings
-from core.workers import WorkerDirectory
-from executor.heartbeat import HeartbeatSender
-from executor.publisher import Publisher
-from handlers import HandlerRegistry
-from handlers.builtin import EchoHandler, NoopHandler
-from schemas import WorkerHeartbeat
+from taskstream.core.api import CoreRuntime, create_api
+from taskstream.core.service import bootstrap, shutdown
+from taskstream.core.settings import CoreSettings
+from taskstream.core.workers import WorkerDirectory
+from taskstream.executor.heartbeat import HeartbeatSender
+from taskstream.executor.publisher import Publisher
+from taskstream.handlers import HandlerRegistry
+from taskstream.handlers.builtin import EchoHandler, NoopHandler
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.processes import free_port
+from taskstream.schemas import WorkerHeartbeat
 from tests.support import eventually
 
 pytestmark = pytest.mark.kafka
@@ -243,7 +243,7 @@ def _check_modes(
     served = _create(warn, "echo")
     assert "warnings" not in served.json() and "warning" not in served.headers
 
-    caplog.set_level(logging.WARNING, logger="core.api")
+    caplog.set_level(logging.WARNING, logger="taskstream.core.api")
     # named by class path: checked under its canonical registered name
     unserved = _create(warn, "handlers.builtin.NoopHandler")
     task = unserved.json()

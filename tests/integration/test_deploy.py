@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
-from core.security import core_exposure
-from core.settings import CoreSettings
-from executor.settings import ExecutorSettings
-from monitor.security import monitor_exposure
-from monitor.settings import MonitorSettings
+from taskstream.core.security import core_exposure
+from taskstream.core.settings import CoreSettings
+from taskstream.executor.settings import ExecutorSettings
 from taskstream.infra.security import InsecureConfigurationError, check_exposure
 from taskstream.infra.settings import unknown_variables
+from taskstream.monitor.security import monitor_exposure
+from taskstream.monitor.settings import MonitorSettings
 from tests.metrics_docs import ROOT, documented_metrics, metric_of_series
 
 COMPOSE = ROOT / "docker-compose.yml"

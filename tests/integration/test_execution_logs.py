@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from core.execution_logs import ExecutionLogStore, LogProjection, StoredChunk
-from core.settings import CoreSettings
-from core.store import TaskStore, make_engine
-from schemas import ExecutionLogChunk, LogLine
+from taskstream.core.execution_logs import ExecutionLogStore, LogProjection, StoredChunk
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import TaskStore, make_engine
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import ExecutionLogChunk, LogLine
 from tests.support import eventually
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)

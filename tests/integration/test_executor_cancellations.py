@@ -14,11 +14,17 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Producer
 
-from executor.settings import ExecutorSettings
-from schemas import CancelRequested, Event, EventDecodeError, ExecutionCancelled, decode_event
-from schemas.codec import HEADER_EVENT_TYPE
+from taskstream.executor.settings import ExecutorSettings
 from taskstream.infra.health import State
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import (
+    CancelRequested,
+    Event,
+    EventDecodeError,
+    ExecutionCancelled,
+    decode_event,
+)
+from taskstream.schemas.codec import HEADER_EVENT_TYPE
 from tests.integration.executor_support import (
     EventLog,
     Writer,

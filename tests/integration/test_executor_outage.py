@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from schemas import Priority
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.kafka import ensure_topics, standard_topics
 from taskstream.infra.processes import free_port
+from taskstream.schemas import Priority
 from tests.integration.executor_support import (
     EventLog,
     Writer,

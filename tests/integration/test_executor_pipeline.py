@@ -9,11 +9,11 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from executor.backpressure import lane_share
-from executor.outcomes import backoff_seconds
-from executor.settings import ExecutorSettings
-from schemas import CancelRequested, Priority, RetryPolicy, WorkerHeartbeat
+from taskstream.executor.backpressure import lane_share
+from taskstream.executor.outcomes import backoff_seconds
+from taskstream.executor.settings import ExecutorSettings
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import CancelRequested, Priority, RetryPolicy, WorkerHeartbeat
 from tests.integration.executor_support import (
     EventLog,
     Writer,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas import Priority
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import Priority
 from tests.integration.executor_support import (
     EventLog,
     Writer,

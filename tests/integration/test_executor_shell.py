@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from executor.settings import ExecutorSettings
-from handlers.shell import ShellHandler
-from schemas import Event, RetryPolicy, WorkOrder
+from taskstream.executor.settings import ExecutorSettings
+from taskstream.handlers.shell import ShellHandler
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import Event, RetryPolicy, WorkOrder
 from tests.integration.executor_support import (
     EventLog,
     Writer,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from executor.consumer import QueueConsumer
-from schemas import Priority
+from taskstream.executor.consumer import QueueConsumer
 from taskstream.infra.health import ComponentStatus, State
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import Priority
 from tests.integration.executor_support import (
     EventLog,
     Writer,

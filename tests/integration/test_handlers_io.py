@@ -18,11 +18,16 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-export it
 
-from handlers import HandlerEnvironment, PermanentError, RetryableError
-from handlers.http import HttpHandler
-from handlers.kafka import EXECUTION_ID_HEADER, TASK_ID_HEADER, KafkaHandler, close_producers
-from handlers.shell import DISABLED_MESSAGE, ShellHandler
-from handlers.testing import HandlerRun, run_handler
+from taskstream.handlers import HandlerEnvironment, PermanentError, RetryableError
+from taskstream.handlers.http import HttpHandler
+from taskstream.handlers.kafka import (
+    EXECUTION_ID_HEADER,
+    TASK_ID_HEADER,
+    KafkaHandler,
+    close_producers,
+)
+from taskstream.handlers.shell import DISABLED_MESSAGE, ShellHandler
+from taskstream.handlers.testing import HandlerRun, run_handler
 from tests.support import eventually
 
 # the child's PATH is /usr/bin:/bin: use python3 from there, else this interpreter
@@ -428,6 +433,6 @@ def test_kafka_producer_is_shared_across_threads(kafka_bootstrap: str, kafka_top
     assert len(runs) == 6 and all(run.succeeded for run in runs), [r.error for r in runs]
     positions = {(run.output["partition"], run.output["offset"]) for run in runs}
     assert len(positions) == 6
-    from handlers import kafka as kafka_module
+    from taskstream.handlers import kafka as kafka_module
 
     assert list(kafka_module._producers) == [kafka_bootstrap]  # one producer for all runs

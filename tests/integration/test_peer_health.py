@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.peer_health import UNREACHABLE, Peer, ask_peers, health_report
 from taskstream.infra.health import ComponentStatus, HealthBoard, State
 from taskstream.infra.ops_http import OpsServer
 from taskstream.infra.processes import free_port
+from taskstream.monitor.peer_health import UNREACHABLE, Peer, ask_peers, health_report
 
 
 class _Fixed:

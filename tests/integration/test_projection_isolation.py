@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from core.aggregate import TaskStatus
-from core.projection import Projection
-from core.publisher import EventPublisher
-from core.settings import CoreSettings
-from core.store import TaskStore, make_engine
-from schemas import (
+from taskstream.core.aggregate import TaskStatus
+from taskstream.core.projection import Projection
+from taskstream.core.publisher import EventPublisher
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import TaskStore, make_engine
+from taskstream.infra.health import State
+from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     Priority,
@@ -26,8 +28,6 @@ from schemas import (
     encode_event,
     event_headers,
 )
-from taskstream.infra.health import State
-from taskstream.infra.kafka import ensure_topics, standard_topics
 from tests.kafka_read import read_topic
 from tests.support import eventually, recorded_schedule
 

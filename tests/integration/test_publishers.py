@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from core.publisher import EventPublisher
-from core.settings import CoreSettings
-from executor.publisher import Publisher, PublisherClosedError
-from schemas import Event, TaskPaused
+from taskstream.core.publisher import EventPublisher
+from taskstream.core.settings import CoreSettings
+from taskstream.executor.publisher import Publisher, PublisherClosedError
 from taskstream.infra.health import State
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import Event, TaskPaused
 from tests.support import eventually
 
 pytestmark = pytest.mark.kafka

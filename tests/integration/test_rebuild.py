@@ -5,8 +5,8 @@ succeed, fail, retry, are skipped or still run, a run-now, a cancel, one record 
 not JSON, and one the store cannot apply: the fire of a task whose cron never matches, which
 raises while it is folded) goes to a real broker over three partitions. The "live" store is
 built by a running projection thread, which steps over the poison record and appends the
-task's ``TaskQuarantined``; the "rebuilt" one by :func:`core.rebuild.rebuild` into another
-database that first holds rubbish, which must step over the same record; both must hold the
+task's ``TaskQuarantined``; the "rebuilt" one by :func:`taskstream.core.rebuild.rebuild` into
+another database that first holds rubbish, which must step over the same record; both must hold the
 same rows, on SQLite and PostgreSQL.
 """
 
@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from core.projection import Projection
-from core.publisher import EventPublisher
-from core.rebuild import RebuildError, rebuild
-from core.settings import CoreSettings
-from core.store import AppliedRecord, TaskStore, make_engine
-from schemas import (
+from taskstream.core.projection import Projection
+from taskstream.core.publisher import EventPublisher
+from taskstream.core.rebuild import RebuildError, rebuild
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import AppliedRecord, TaskStore, make_engine
+from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import (
     CancelRequested,
     Event,
     EventData,
@@ -52,7 +53,6 @@ from schemas import (
     event_headers,
     execution_id,
 )
-from taskstream.infra.kafka import ensure_topics, standard_topics
 from tests.support import eventually
 
 pytestmark = pytest.mark.kafka

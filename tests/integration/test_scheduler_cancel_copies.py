@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from core.scheduler import Scheduler
-from core.settings import CoreSettings
-from core.store import Snapshot, TaskStore, make_engine
-from schemas import CancelRequested, Event, encode_event, event_headers
+from taskstream.core.scheduler import Scheduler
+from taskstream.core.settings import CoreSettings
+from taskstream.core.store import Snapshot, TaskStore, make_engine
 from taskstream.infra.kafka import ensure_topics, standard_topics
+from taskstream.schemas import CancelRequested, Event, encode_event, event_headers
 from tests.kafka_read import read_topic
 from tests.support import eventually
 

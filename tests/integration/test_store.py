@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect
 
-from core.migrate import downgrade, upgrade
-from core.store import AppliedRecord, Base, TaskStore, make_engine
-from schemas import (
+from taskstream.core.migrate import downgrade, upgrade
+from taskstream.core.store import AppliedRecord, Base, TaskStore, make_engine
+from taskstream.schemas import (
     Event,
     ExecutionFailed,
     ExecutionScheduled,
@@ -318,10 +318,11 @@ def test_two_appliers_on_one_postgres_database_apply_each_record_once(
 
 
 def test_the_migrations_build_exactly_the_models(store: TaskStore) -> None:
-    """A model changed without a migration fails here (``python -m core.migrate revision``)."""
+    """A model changed without a migration fails here (``python -m taskstream.core.migrate
+    revision``)."""
     from alembic import command
 
-    from core.migrate import alembic_config
+    from taskstream.core.migrate import alembic_config
 
     command.check(alembic_config(store.engine))  # raises if autogenerate finds a difference
 

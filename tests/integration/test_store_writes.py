@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from core.shard import Shard
-from core.store import AppliedRecord, TaskStore, make_engine
-from core.store_writes import decode_record
-from schemas import (
+from taskstream.core.shard import Shard
+from taskstream.core.store import AppliedRecord, TaskStore, make_engine
+from taskstream.core.store_writes import decode_record
+from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import (
     CancelRequested,
     Event,
     ExecutionDeadLettered,
@@ -40,7 +41,6 @@ from schemas import (
     Trigger,
     encode_event,
 )
-from taskstream.infra.settings import CommonSettings
 
 T0 = datetime(2030, 1, 1, 9, tzinfo=UTC)
 TOPIC = "t.task-events"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas import (
+from taskstream.schemas import (
     Event,
     EventData,
     ExecutionCancelled,

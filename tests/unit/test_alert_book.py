@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from monitor.alerts.book import AlertBook, ReadOnlyRuleError
-from monitor.alerts.channels import Dispatcher
-from monitor.alerts.facts import TaskFacts, fold
-from monitor.alerts.rules import Channel, parse_rule
-from monitor.workers import WorkerBook
-from schemas import (
+from taskstream.monitor.alerts.book import AlertBook, ReadOnlyRuleError
+from taskstream.monitor.alerts.channels import Dispatcher
+from taskstream.monitor.alerts.facts import TaskFacts, fold
+from taskstream.monitor.alerts.rules import Channel, parse_rule
+from taskstream.monitor.workers import WorkerBook
+from taskstream.schemas import (
     AlertNotification,
     Event,
     ExecutionDeadLettered,

@@ -10,10 +10,16 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts.engine import AlertState, Transition, evaluate_executor, evaluate_task, expired
-from monitor.alerts.facts import TaskFacts, fold
-from monitor.alerts.rules import Rule, parse_rule
-from schemas import (
+from taskstream.monitor.alerts.engine import (
+    AlertState,
+    Transition,
+    evaluate_executor,
+    evaluate_task,
+    expired,
+)
+from taskstream.monitor.alerts.facts import TaskFacts, fold
+from taskstream.monitor.alerts.rules import Rule, parse_rule
+from taskstream.schemas import (
     AlertStatus,
     Event,
     EventData,

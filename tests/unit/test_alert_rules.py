@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import monitor.alerts
-from monitor.alerts.config import load_rules_file, unconfigured
-from monitor.alerts.rules import (
+import taskstream.monitor.alerts
+from taskstream.monitor.alerts.config import load_rules_file, unconfigured
+from taskstream.monitor.alerts.rules import (
     Channel,
     ConsecutiveFailuresRule,
     ExecutorLostRule,
@@ -20,8 +20,8 @@ from monitor.alerts.rules import (
     parse_rules,
     rule_as_dict,
 )
-from monitor.workers import apply_record, worker_view
-from schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.monitor.workers import apply_record, worker_view
+from taskstream.schemas import EventDecodeError, WorkerHeartbeat
 
 
 def test_defaults_and_round_trip() -> None:
@@ -162,7 +162,7 @@ def test_workers_records_and_view() -> None:
 
 
 def test_public_surface_is_pinned() -> None:
-    assert sorted(monitor.alerts.__all__) == [
+    assert sorted(taskstream.monitor.alerts.__all__) == [
         "Channel",
         "ConsecutiveFailuresRule",
         "DeadLetterRule",
@@ -179,10 +179,10 @@ def test_public_surface_is_pinned() -> None:
 
 
 def test_the_monitor_refuses_to_start_on_bad_alert_configuration(tmp_path: Path) -> None:
-    from monitor.alerts.config import AlertConfigError
-    from monitor.app import create_app
-    from monitor.service import run
-    from monitor.settings import MonitorSettings
+    from taskstream.monitor.alerts.config import AlertConfigError
+    from taskstream.monitor.app import create_app
+    from taskstream.monitor.service import run
+    from taskstream.monitor.settings import MonitorSettings
 
     bad = tmp_path / "rules.toml"
     bad.write_text('[[rules]]\nid = "x"\nkind = "failure_rate"\n')

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-import handlers
-from handlers import (
+from taskstream import handlers
+from taskstream.handlers import (
     HandlerEnvironment,
     HandlerRegistry,
     PermanentError,
@@ -21,12 +21,12 @@ from handlers import (
     TaskContext,
     TaskResult,
 )
-from handlers import python as python_handler
-from handlers.builtin import FailHandler
-from handlers.http import HttpHandler, _retry_after, parse_success_codes
-from handlers.kafka import KafkaHandler, producer_settings
-from handlers.python import PythonHandler, callable_handler, register_callable
-from handlers.shell import DISABLED_MESSAGE, ShellHandler
+from taskstream.handlers import python as python_handler
+from taskstream.handlers.builtin import FailHandler
+from taskstream.handlers.http import HttpHandler, _retry_after, parse_success_codes
+from taskstream.handlers.kafka import KafkaHandler, producer_settings
+from taskstream.handlers.python import PythonHandler, callable_handler, register_callable
+from taskstream.handlers.shell import DISABLED_MESSAGE, ShellHandler
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -79,7 +79,7 @@ def test_new_builtins_are_registered_through_entry_points() -> None:
     assert registry.resolve("shell") is ShellHandler
     assert registry.resolve("kafka") is KafkaHandler
     assert registry.resolve("python") is PythonHandler
-    assert registry.canonical_name("handlers.shell.ShellHandler") == "shell"
+    assert registry.canonical_name("taskstream.handlers.shell.ShellHandler") == "shell"
 
 
 def test_environment_defaults_keep_old_contexts_working() -> None:
@@ -161,7 +161,7 @@ def test_http_refuses_bad_params_naming_them(params: dict[str, Any], message: st
 
 
 def test_success_codes_accept_codes_classes_and_ranges() -> None:
-    from handlers._params import Params
+    from taskstream.handlers._params import Params
 
     params = Params("http", {}, ())
     assert parse_success_codes(params, None) == frozenset(range(200, 300))

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.settings import CoreSettings
-from core.workers import (
+from taskstream.core.settings import CoreSettings
+from taskstream.core.workers import (
     WorkerTable,
     is_live,
     loading_message,
@@ -17,7 +17,7 @@ from core.workers import (
     unserved_message,
     worker_as_dict,
 )
-from schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.schemas import EventDecodeError, WorkerHeartbeat
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=20)

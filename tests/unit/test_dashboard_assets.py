@@ -7,9 +7,9 @@ from importlib.resources import files
 
 import pytest
 
-from monitor.dashboard import CONTENT_SECURITY_POLICY
+from taskstream.monitor.dashboard import CONTENT_SECURITY_POLICY
 
-DASHBOARD = files("monitor.dashboard")
+DASHBOARD = files("taskstream.monitor.dashboard")
 SCRIPTS = ("dashboard.js", "charts.js")
 
 

@@ -8,10 +8,9 @@ import inspect
 import pkgutil
 import re
 
-import schemas.errors
-from schemas import TaskstreamError
+from taskstream.schemas import TaskstreamError, errors
 
-PACKAGES = ("schemas", "handlers", "taskstream", "core", "executor", "monitor")
+PACKAGES = ("taskstream",)
 """Every module of these is imported (but ``__main__`` and Alembic's migration scripts,
 which run when imported and only under Alembic)."""
 _LINE = re.compile(
@@ -38,7 +37,7 @@ def _exception_classes() -> list[type[BaseException]]:
 
 def _drawn() -> dict[str, tuple[str | None, set[str], str]]:
     """Each drawn class: (its parent in the tree, its builtin bases, its module)."""
-    doc = schemas.errors.__doc__ or ""
+    doc = errors.__doc__ or ""
     drawn: dict[str, tuple[str | None, set[str], str]] = {}
     parents: list[tuple[int, str]] = []  # (depth, name), the path to the current line
     for line in doc.splitlines():
@@ -70,7 +69,7 @@ def test_the_drawing_is_the_tree_the_code_has() -> None:
     assert set(drawn) == set(public), "draw each public exception class, and only those"
     for name, (parent, builtins, module) in drawn.items():
         cls = public[name]
-        assert cls.__module__ == module, name
+        assert cls.__module__ == f"taskstream.{module}", name
         ours = [b for b in cls.__bases__ if issubclass(b, TaskstreamError)]
         others = {b.__name__ for b in cls.__bases__ if not issubclass(b, TaskstreamError)}
         if parent is None:

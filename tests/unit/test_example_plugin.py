@@ -12,7 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from handlers import ENTRY_POINT_GROUP, HandlerRegistry, TaskHandler
+from taskstream.handlers import ENTRY_POINT_GROUP, HandlerRegistry, TaskHandler
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "report_plugin"
 if str(EXAMPLE) not in sys.path:

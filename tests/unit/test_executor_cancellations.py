@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from executor.cancellations import CancelRegistry
-from schemas import Priority, WorkOrder, execution_id
+from taskstream.executor.cancellations import CancelRegistry
+from taskstream.schemas import Priority, WorkOrder, execution_id
 
 SLOT = datetime(2030, 1, 1, 12, tzinfo=UTC)
 

@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from executor import capture
-from executor.capture import MAX_LINE_CHARS, RunLog, capturing
-from executor.outcomes import Ending
-from executor.runner import HandlerRunner, RunControl
-from handlers import HandlerRegistry, TaskContext, TaskHandler
-from schemas import Priority, WorkOrder, execution_id
+from taskstream.executor import capture
+from taskstream.executor.capture import MAX_LINE_CHARS, RunLog, capturing
+from taskstream.executor.outcomes import Ending
+from taskstream.executor.runner import HandlerRunner, RunControl
+from taskstream.handlers import HandlerRegistry, TaskContext, TaskHandler
+from taskstream.schemas import Priority, WorkOrder, execution_id
 
 SLOT = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from executor.execution import Received, _Delivery
+from taskstream.executor.execution import Received, _Delivery
 from tests.support import received_order
 
 

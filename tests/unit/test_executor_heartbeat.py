@@ -8,9 +8,9 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from executor.heartbeat import ProcessStats
-from executor.settings import ExecutorSettings
-from schemas import WorkerHeartbeat
+from taskstream.executor.heartbeat import ProcessStats
+from taskstream.executor.settings import ExecutorSettings
+from taskstream.schemas import WorkerHeartbeat
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from executor.backpressure import lane_share, paused_lanes
-from executor.lanes import Lanes
-from schemas import Priority
+from taskstream.executor.backpressure import lane_share, paused_lanes
+from taskstream.executor.lanes import Lanes
+from taskstream.schemas import Priority
 
 HIGH, MEDIUM, LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from executor.offsets import OffsetTracker, PartitionOffsets
+from taskstream.executor.offsets import OffsetTracker, PartitionOffsets
 
 TP = ("t", 0)
 

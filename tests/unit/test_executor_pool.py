@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from executor.execution import Received
-from executor.lanes import Lanes
-from executor.pool import ExecutionPool, Slot
-from schemas import Priority
+from taskstream.executor.execution import Received
+from taskstream.executor.lanes import Lanes
+from taskstream.executor.pool import ExecutionPool, Slot
+from taskstream.schemas import Priority
 from tests.support import eventually, received_order
 
 

@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from executor.metrics import LINGERING_THREADS
-from executor.outcomes import Ending, Outcome
-from executor.runner import HandlerRunner, HandlerThreads, RunControl
-from handlers import (
+from taskstream.executor.metrics import LINGERING_THREADS
+from taskstream.executor.outcomes import Ending, Outcome
+from taskstream.executor.runner import HandlerRunner, HandlerThreads, RunControl
+from taskstream.handlers import (
     HandlerRegistry,
     PermanentError,
     RetryableError,
@@ -22,7 +22,7 @@ from handlers import (
     TaskHandler,
     TaskResult,
 )
-from schemas import Priority, WorkOrder, execution_id
+from taskstream.schemas import Priority, WorkOrder, execution_id
 from tests.support import eventually
 
 SLOT = datetime(2030, 1, 1, tzinfo=UTC)

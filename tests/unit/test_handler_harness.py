@@ -11,9 +11,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from handlers import HandlerEnvironment, PermanentError, TaskContext, TaskHandler, TaskResult
-from handlers.builtin import EchoHandler, FailHandler
-from handlers.testing import HandlerRun, run_handler
+from taskstream.handlers import (
+    HandlerEnvironment,
+    PermanentError,
+    TaskContext,
+    TaskHandler,
+    TaskResult,
+)
+from taskstream.handlers.builtin import EchoHandler, FailHandler
+from taskstream.handlers.testing import HandlerRun, run_handler
 
 
 class Greeter(TaskHandler):

@@ -7,9 +7,15 @@ from typing import ClassVar
 
 import pytest
 
-import handlers
-from handlers import HandlerRegistry, PermanentError, RetryableError, TaskContext, TaskHandler
-from handlers.builtin import EchoHandler, FailHandler, SleepHandler
+from taskstream import handlers
+from taskstream.handlers import (
+    HandlerRegistry,
+    PermanentError,
+    RetryableError,
+    TaskContext,
+    TaskHandler,
+)
+from taskstream.handlers.builtin import EchoHandler, FailHandler, SleepHandler
 
 
 def _ctx(**params: object) -> TaskContext:
@@ -27,8 +33,17 @@ def _ctx(**params: object) -> TaskContext:
 def test_builtins_are_registered_through_entry_points() -> None:
     registry = HandlerRegistry.from_entry_points()
     assert {"noop", "echo", "fail", "sleep"} <= set(registry.names())
-    assert registry.canonical_name("handlers.builtin.EchoHandler") == "echo"
+    assert registry.canonical_name("taskstream.handlers.builtin.EchoHandler") == "echo"
     assert registry.canonical_name("echo") == "echo"
+
+
+def test_a_builtin_keeps_resolving_by_its_class_path_before_0_2() -> None:
+    """Tasks in the log written before the taskstream.* namespace name ``handlers.*``."""
+    registry = HandlerRegistry.from_entry_points()
+    assert registry.resolve("handlers.builtin.EchoHandler") is registry.resolve("echo")
+    assert registry.canonical_name("handlers.shell.ShellHandler") == "shell"
+    with pytest.raises(handlers.UnknownHandlerError):
+        registry.resolve("taskstream.handlers.builtin.NoSuchHandler")
 
 
 def test_unregistered_class_paths_never_load() -> None:

@@ -146,7 +146,7 @@ def test_thread_health_and_watchdog_fire_once_on_an_essential_death() -> None:
 
 
 def test_dev_backoff_doubles_caps_and_resets_after_a_stable_run() -> None:
-    from taskstream.dev import Backoff
+    from taskstream.cli.dev import Backoff
 
     backoff = Backoff(first=1, cap=8, stable=60)
     assert [backoff.next_delay(uptime=1) for _ in range(5)] == [1, 2, 4, 8, 8]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from monitor.peer_health import Peer, PeerHealth, health_report
 from taskstream.infra.health import ComponentStatus, HealthBoard, State
+from taskstream.monitor.peer_health import Peer, PeerHealth, health_report
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -9,11 +9,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-import core.service
-import executor.service
+import taskstream.core.service
+import taskstream.executor.service
 from tests.metrics_docs import DocumentedMetric, documented_metrics, exposed_name
 
-SERVICES = {"core": core.service, "executor": executor.service}
+SERVICES = {"core": taskstream.core.service, "executor": taskstream.executor.service}
 SHARED = "taskstream.infra"
 """The shared runtime's metrics (the consumer loops') are listed once, under ``shared``."""
 
@@ -46,7 +46,9 @@ def documented() -> dict[str, DocumentedMetric]:
 def test_each_metric_of_a_service_is_documented_as_it_is(
     service: str, documented: dict[str, DocumentedMetric]
 ) -> None:
-    metrics = [v for _, v in _module_metrics(SHARED if service == "shared" else service)]
+    metrics = [
+        v for _, v in _module_metrics(SHARED if service == "shared" else f"taskstream.{service}")
+    ]
     found = {m.name: m for m in (_as_documented(service, v) for v in metrics)}
     assert found, f"no metric found in {service}'s modules"
     for name, metric in sorted(found.items()):

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.agent_health import AgentHealth
-from monitor.alerts.conditions import task_condition
-from monitor.alerts.facts import TaskFacts
-from monitor.alerts.rules import MissedScheduleRule
-from monitor.task_faults import TaskFaults
 from taskstream.infra.health import State
+from taskstream.monitor.agent_health import AgentHealth
+from taskstream.monitor.alerts.conditions import task_condition
+from taskstream.monitor.alerts.facts import TaskFacts
+from taskstream.monitor.alerts.rules import MissedScheduleRule
+from taskstream.monitor.task_faults import TaskFaults
 from tests.support import eventually, recorded_schedule
 
 

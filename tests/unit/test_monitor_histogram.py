@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from monitor.histogram import MAX_TRACKED, RELATIVE_ERROR, Histogram
+from taskstream.monitor.histogram import MAX_TRACKED, RELATIVE_ERROR, Histogram
 
 
 def exact_quantile(values: list[float], q: float) -> float:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-from monitor.app import create_app
-from monitor.openapi import OPERATIONS, openapi_document
-from monitor.security import OPEN_PATHS
-from monitor.settings import MonitorSettings
+from taskstream.monitor.app import create_app
+from taskstream.monitor.openapi import OPERATIONS, openapi_document
+from taskstream.monitor.security import OPEN_PATHS
+from taskstream.monitor.settings import MonitorSettings
 
 
 def _served() -> set[tuple[str, str]]:

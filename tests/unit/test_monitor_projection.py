@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from monitor.batch import FOLDED_THROUGH, RecentList, unwrap
-from monitor.projection import Projection
-from monitor.records import public_record, push_recent
-from monitor.tables import MonitorTables
-from monitor.windows import parse_window_key
-from schemas import Event
+from taskstream.monitor.batch import FOLDED_THROUGH, RecentList, unwrap
+from taskstream.monitor.projection import Projection
+from taskstream.monitor.records import public_record, push_recent
+from taskstream.monitor.tables import MonitorTables
+from taskstream.monitor.windows import parse_window_key
+from taskstream.schemas import Event
 from tests.unit.monitor_events import T0, Run, skipped
 
 TABLES = ("executions", "tasks", "totals", "windows", "recent")
@@ -356,9 +356,9 @@ def test_a_monitor_upgraded_from_the_three_task_tables_goes_on_where_it_was() ->
 def test_the_types_the_monitor_folds_nothing_from_are_skipped_by_header() -> None:
     """Skipping them loses nothing: neither the projection nor the alert facts change for
     one. aiokafka hands the headers as a tuple of ``(str, bytes)`` pairs."""
-    from monitor.alerts.facts import fold as fold_facts
-    from monitor.projection import UNFOLDED_TYPES, _unfolded_type
-    from schemas import (
+    from taskstream.monitor.alerts.facts import fold as fold_facts
+    from taskstream.monitor.projection import UNFOLDED_TYPES, _unfolded_type
+    from taskstream.schemas import (
         CancelRequested,
         DeadLetterReplayed,
         RetryScheduled,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from monitor.records import apply_event
-from monitor.stats import (
+from taskstream.monitor.records import apply_event
+from taskstream.monitor.stats import (
     merge_totals,
     public_task_stats,
     stats_after,
@@ -18,8 +18,8 @@ from monitor.stats import (
     totals_after,
     totals_after_skip,
 )
-from monitor.transitions import phase, transition
-from schemas import Event
+from taskstream.monitor.transitions import phase, transition
+from taskstream.schemas import Event
 from tests.unit.monitor_events import T0, Run, skipped
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from monitor.histogram import Histogram
-from monitor.records import apply_event
-from monitor.transitions import transition
-from monitor.windows import (
+from taskstream.monitor.histogram import Histogram
+from taskstream.monitor.records import apply_event
+from taskstream.monitor.transitions import transition
+from taskstream.monitor.windows import (
     expired,
     parse_window_key,
     public_windows,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import create_app
-from monitor.service import make_worker
-from monitor.settings import MonitorSettings
+from taskstream.monitor.app import create_app
+from taskstream.monitor.service import make_worker
+from taskstream.monitor.settings import MonitorSettings
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from core.store_writes import ExecutionFact, decode_record
-from monitor.alerts.facts import fold as fold_facts
-from monitor.batch import unwrap
-from monitor.records import public_record
-from schemas import (
+from taskstream.core.store_writes import ExecutionFact, decode_record
+from taskstream.monitor.alerts.facts import fold as fold_facts
+from taskstream.monitor.batch import unwrap
+from taskstream.monitor.records import public_record
+from taskstream.schemas import (
     EVENT_TYPES,
     Event,
     EventDecodeError,

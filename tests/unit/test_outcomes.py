@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from executor.outcomes import Ending, Outcome, backoff_seconds, records_for
-from schemas import (
+from taskstream.executor.outcomes import Ending, Outcome, backoff_seconds, records_for
+from taskstream.schemas import (
     ExecutionCancelled,
     ExecutionDeadLettered,
     ExecutionFailed,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from monitor.records import apply_event, public_record, push_history
-from schemas import (
+from taskstream.monitor.records import apply_event, public_record, push_history
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     ExecutionStarted,

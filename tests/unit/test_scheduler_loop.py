@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from core import scheduler as scheduler_module
-from core.scheduler import Scheduler
-from core.settings import CoreSettings
-from core.shard import Plan
-from schemas import Event, RunRequested
+from taskstream.core import scheduler as scheduler_module
+from taskstream.core.scheduler import Scheduler
+from taskstream.core.settings import CoreSettings
+from taskstream.core.shard import Plan
+from taskstream.schemas import Event, RunRequested
 
 
 class _AlwaysDue:

@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas import Schedule
-from schemas.errors import ScheduleError
-from schemas.schedules import (
+from taskstream.schemas import Schedule
+from taskstream.schemas.errors import ScheduleError
+from taskstream.schemas.schedules import (
     Slot,
     SlotKind,
     check_schedule,

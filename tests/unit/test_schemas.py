@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-import schemas
-from schemas import (
+from taskstream import schemas
+from taskstream.schemas import (
     Event,
     EventDecodeError,
     ExecutionFailed,
@@ -27,9 +27,9 @@ from schemas import (
     parse_duration,
     recorded,
 )
-from schemas.durations import MAX_DURATION
-from schemas.ids import _EXECUTION_NAMESPACE
-from schemas.jsonschema import SCHEMA_DIR, build_schemas, render
+from taskstream.schemas.durations import MAX_DURATION
+from taskstream.schemas.ids import _EXECUTION_NAMESPACE
+from taskstream.schemas.jsonschema import SCHEMA_DIR, build_schemas, render
 
 
 @pytest.mark.parametrize(
@@ -295,7 +295,7 @@ def test_an_alert_notification_round_trips_and_validates_against_its_schema() ->
     import jsonschema
     import orjson
 
-    from schemas import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
+    from taskstream.schemas import AlertNotification, AlertSeverity, AlertStatus, AlertSubject
 
     now = datetime.now(UTC)
     notice = AlertNotification(
@@ -337,7 +337,7 @@ def test_a_recorded_event_the_grammar_now_refuses_still_decodes() -> None:
     it is evaluated, rather than vanishing as undecodable (schemas.recorded)."""
     import pydantic
 
-    from schemas import TaskCreated, TaskSpec, decode_event, encode_event
+    from taskstream.schemas import TaskCreated, TaskSpec, decode_event, encode_event
 
     fields = {"cron": "0 0 30 2 *", "end": "9999-01-01T00:00:00+00:00"}
     with pytest.raises(pydantic.ValidationError, match="never fires"):

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import CoreSettings
-from executor.settings import ExecutorSettings
-from monitor.settings import MonitorSettings
 from taskstream.cli import main
+from taskstream.core.settings import CoreSettings
+from taskstream.executor.settings import ExecutorSettings
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import EXTRA_VARIABLES, unknown_variables
+from taskstream.monitor.settings import MonitorSettings
 
 SERVICES = [CoreSettings, ExecutorSettings, MonitorSettings]
 README = Path(__file__).parents[2] / "README.md"

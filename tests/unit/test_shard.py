@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from core.aggregate import TaskState
-from core.aggregate import apply as aggregate_apply
-from core.shard import IGNORED_EVENT_TYPES, Plan, Shard
-from schemas import (
+from taskstream.core.aggregate import TaskState
+from taskstream.core.aggregate import apply as aggregate_apply
+from taskstream.core.shard import IGNORED_EVENT_TYPES, Plan, Shard
+from taskstream.infra.settings import Topics
+from taskstream.schemas import (
     CancelRequested,
     Event,
     ExecutionCancelled,
@@ -33,8 +34,7 @@ from schemas import (
     encode_work_order,
     execution_id,
 )
-from schemas.schedules import jitter_offset
-from taskstream.infra.settings import Topics
+from taskstream.schemas.schedules import jitter_offset
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 PARTITION = 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core.aggregate import TaskStatus
-from core.shard import Plan, Shard
-from core.store import Snapshot
-from schemas import (
+from taskstream.core.aggregate import TaskStatus
+from taskstream.core.shard import Plan, Shard
+from taskstream.core.store import Snapshot
+from taskstream.infra.settings import Topics
+from taskstream.schemas import (
     Event,
     ExecutionScheduled,
     Schedule,
@@ -18,7 +19,6 @@ from schemas import (
     TaskUpdated,
     quarantine_event_id,
 )
-from taskstream.infra.settings import Topics
 from tests.support import recorded_schedule
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from core.spec_reader import SpecReader
-from schemas import RetryPolicy, Schedule, TaskSpec
+from taskstream.core.spec_reader import SpecReader
+from taskstream.schemas import RetryPolicy, Schedule, TaskSpec
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
-from executor.started import StartedAnnouncer
-from schemas import Event, ExecutionStarted
+from taskstream.executor.started import StartedAnnouncer
+from taskstream.schemas import Event, ExecutionStarted
 from tests.integration.executor_support import work_order
 from tests.support import eventually
 

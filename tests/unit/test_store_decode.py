@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from core.store_writes import ExecutionFact, as_fact, decode_record
-from schemas import (
+from taskstream.core.store_writes import ExecutionFact, as_fact, decode_record
+from taskstream.schemas import (
     CancelRequested,
     Event,
     EventDecodeError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from core.store import retrying_transient
+from taskstream.core.store import retrying_transient
 
 
 def test_a_locked_database_is_retried_until_the_write_goes_through() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from taskstream.tasks_cli import (
+from taskstream.cli.tasks import (
     DEFAULT_API_URL,
     ScheduleArgumentError,
     add_tasks_command,

@@ -13,7 +13,7 @@ Output::
     {"title": "Daily sales", "day": "2026-11-23", "rows": 4, "total": 410.0,
      "groups": [{"key": "us", "total": 250.0, "count": 2, "share": 0.61}, ...]}
 
-Bad params raise :class:`~handlers.PermanentError` (a retry would fail the same way),
+Bad params raise :class:`~taskstream.handlers.PermanentError` (a retry would fail the same way),
 with a message that names the param or the row to fix.
 """
 
@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from handlers import PermanentError, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers import PermanentError, TaskContext, TaskHandler, TaskResult
 
 __all__ = ["DailyReport"]
 

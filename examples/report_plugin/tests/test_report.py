@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from report_plugin.handlers import DailyReport
 
-from handlers import PermanentError
-from handlers.testing import run_handler
+from taskstream.handlers import PermanentError
+from taskstream.handlers.testing import run_handler
 
 ROWS = [
     {"region": "eu", "amount": 120.5},

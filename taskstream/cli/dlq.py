@@ -23,7 +23,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from schemas import (
+from taskstream.infra.kafka import consumer_config, producer_config
+from taskstream.infra.settings import CommonSettings
+from taskstream.schemas import (
     DeadLetterReplayed,
     Event,
     EventDecodeError,
@@ -32,9 +34,7 @@ from schemas import (
     event_headers,
     execution_id,
 )
-from schemas.codec import header_value
-from taskstream.infra.kafka import consumer_config, producer_config
-from taskstream.infra.settings import CommonSettings
+from taskstream.schemas.codec import header_value
 
 __all__ = ["DeadLetter", "add_dlq_command", "read_dead_letters"]
 
@@ -107,7 +107,7 @@ def read_dead_letters(
 
 
 def _settings() -> Any:
-    from core.settings import CoreSettings
+    from taskstream.core.settings import CoreSettings
 
     return CoreSettings()
 

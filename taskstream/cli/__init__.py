@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from schemas.errors import TaskstreamError
-from taskstream.dlq_cli import add_dlq_command
+from taskstream.cli.dlq import add_dlq_command
+from taskstream.cli.rebuild import add_rebuild_command
+from taskstream.cli.tasks import add_tasks_command
 from taskstream.infra.security import InsecureConfigurationError
-from taskstream.rebuild_cli import add_rebuild_command
-from taskstream.tasks_cli import add_tasks_command
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["main"]
 
@@ -35,10 +36,10 @@ def _settings_error(exc: ValidationError) -> int:
 
 def _check_environment() -> None:
     """Refuse ``TASKSTREAM_*`` variables that no service knows (a typo is not a default)."""
-    from core.settings import CoreSettings
-    from executor.settings import ExecutorSettings
-    from monitor.settings import MonitorSettings
+    from taskstream.core.settings import CoreSettings
+    from taskstream.executor.settings import ExecutorSettings
     from taskstream.infra.settings import unknown_variables
+    from taskstream.monitor.settings import MonitorSettings
 
     problems = unknown_variables([CoreSettings, ExecutorSettings, MonitorSettings])
     if problems:
@@ -50,8 +51,8 @@ class _UsageError(TaskstreamError):
 
 
 def _core(_: argparse.Namespace) -> int:
-    from core.service import run
-    from core.settings import CoreSettings
+    from taskstream.core.service import run
+    from taskstream.core.settings import CoreSettings
 
     try:
         run(CoreSettings())
@@ -61,16 +62,16 @@ def _core(_: argparse.Namespace) -> int:
 
 
 def _executor(_: argparse.Namespace) -> int:
-    from executor.service import run
-    from executor.settings import ExecutorSettings
+    from taskstream.executor.service import run
+    from taskstream.executor.settings import ExecutorSettings
 
     run(ExecutorSettings())
     return 0
 
 
 def _monitor(_: argparse.Namespace) -> int:
-    from monitor.service import run
-    from monitor.settings import MonitorSettings
+    from taskstream.monitor.service import run
+    from taskstream.monitor.settings import MonitorSettings
 
     try:
         run(MonitorSettings())
@@ -80,7 +81,7 @@ def _monitor(_: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from taskstream.dev import run_dev
+    from taskstream.cli.dev import run_dev
 
     return run_dev(state_dir=Path(args.state_dir), fresh=args.fresh)
 
@@ -92,7 +93,7 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from schemas.jsonschema import write_schemas
+    from taskstream.schemas.jsonschema import write_schemas
 
     for path in write_schemas(Path(args.directory)) if args.directory else write_schemas():
         print(path)
@@ -102,6 +103,9 @@ def _schemas(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"taskstream {version('taskstream')}"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dev = commands.add_parser("dev", help="run the whole system locally (Ctrl-C stops it)")

@@ -25,9 +25,9 @@ from typing import IO
 
 import httpx
 
-from schemas.errors import TaskstreamError
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
 from taskstream.infra.processes import spawn_tied_to_interpreter
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "Backoff",

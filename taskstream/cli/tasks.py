@@ -39,8 +39,8 @@ from urllib.parse import quote
 
 import httpx
 
-from schemas import DurationError, MisfirePolicy, OverlapPolicy, Priority, parse_duration
-from schemas.errors import TaskstreamError
+from taskstream.schemas import DurationError, MisfirePolicy, OverlapPolicy, Priority, parse_duration
+from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
     "DEFAULT_API_URL",

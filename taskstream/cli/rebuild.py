@@ -31,7 +31,8 @@ PROGRESS_INTERVAL = 5.0
 
 
 class ProgressPrinter:
-    """A ``progress`` callback for :func:`core.rebuild.rebuild` that prints now and then."""
+    """A ``progress`` callback for :func:`taskstream.core.rebuild.rebuild` that prints now and
+    then."""
 
     def __init__(self, stream: TextIO, interval: float = PROGRESS_INTERVAL) -> None:
         self.stream = stream
@@ -79,8 +80,8 @@ def _confirmed(target: str, topic: str, assume_yes: bool) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.rebuild import RebuildError, rebuild
-    from core.settings import CoreSettings
+    from taskstream.core.rebuild import RebuildError, rebuild
+    from taskstream.core.settings import CoreSettings
 
     settings = CoreSettings()
     target = make_url(settings.database_url).render_as_string(hide_password=True)
