@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from taskstream.schemas import (
     DeadLetterReplayed,
@@ -36,6 +35,7 @@ from taskstream.schemas import (
 )
 from taskstream.schemas import execution_id as make_execution_id
 from taskstream.schemas.schedules import next_slot
+from taskstream.schemas.task import TaskStatus
 
 __all__ = [
     "PendingRunState",
@@ -48,17 +48,6 @@ __all__ = [
     "pending_run",
     "slot_folded",
 ]
-
-
-class TaskStatus(StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    """No slot is left (a one-shot fired, or the schedule's end passed)."""
-    DELETED = "deleted"
-    QUARANTINED = "quarantined"
-    """A component could not evaluate the task (``TaskQuarantined``): it is not scheduled
-    until a change (``TaskUpdated``, ``TaskResumed``) lifts the quarantine."""
 
 
 @dataclass(frozen=True, slots=True)

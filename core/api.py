@@ -35,19 +35,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 
+from taskstream.core.admission import admission_errors
 from taskstream.core.aggregate import TaskStatus
 from taskstream.core.event_size import EventSizeLimit, EventTooLarge
 from taskstream.core.execution_logs import LogProjection
 from taskstream.core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
 from taskstream.core.projection import Projection
 from taskstream.core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
-from taskstream.core.requests import (
-    CreateTaskRequest,
-    PatchTaskRequest,
-    ReplaceTaskRequest,
-    StatusRequest,
-    admission_errors,
-)
 from taskstream.core.scheduler import Scheduler
 from taskstream.core.security import SETTINGS_PREFIX, BodySizeLimit, TokenAuth, load_tokens
 from taskstream.core.settings import CoreSettings
@@ -76,14 +70,19 @@ from taskstream.schemas import (
     execution_id,
     recorded,
 )
+from taskstream.schemas.api import (
+    MAX_BATCH,
+    CreateTaskRequest,
+    PatchTaskRequest,
+    ReplaceTaskRequest,
+    StatusRequest,
+)
 from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["MAX_BATCH", "CoreRuntime", "create_api"]
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 1000
-"""Most tasks ``POST /api/tasks/batch`` takes in one request."""
 MAX_PAGE = 1_000_000_000
 """The highest page ``GET /api/tasks`` takes (its offset must fit the store's integers)."""
 _UUID = {"format": "uuid"}

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from taskstream.schemas.errors import EventDecodeError
 
-__all__ = ["AlertNotification", "AlertSeverity", "AlertStatus", "AlertSubject"]
+__all__ = ["AlertNotification", "AlertSeverity", "AlertState", "AlertStatus", "AlertSubject"]
 
 
 class AlertStatus(StrEnum):
@@ -71,3 +71,30 @@ class AlertNotification(BaseModel):
             return cls.model_validate_json(raw)
         except ValidationError as exc:
             raise EventDecodeError(f"invalid alert notification: {exc}", raw) from exc
+
+
+class AlertState(BaseModel):
+    """One alert's state: a JSON object in the monitor's ``alert-state`` table, and an item of
+    ``GET /api/alerts``'s ``active``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    rule_id: str
+    kind: str
+    subject_type: AlertSubject
+    subject: str
+    severity: AlertSeverity
+    status: AlertStatus
+    started_at: AwareDatetime
+    resolved_at: AwareDatetime | None = None
+    last_notice_at: AwareDatetime | None = None
+    """When the last firing notice of this key went out (the throttle counts from it)."""
+    notified: bool = False
+    """Whether this episode's firing was notified (a throttled one may not be yet)."""
+    repeat: int = 0
+    summary: str = ""
+    details: dict[str, Any] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

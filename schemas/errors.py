@@ -34,8 +34,19 @@ TaskstreamError                                  schemas.errors
  ├── AlertConfigError (ValueError)               monitor.alerts.config
  ├── RuleError (ValueError)                      monitor.alerts.rules
  ├── ChannelError                                monitor.alerts.channels
- ├── ScheduleArgumentError (ValueError)          cli.tasks
- └── ApiError                                    cli.tasks
+ ├── ClientError                                 client.errors
+ │    ├── ArgumentError (ValueError)             client.errors
+ │    ├── ServiceUnreachable (ConnectionError)   client.errors
+ │    ├── UnexpectedAnswer                       client.errors
+ │    └── RequestRefused                         client.errors
+ │         ├── BadRequest                        client.errors
+ │         ├── Unauthorized                      client.errors
+ │         ├── NotFound                          client.errors
+ │         ├── Conflict                          client.errors
+ │         ├── PayloadTooLarge                   client.errors
+ │         ├── ValidationFailed                  client.errors
+ │         └── ServiceUnavailable                client.errors
+ └── ScheduleArgumentError (ValueError)          cli.schedule_syntax
 
 Each class's docstring says what it means. Private classes (a name with a leading
 underscore: refusals and stops used inside one module) are in the tree too, not drawn.

@@ -36,6 +36,7 @@ __all__ = [
     "Schedule",
     "ScheduleKind",
     "TaskSpec",
+    "TaskStatus",
     "cron_fields",
 ]
 
@@ -45,6 +46,19 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 """The latest one: far enough from ``datetime.max`` that no slot computation overflows."""
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its life (the API's ``status``)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    """No slot is left (a one-shot fired, or the schedule's end passed)."""
+    DELETED = "deleted"
+    QUARANTINED = "quarantined"
+    """A component could not evaluate the task (``TaskQuarantined``): it is not scheduled
+    until a change (``TaskUpdated``, ``TaskResumed``) lifts the quarantine."""
 
 
 class Priority(StrEnum):

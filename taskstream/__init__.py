@@ -8,6 +8,8 @@ contract that ``make lint`` enforces):
 - ``taskstream.infra``: what the services share (Kafka settings, health, logging, HTTP);
 - ``taskstream.core``, ``taskstream.executor``, ``taskstream.monitor``: the services, which
   never import each other;
+- ``taskstream.client``: the public Python client (``taskstream.Client``,
+  ``taskstream.AsyncClient``), beside the services;
 - ``taskstream.cli``: the ``taskstream`` command; ``taskstream.dev_broker``: the local
   Kafka broker that ``taskstream dev`` and the tests start.
 
@@ -15,4 +17,21 @@ The folders ``core executor monitor handlers schemas`` sit at the top of the rep
 the build maps them into this package (``[tool.setuptools] package-dir``).
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskstream.client import AsyncClient, Client
+
+__all__ = ["AsyncClient", "Client"]
+
+
+def __getattr__(name: str) -> Any:
+    """``taskstream.Client`` and ``AsyncClient``, imported on first use: a service that
+    imports ``taskstream.core`` does not load the client (httpx, tenacity) with it."""
+    if name in __all__:
+        from taskstream import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'taskstream' has no attribute {name!r}")

@@ -21,21 +21,17 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from taskstream.monitor.alerts.conditions import Condition, executor_condition, task_condition
 from taskstream.monitor.alerts.facts import TaskFacts
 from taskstream.monitor.alerts.rules import ExecutorLostRule, Rule, TaskRule
 from taskstream.schemas import (
     AlertNotification,
-    AlertSeverity,
     AlertStatus,
-    AlertSubject,
     WorkerHeartbeat,
     format_duration,
 )
+from taskstream.schemas.alerts import AlertState
 
 __all__ = [
     "AlertState",
@@ -50,32 +46,6 @@ __all__ = [
 
 def alert_key(rule_id: str, subject: str) -> str:
     return f"{rule_id}|{subject}"
-
-
-class AlertState(BaseModel):
-    """One alert's state (a JSON object in the monitor's ``alert-state`` table)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key: str
-    rule_id: str
-    kind: str
-    subject_type: AlertSubject
-    subject: str
-    severity: AlertSeverity
-    status: AlertStatus
-    started_at: AwareDatetime
-    resolved_at: AwareDatetime | None = None
-    last_notice_at: AwareDatetime | None = None
-    """When the last firing notice of this key went out (the throttle counts from it)."""
-    notified: bool = False
-    """Whether this episode's firing was notified (a throttled one may not be yet)."""
-    repeat: int = 0
-    summary: str = ""
-    details: dict[str, Any] = {}
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,17 @@ Reads and writes Kafka directly (``TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+import typer
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from taskstream.cli.output import as_help
 from taskstream.infra.kafka import consumer_config, producer_config
 from taskstream.infra.settings import CommonSettings
 from taskstream.schemas import (
@@ -36,7 +37,7 @@ from taskstream.schemas import (
 )
 from taskstream.schemas.codec import header_value
 
-__all__ = ["DeadLetter", "add_dlq_command", "read_dead_letters"]
+__all__ = ["DeadLetter", "app", "read_dead_letters"]
 
 _REPLAYED = "dead-letter-replayed"
 
@@ -112,11 +113,35 @@ def _settings() -> Any:
     return CoreSettings()
 
 
-def _list(args: argparse.Namespace) -> int:
+app = typer.Typer(
+    name="dlq",
+    help=as_help(__doc__),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+
+@app.command("list")
+def list_dead_letters(
+    include_replayed: Annotated[bool, typer.Option("--all", help="include replayed ones")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List dead letters."""
+    raise typer.Exit(_list(include_replayed, as_json))
+
+
+@app.command("replay")
+def replay(execution_id: Annotated[str, typer.Argument()]) -> None:
+    """Run a dead-lettered execution again."""
+    raise typer.Exit(_replay(execution_id))
+
+
+def _list(include_replayed: bool, as_json: bool) -> int:
     settings = _settings()
     letters = read_dead_letters(settings, settings.topics.dead_letter)
-    shown = [letter for letter in letters if args.all or not letter.replayed]
-    if args.json:
+    shown = [letter for letter in letters if include_replayed or not letter.replayed]
+    if as_json:
         print(
             orjson.dumps(
                 [
@@ -136,20 +161,19 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(wanted: str) -> int:
     settings = _settings()
     letters = read_dead_letters(settings, settings.topics.dead_letter)
-    matches = [letter for letter in letters if letter.execution_id == args.execution_id]
+    matches = [letter for letter in letters if letter.execution_id == wanted]
     if not matches:
         print(
-            f"taskstream: no dead letter for execution {args.execution_id}; "
-            "see `taskstream dlq list`",
+            f"taskstream: no dead letter for execution {wanted}; see `taskstream dlq list`",
             file=sys.stderr,
         )
         return 1
     letter = matches[-1]
     if letter.replayed:
-        print(f"taskstream: execution {args.execution_id} was already replayed", file=sys.stderr)
+        print(f"taskstream: execution {wanted} was already replayed", file=sys.stderr)
         return 1
     try:
         order = decode_work_order(letter.value)
@@ -188,20 +212,3 @@ def _replay(args: argparse.Namespace) -> int:
         return 1
     print(event.data.execution_id)  # type: ignore[attr-defined]
     return 0
-
-
-def add_dlq_command(commands: Any) -> None:
-    dlq = commands.add_parser(
-        "dlq",
-        help="inspect and replay dead-lettered executions",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", help="list dead letters")
-    listing.add_argument("--all", action="store_true", help="include replayed ones")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=_list)
-    replay = sub.add_parser("replay", help="run a dead-lettered execution again")
-    replay.add_argument("execution_id")
-    replay.set_defaults(run=_replay)

@@ -15,16 +15,16 @@ Progress goes to stderr every few seconds; the last line, on stdout, is
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from typing import TextIO
+from typing import Annotated, TextIO
 
+import typer
 from confluent_kafka import KafkaException
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["PROGRESS_INTERVAL", "ProgressPrinter", "add_rebuild_command"]
+__all__ = ["PROGRESS_INTERVAL", "ProgressPrinter", "rebuild_command"]
 
 PROGRESS_INTERVAL = 5.0
 """Seconds between two progress lines."""
@@ -79,18 +79,18 @@ def _confirmed(target: str, topic: str, assume_yes: bool) -> bool:
     return True
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(assume_yes: bool, timeout: float) -> int:
     from taskstream.core.rebuild import RebuildError, rebuild
     from taskstream.core.settings import CoreSettings
 
     settings = CoreSettings()
     target = make_url(settings.database_url).render_as_string(hide_password=True)
     topic = settings.topics.task_events
-    if not _confirmed(target, topic, args.yes):
+    if not _confirmed(target, topic, assume_yes):
         return 2
     print(f"rebuild: {target} from {topic} on {settings.kafka_bootstrap_servers}", file=sys.stderr)
     try:
-        report = rebuild(settings, ProgressPrinter(sys.stderr), timeout=args.timeout)
+        report = rebuild(settings, ProgressPrinter(sys.stderr), timeout=timeout)
     except RebuildError as exc:
         print(f"taskstream rebuild: {exc}", file=sys.stderr)
         return 1
@@ -128,34 +128,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return value
-
-
-def add_rebuild_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``rebuild``; it sets ``run`` to ``(Namespace) -> int``."""
-    parser = subparsers.add_parser(
-        "rebuild",
-        help="drop the task store and rebuild it from task-events",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--yes",
-        action="store_true",
-        help="drop the store without asking (required when stdin is not a terminal)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_positive,
-        default=3600.0,
-        metavar="SECONDS",
-        help="give up if the end of the log is not reached in this time (default: 3600)",
-    )
-    parser.set_defaults(run=_run)
+def rebuild_command(
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="drop the store without asking (required when stdin is not a terminal)"
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            metavar="SECONDS",
+            help="give up if the end of the log is not reached in this time",
+        ),
+    ] = 3600.0,
+) -> None:
+    """Drop the task store and rebuild it from task-events."""
+    raise typer.Exit(_run(yes, timeout))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("wheel_probe.py")
+_NOT_BUILT = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    ".taskstream",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*_cache",
+    "results",
+)
 
 
 def _run(*argv: str | Path, cwd: Path, timeout: float = 300) -> str:
@@ -38,9 +50,11 @@ def _run(*argv: str | Path, cwd: Path, timeout: float = 300) -> str:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the two wheels installed; its ``bin`` folder."""
     where = tmp_path_factory.mktemp("wheel")
+    source = where / "source"  # a copy: building writes build/ and *.egg-info beside the code
+    shutil.copytree(ROOT, source, symlinks=True, ignore=_NOT_BUILT)
     dist = where / "dist"
     _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", dist,
-         ROOT, ROOT / "examples" / "report_plugin", cwd=where)  # fmt: skip
+         source, source / "examples" / "report_plugin", cwd=where)  # fmt: skip
     wheels = sorted(dist.glob("*.whl"))
     assert [w.name.split("-")[0] for w in wheels] == ["taskstream", "taskstream_example_report"]
     _run(sys.executable, "-m", "venv", where / "venv", cwd=where)
@@ -68,3 +82,4 @@ def test_the_installed_wheel_holds_every_module_and_file(installed: Path, tmp_pa
     assert report["old_top_level"] == [], "the wheel installs only the taskstream namespace"
     assert report["handlers"]["example.report"] == "report_plugin.handlers.DailyReport"
     assert report["handlers"]["echo"] == "taskstream.handlers.builtin.EchoHandler"
+    assert report["clients"] == ["taskstream.client.sync", "taskstream.client.aio"]

@@ -29,6 +29,7 @@ for name in modules:
 
 from sqlalchemy import create_engine, inspect  # noqa: E402
 
+from taskstream import AsyncClient, Client  # noqa: E402
 from taskstream.core.migrate import upgrade  # noqa: E402
 from taskstream.core.store import Base  # noqa: E402
 from taskstream.handlers import TaskHandler  # noqa: E402
@@ -59,6 +60,7 @@ print(
             "dashboard": files("taskstream.monitor.dashboard").joinpath("index.html").is_file(),
             "kafka_pom": files("taskstream.dev_broker.kafka_dist").joinpath("pom.xml").is_file(),
             "handlers": handlers,
+            "clients": [Client.__module__, AsyncClient.__module__],
             "old_top_level": [
                 n
                 for n in ("core", "executor", "monitor", "handlers", "schemas")

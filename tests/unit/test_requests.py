@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from taskstream.core.requests import CreateTaskRequest
+from taskstream.schemas.api import CreateTaskRequest
 
 SEED_BODY = {
     "name": "sample-task",

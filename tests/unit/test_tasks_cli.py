@@ -1,31 +1,35 @@
-"""``taskstream tasks``: SCHEDULE parsing and the mapping of arguments onto API requests."""
+"""``taskstream tasks``: SCHEDULE parsing, the mapping of arguments onto API requests, and
+how a failed call is told. No service runs here: a call that would reach one is checked
+against an address where nothing listens (tests/e2e/test_tasks_cli.py runs the stack)."""
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
+import httpx
 import pytest
 
-from taskstream.cli.tasks import (
-    DEFAULT_API_URL,
-    ScheduleArgumentError,
-    add_tasks_command,
-    api_error,
-    create_body,
-    describe_task,
-    format_schedule,
-    format_table,
-    list_params,
-    parse_schedule,
-    resolve_api,
-)
+from taskstream.cli import main
+from taskstream.cli.api_options import Target, explain
+from taskstream.cli.output import describe_task, format_schedule, format_table
+from taskstream.cli.schedule_syntax import ScheduleArgumentError, parse_schedule
+from taskstream.cli.tasks import create_body
+from taskstream.client import Connection, Unauthorized, ValidationFailed
+from taskstream.client.errors import refusal
+from taskstream.infra.processes import free_port
 
 
-def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="taskstream")
-    add_tasks_command(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["tasks", *argv])
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["tasks", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _answer(status: int, body: Any = None, method: str = "POST", path: str = "/api/tasks") -> Any:
+    request = httpx.Request(method, f"http://core.test{path}")
+    if body is None:
+        return refusal(httpx.Response(status, request=request), "core")
+    return refusal(httpx.Response(status, json=body, request=request), "core")
 
 
 @pytest.mark.parametrize(
@@ -77,15 +81,13 @@ def test_unreadable_schedules_say_what_to_write(text: str, hint: str) -> None:
 
 
 def test_an_unreadable_schedule_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        _parse("add", "job", "whenever", "--handler", "echo")
-    assert exit_info.value.code == 2
-    assert "argument SCHEDULE: cannot read schedule 'whenever'" in capsys.readouterr().err
+    code, _, err = _run(capsys, "add", "job", "whenever", "--handler", "echo")
+    assert code == 2
+    assert "Invalid value for 'SCHEDULE': cannot read schedule 'whenever'" in err
 
 
 def test_minimal_add_sends_only_what_was_given() -> None:
-    args = _parse("add", "heartbeat", "30s", "--handler", "noop")
-    assert create_body(args) == {
+    assert create_body("heartbeat", {"every": "30s"}, "noop") == {
         "name": "heartbeat",
         "schedule": {"every": "30s"},
         "handler": "noop",
@@ -93,30 +95,20 @@ def test_minimal_add_sends_only_what_was_given() -> None:
 
 
 def test_every_add_option_maps_onto_the_body() -> None:
-    args = _parse(
-        "add",
+    body = create_body(
         "nightly-report",
-        "30 2 * * *",
-        "--handler",
+        {"cron": "30 2 * * *"},
         "echo",
-        "--params",
-        '{"report": "sales", "rows": [1, 2]}',
-        "--priority",
-        "high",
-        "--queue",
-        "reports",
-        "--timeout",
-        "10m",
-        "--max-attempts",
-        "4",
-        "--timezone",
-        "Europe/Berlin",
-        "--misfire",
-        "fire_all",
-        "--overlap",
-        "forbid",
+        timezone="Europe/Berlin",
+        max_attempts=4,
+        params={"report": "sales", "rows": [1, 2]},
+        priority="high",
+        queue="reports",
+        timeout="10m",
+        misfire="fire_all",
+        overlap="forbid",
     )
-    assert create_body(args) == {
+    assert body == {
         "name": "nightly-report",
         "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"},
         "handler": "echo",
@@ -131,8 +123,7 @@ def test_every_add_option_maps_onto_the_body() -> None:
 
 
 def test_empty_params_object_is_sent() -> None:
-    args = _parse("add", "t", "1m", "--handler", "echo", "--params", "{}")
-    assert create_body(args)["params"] == {}
+    assert create_body("t", {"every": "1m"}, "echo", params={})["params"] == {}
 
 
 @pytest.mark.parametrize(
@@ -141,49 +132,23 @@ def test_empty_params_object_is_sent() -> None:
         (["--params", "[1, 2]"], "--params must be a JSON object"),
         (["--params", "{oops"], "--params is not valid JSON"),
         (["--timeout", "soon"], "invalid duration 'soon'"),
-        (["--max-attempts", "0"], "below the minimum of 1"),
-        (["--max-attempts", "two"], "'two' is not a whole number"),
-        (["--priority", "urgent"], "invalid choice: 'urgent'"),
-        (["--misfire", "later"], "invalid choice: 'later'"),
+        (["--max-attempts", "0"], "'--max-attempts': Input should be greater than or equal to 1"),
+        (["--max-attempts", "two"], "'--max-attempts': Input should be a valid integer"),
+        (["--priority", "urgent"], "'urgent' is not one of 'high', 'medium', 'low'"),
+        (["--misfire", "later"], "'later' is not one of"),
     ],
 )
 def test_bad_add_options_are_usage_errors(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        _parse("add", "t", "30s", "--handler", "echo", *argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    code, out, err = _run(capsys, "add", "t", "30s", "--handler", "echo", *argv)
+    assert code == 2 and out == ""
+    assert message in " ".join(err.split()), err
 
 
 def test_add_needs_a_handler(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        _parse("add", "t", "30s")
-    assert "--handler" in capsys.readouterr().err
-
-
-def test_list_query_leaves_out_what_was_not_given() -> None:
-    assert list_params(_parse("list")) == {}
-    args = _parse(
-        "list",
-        "--status",
-        "paused",
-        "--handler",
-        "echo",
-        "--queue",
-        "q",
-        "--page",
-        "2",
-        "--size",
-        "5",
-    )
-    assert list_params(args) == {
-        "page": 2,
-        "size": 5,
-        "status": "paused",
-        "handler": "echo",
-        "queue": "q",
-    }
+    code, _, err = _run(capsys, "add", "t", "30s")
+    assert code == 2 and "--handler" in err
 
 
 @pytest.mark.parametrize(
@@ -191,33 +156,42 @@ def test_list_query_leaves_out_what_was_not_given() -> None:
     [
         ["add", "t", "30s", "--handler", "echo"],
         ["list"],
-        ["get", "id-1"],
+        ["list", "--json"],
+        ["get", "id-1", "--json"],
         ["pause", "id-1"],
         ["resume", "id-1"],
         ["delete", "id-1", "--yes"],
         ["run", "id-1"],
         ["cancel", "id-1"],
+        ["logs", "e-1", "--json"],
+        ["history", "id-1", "--json"],
     ],
 )
-def test_every_subcommand_dispatches_through_run(argv: list[str]) -> None:
-    args = _parse(*argv)
-    assert callable(args.run)
-    assert args.api is None and args.token is None and args.verbose is False
+def test_every_subcommand_calls_the_api_and_says_when_it_is_not_there(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TASKSTREAM_MONITOR_API_URL", nowhere)
+    code, out, err = _run(capsys, "--api", nowhere, *argv)
+    assert code == 1 and out == ""
+    assert err.startswith("taskstream: cannot reach the ") and nowhere in err
 
 
-def test_api_and_token_come_from_options_then_environment() -> None:
-    environ = {"TASKSTREAM_API_URL": "http://core:9000/", "TASKSTREAM_API_TOKEN": "s3cret"}
-    assert resolve_api(_parse("list"), {}) == (DEFAULT_API_URL, None)
-    assert resolve_api(_parse("list"), environ) == ("http://core:9000", "s3cret")
-    args = _parse("--api", "http://other:1", "--token", "t0k", "list")
-    assert resolve_api(args, environ) == ("http://other:1", "t0k")
+def test_connection_options_may_follow_the_subcommand_and_win(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    group, own = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    code, _, err = _run(capsys, "--api", group, "get", "x", "--api", own, "-v")
+    assert code == 1 and f"http://{own}" in err and group not in err
 
 
-def test_connection_options_may_follow_the_subcommand() -> None:
-    args = _parse("--api", "http://group:1", "get", "x", "--api", "localhost:2", "-v")
-    assert resolve_api(args, {}) == ("http://localhost:2", None)
-    assert args.verbose is True
-    assert _parse("--api", "http://group:1", "get", "x").api == "http://group:1"
+def test_the_api_comes_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TASKSTREAM_API_URL", nowhere + "/")
+    code, _, err = _run(capsys, "list")
+    assert code == 1 and f"cannot reach the core API at {nowhere}:" in err
 
 
 def test_validation_errors_print_the_message_and_each_field() -> None:
@@ -229,39 +203,45 @@ def test_validation_errors_print_the_message_and_each_field() -> None:
             {"field": "queue", "message": "unknown queue 'x'", "type": "unknown_queue"},
         ],
     }
-    error = api_error(422, document)
-    assert error.message == "schedule.cron: invalid cron expression '61 * * * *'"
-    assert error.details == [
-        "  schedule.cron: invalid cron expression",
-        "  queue: unknown queue 'x'",
-    ]
+    error = _answer(422, document)
+    assert isinstance(error, ValidationFailed)
+    assert explain(error, None) == (
+        "schedule.cron: invalid cron expression '61 * * * *'",
+        ["  schedule.cron: invalid cron expression", "  queue: unknown queue 'x'"],
+    )
 
 
 def test_not_found_uses_the_api_message() -> None:
-    error = api_error(404, {"error": "not_found", "message": "no task with id 'x'"})
-    assert (error.message, error.details) == ("no task with id 'x'", [])
+    error = _answer(404, {"error": "not_found", "message": "no task with id 'x'"}, "GET")
+    assert explain(error, None) == ("no task with id 'x'", [])
 
 
 def test_unauthorized_names_the_token_variable() -> None:
-    assert "TASKSTREAM_API_TOKEN" in api_error(401, None, has_token=False).message
-    refused = api_error(401, {"error": "unauthorized", "message": "bad"}, has_token=True)
-    assert "refused the token" in refused.message and "TASKSTREAM_API_TOKEN" in refused.message
+    without = Target(Connection(), verbose=False)
+    with_token = Target(Connection(api_token="t0k"), verbose=False)
+    error = _answer(401, None, "GET")
+    assert isinstance(error, Unauthorized)
+    assert "TASKSTREAM_API_TOKEN" in explain(error, without)[0]
+    refused = explain(_answer(401, {"error": "unauthorized", "message": "bad"}), with_token)[0]
+    assert "refused the token" in refused and "TASKSTREAM_API_TOKEN" in refused
 
 
 def test_a_missing_endpoint_says_so() -> None:
-    error = api_error(
-        405,
-        {"detail": "Method Not Allowed"},
-        reason="Method Not Allowed",
-        request="PUT /api/tasks/x/status",
-    )
-    assert error.message.startswith("the core API answered 405 Method Not Allowed")
-    assert "does not serve PUT /api/tasks/x/status" in error.message
+    error = _answer(405, {"detail": "Method Not Allowed"}, "PUT", "/api/tasks/x/status")
+    message, _ = explain(error, None)
+    assert message.startswith("the core API answered 405 Method Not Allowed")
+    assert "does not serve PUT /api/tasks/x/status" in message
 
 
 def test_an_answer_without_json_still_gives_the_status() -> None:
-    error = api_error(502, None, reason="Bad Gateway")
-    assert error.message == "the core API answered 502 Bad Gateway"
+    assert explain(_answer(502, None), None)[0] == "the core API answered 502 Bad Gateway"
+
+
+def test_version_and_completion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("taskstream 0.")
+    assert main(["--show-completion", "bash"]) == 0
+    assert "complete" in capsys.readouterr().out
 
 
 TASK: dict[str, Any] = {

@@ -1,43 +1,65 @@
-"""What ``POST /api/tasks`` accepts: our model, and the seed's Spring-style body.
+"""The REST API's contract: what the core's routes take and what they answer.
 
-Our model uses snake_case names (camelCase aliases are accepted). The seed's body,
+Requests: ``POST /api/tasks`` takes our model or the seed's Spring-style body. Our model
+uses snake_case names (camelCase aliases are accepted). The seed's body,
 ``{"name", "cronExpression", "handlerClass", "parameters", "maxRetries"}``, maps onto
 it: ``cronExpression`` -> ``schedule.cron``, ``handlerClass`` -> ``handler``,
 ``parameters`` (an object, or a string holding one) -> ``params``, ``maxRetries`` ->
 ``retry.max_attempts = maxRetries + 1``.
+
+Answers: the views (``Task``, ``TaskPage``, ``Accepted``, ...) are what the routes send,
+declared in the OpenAPI document and returned by :mod:`taskstream.client`. A view reads
+fields it does not know without failing (a newer server may add some), and reads a task's
+spec as recorded (:mod:`taskstream.schemas.recorded`): it never re-applies admission rules.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from taskstream.schemas import (
-    Duration,
+from taskstream.schemas.durations import Duration
+from taskstream.schemas.execution_log import LogLine
+from taskstream.schemas.task import (
     MisfirePolicy,
     OverlapPolicy,
     Priority,
     RetryPolicy,
     Schedule,
     TaskSpec,
+    TaskStatus,
 )
-from taskstream.schemas.errors import ScheduleError
-from taskstream.schemas.schedules import check_schedule
+from taskstream.schemas.workers import WorkerHeartbeat
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_VERSION",
+    "Accepted",
+    "BatchItem",
+    "BatchResult",
+    "CancelAccepted",
     "CreateTaskRequest",
+    "ErrorBody",
+    "ExecutionCounts",
+    "ExecutionLogRun",
+    "ExecutionLogs",
+    "FieldError",
     "PatchTaskRequest",
     "ReplaceTaskRequest",
+    "RunAccepted",
     "StatusRequest",
-    "admission_errors",
+    "Task",
+    "TaskPage",
+    "Worker",
+    "WorkerList",
 ]
 
+MAX_BATCH = 1000
+"""The most tasks one ``POST /api/tasks/batch`` takes."""
 MAX_VERSION = 2**53 - 1
 """The largest task version a request may name: within the store's 64-bit integers and
 exact as a JSON number in every language (2^53 - 1, JavaScript's safe integer limit).
@@ -118,35 +140,6 @@ class StatusRequest(_Request):
     expected_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
-def admission_errors(
-    spec: TaskSpec, *, now: datetime, min_interval: timedelta, schedule_changed: bool = True
-) -> list[dict[str, Any]]:
-    """Why the API refuses to write ``spec`` now, one entry per field (empty: admitted).
-
-    What the event model cannot say, because it depends on the time of the write: the
-    schedule must fire after ``now``, no closer than ``min_interval``, computed by the
-    scheduler's own function (checked when the schedule is new or changed, so a change of
-    another field of a finished one-shot task is still taken); and a ``timeout`` is more
-    than zero.
-    """
-    errors: list[dict[str, Any]] = []
-    if spec.timeout is not None and spec.timeout <= timedelta(0):
-        errors.append(
-            {
-                "field": "timeout",
-                "message": "timeout must be more than 0s, e.g. '30s'; leave it out for the "
-                "executor's default (TASKSTREAM_EXECUTOR_DEFAULT_TIMEOUT)",
-                "type": "timeout_not_positive",
-            }
-        )
-    if schedule_changed:
-        try:
-            check_schedule(spec.schedule, now=now, min_interval=min_interval)
-        except ScheduleError as exc:
-            errors.append({"field": exc.field, "message": str(exc), "type": "schedule"})
-    return errors
-
-
 def _normalise_body(body: Any) -> Any:
     """Map the seed's Spring-style names onto ours; nested camelCase to snake_case."""
     if not isinstance(body, dict):
@@ -198,3 +191,158 @@ def _parameters(value: Any) -> Any:
     if not isinstance(value, dict):
         raise ValueError("parameters must be a JSON object (or a string holding one)")
     return value
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class FieldError(_View):
+    """One wrong field of a refused request: where, what is wrong, and its kind."""
+
+    field: str
+    message: str
+    type: str = "value_error"
+
+
+class ErrorBody(_View):
+    """Every 4xx and 5xx answer of every service: ``error`` (a code), ``message`` (what was
+    wrong and how to fix it) and, for a refused body, ``errors`` (one per field). Some
+    refusals add a field (``current_version`` on a 409, ``limit_bytes`` on a 413)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    error: str
+    message: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ExecutionCounts(_View):
+    scheduled: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class Task(TaskSpec):
+    """A task as ``GET /api/tasks/{id}`` shows it: its definition and its state."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    id: str
+    status: TaskStatus
+    version: int = Field(ge=1)
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    last_scheduled_for: AwareDatetime | None = None
+    last_execution_id: str | None = None
+    last_status: str | None = None
+    quarantined: dict[str, Any] | None = None
+    """Why a component set the task aside (``component``, ``error_type``, ``reason``...)."""
+    executions: ExecutionCounts = Field(default_factory=ExecutionCounts)
+    warnings: list[str] = Field(default_factory=list)
+    """Why the task may not run as written (e.g. no live executor serves its handler)."""
+
+
+class TaskPage(_View):
+    """``GET /api/tasks``: one page of tasks, and how many match in all."""
+
+    items: list[Task]
+    page: int
+    size: int
+    total: int
+
+
+class Accepted(_View):
+    """A 202: the change is on the log, but this core's store did not show it in time.
+
+    Read the task again (``GET /api/tasks/{id}``) to see it applied.
+    """
+
+    id: str
+    status: Literal["accepted"] = "accepted"
+    event_id: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class BatchItem(_View):
+    """One task of a batch: written (``status`` 201 or 202, ``id``) or refused (``error``)."""
+
+    index: int
+    status: int
+    id: str | None = None
+    location: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    error: str | None = None
+    message: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+    @property
+    def written(self) -> bool:
+        return self.status in (201, 202)
+
+
+class BatchResult(_View):
+    """``POST /api/tasks/batch``: one item per task sent, in order."""
+
+    items: list[BatchItem]
+    created: int
+    refused: int
+
+
+class RunAccepted(_View):
+    """``POST /api/tasks/{id}/run``: the run is requested; its execution id is known."""
+
+    task_id: str
+    execution_id: str
+    requested_at: AwareDatetime
+
+
+class CancelAccepted(_View):
+    """``POST /api/tasks/{id}/cancel``: the request is on the log (``execution_id`` None:
+    every unfinished execution of the task)."""
+
+    task_id: str
+    execution_id: str | None = None
+
+
+class ExecutionLogRun(_View):
+    """One run of an execution on one executor, and what its handler logged and printed."""
+
+    run_id: str
+    worker_id: str
+    attempt: int
+    first_sent_at: AwareDatetime
+    complete: bool
+    """The final chunk arrived: the run ended and nothing is missing."""
+    dropped_lines: int = 0
+    dropped_bytes: int = 0
+    lines: list[LogLine] = Field(default_factory=list)
+
+
+class ExecutionLogs(_View):
+    """``GET /api/executions/{id}/logs``: every run of the execution kept, oldest first."""
+
+    execution_id: str
+    task_id: str
+    runs: list[ExecutionLogRun]
+
+
+class Worker(WorkerHeartbeat):
+    """An executor as ``GET /api/workers`` shows it: its last heartbeat, and whether that is
+    recent enough for it to count as live."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    live: bool
+    last_seen_seconds: float
+
+
+class WorkerList(_View):
+    """``GET /api/workers``; ``ready``: the core has read the workers topic to its end."""
+
+    items: list[Worker]
+    ready: bool = True
