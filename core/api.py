@@ -32,14 +32,16 @@ from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from taskstream.core.admission import admission_errors
 from taskstream.core.aggregate import TaskStatus
 from taskstream.core.event_size import EventSizeLimit, EventTooLarge
 from taskstream.core.execution_logs import LogProjection
 from taskstream.core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
+from taskstream.core.openapi import install_openapi
 from taskstream.core.projection import Projection
 from taskstream.core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
 from taskstream.core.scheduler import Scheduler
@@ -50,7 +52,6 @@ from taskstream.core.workers import (
     WorkerDirectory,
     loading_message,
     unserved_message,
-    worker_as_dict,
 )
 from taskstream.handlers import HandlerRegistry, UnknownHandlerError
 from taskstream.infra.broker_health import BrokerHealth
@@ -72,12 +73,22 @@ from taskstream.schemas import (
 )
 from taskstream.schemas.api import (
     MAX_BATCH,
+    Accepted,
+    BatchResult,
+    CancelAccepted,
     CreateTaskRequest,
+    ExecutionLogs,
+    Health,
     PatchTaskRequest,
     ReplaceTaskRequest,
+    RunAccepted,
     StatusRequest,
+    Task,
+    TaskPage,
+    WorkerList,
 )
 from taskstream.schemas.errors import TaskstreamError
+from taskstream.schemas.workers import worker_view
 
 __all__ = ["MAX_BATCH", "CoreRuntime", "create_api"]
 
@@ -200,11 +211,14 @@ def _is_uuid(text: str) -> bool:
 
 def create_api(runtime: CoreRuntime) -> FastAPI:
     settings = runtime.settings
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from the package's own files: they work offline
         title="taskstream core",
         version="1",
-        description="Create and manage scheduled tasks; every change is an event on Kafka.",
+        description="Create and manage scheduled tasks; every change is an event on Kafka. "
+        'Errors are {"error", "message", ...}. With TASKSTREAM_API_TOKENS set, every '
+        "/api/ operation needs Authorization: Bearer <token> (401 otherwise).",
     )
+    install_openapi(app)
     app.router.route_class = StrictJsonRoute
     install_error_handlers(app)
 
@@ -371,12 +385,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         status_code=201,
         summary="Create a task",
         responses=error_responses(
-            400,
-            401,
-            413,
-            422,
-            503,
-            also={202: {"description": "written; the store does not show it yet"}},
+            400, 401, 413, 422, 503, also=_answers((201, Task, "the task"), _ACCEPTED)
         ),
     )
     async def create_task(body: CreateTaskRequest) -> Response:
@@ -409,10 +418,11 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             413,
             422,
             503,
-            also={
-                202: {"description": "written; the store does not show them yet"},
-                207: {"description": "some items written, others refused: see each item"},
-            },
+            also=_answers(
+                (201, BatchResult, "every task written, and shown by the store"),
+                (202, BatchResult, "every task written; the store does not show them yet"),
+                (207, BatchResult, "some items written, others refused: see each item"),
+            ),
         ),
     )
     async def create_tasks(request: Request) -> Response:
@@ -505,14 +515,18 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             status_code=status,
         )
 
-    @app.get("/api/tasks/{task_id}", summary="Get a task", responses=error_responses(401, 404))
+    @app.get(
+        "/api/tasks/{task_id}",
+        summary="Get a task",
+        responses=error_responses(401, 404, also=_answers((200, Task, "the task"))),
+    )
     def get_task(task_id: str = Path(json_schema_extra=_UUID)) -> Response:
         return _task_body(live_task(task_id))
 
     @app.get(
         "/api/tasks",
         summary="List tasks, a page at a time, with filters",
-        responses=error_responses(401, 422),
+        responses=error_responses(401, 422, also=_answers((200, TaskPage, "a page of tasks"))),
     )
     def list_tasks(
         page: int = Query(0, ge=0, le=MAX_PAGE),
@@ -537,7 +551,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}",
         summary="Replace a task's definition",
         responses=error_responses(
-            *_WRITE_ERRORS, also={202: {"description": "written; the store does not show it yet"}}
+            *_WRITE_ERRORS, also=_answers((200, Task, "the task, changed"), _ACCEPTED)
         ),
     )
     async def replace_task(
@@ -556,7 +570,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}",
         summary="Change some fields of a task",
         responses=error_responses(
-            *_WRITE_ERRORS, also={202: {"description": "written; the store does not show it yet"}}
+            *_WRITE_ERRORS, also=_answers((200, Task, "the task, changed"), _ACCEPTED)
         ),
     )
     async def patch_task(
@@ -576,7 +590,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}/status",
         summary="Pause or resume a task",
         responses=error_responses(
-            *_WRITE_ERRORS, also={202: {"description": "written; the store does not show it yet"}}
+            *_WRITE_ERRORS, also=_answers((200, Task, "the task, changed"), _ACCEPTED)
         ),
     )
     async def set_status(
@@ -605,7 +619,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             409,
             422,
             503,
-            also={202: {"description": "written; the store does not show it yet"}},
+            also=_answers(_ACCEPTED) | {204: {"description": "deleted"}},
         ),
     )
     async def delete_task(
@@ -620,7 +634,9 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}/run",
         status_code=202,
         summary="Run a task now",
-        responses=error_responses(401, 404, 503),
+        responses=error_responses(
+            401, 404, 503, also=_answers((202, RunAccepted, "requested; its execution id"))
+        ),
     )
     async def run_now(task_id: str = Path(json_schema_extra=_UUID)) -> Response:
         live_task(task_id)
@@ -640,7 +656,9 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}/cancel",
         status_code=202,
         summary="Cancel a task's unfinished executions (or one of them)",
-        responses=error_responses(401, 404, 422, 503),
+        responses=error_responses(
+            401, 404, 422, 503, also=_answers((202, CancelAccepted, "the request is on the log"))
+        ),
     )
     async def cancel(
         task_id: str = Path(json_schema_extra=_UUID),
@@ -659,7 +677,16 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         summary="What an execution's handler logged and printed",
         response_model=None,
         responses=error_responses(
-            401, 404, 422, also={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+            401,
+            404,
+            422,
+            also={
+                200: {
+                    "model": ExecutionLogs,
+                    "description": "every run of the execution kept, oldest first",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
         ),
     )
     def execution_logs(
@@ -684,14 +711,16 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.get(
         "/api/workers",
         summary="The executors known from their heartbeats",
-        responses=error_responses(401, 422),
+        responses=error_responses(
+            401, 422, also=_answers((200, WorkerList, "the executors, live or not"))
+        ),
     )
     def list_workers(
         live: bool | None = Query(None, description="true: only live executors"),
     ) -> Response:
         now = datetime.now(UTC)
         items = [
-            worker_as_dict(beat, now, runtime.workers.timeout) for beat in runtime.workers.known()
+            worker_view(beat, now, runtime.workers.timeout) for beat in runtime.workers.known()
         ]
         if live is not None:
             items = [item for item in items if item["live"] == live]
@@ -708,12 +737,17 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.get(
         "/health",
         summary="Liveness: 503 names each failed or unavailable component (kafka, threads)",
+        responses=_answers((200, Health, "live"), (503, Health, "not live: error, message")),
     )
     def health() -> Response:
         status, body = health_answer(runtime.board.snapshot(), **identity())
         return JSONResponse(body, status_code=status)
 
-    @app.get("/ready", summary="Readiness: 200 only when every component is ok")
+    @app.get(
+        "/ready",
+        summary="Readiness: 200 only when every component is ok",
+        responses=_answers((200, Health, "ready"), (503, Health, "not ready: error, message")),
+    )
     def ready() -> Response:
         status, body = ready_answer(runtime.board.snapshot(), **identity())
         return JSONResponse(body, status_code=status)
@@ -726,6 +760,14 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     app.add_middleware(TokenAuth, tokens=tokens)
     app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     return app
+
+
+_ACCEPTED = (202, Accepted, "written; the store does not show it yet")
+
+
+def _answers(*answers: tuple[int, type[BaseModel], str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for answers of these models: ``(status, model, description)``."""
+    return {status: {"model": model, "description": text} for status, model, text in answers}
 
 
 def _stored_spec(row: TaskRow) -> TaskSpec:

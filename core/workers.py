@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,15 +31,13 @@ from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config, retrying_kafka
 from taskstream.infra.logs import fields
 from taskstream.schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.schemas.workers import is_live, read_workers_record, serves
 
 __all__ = [
     "WorkerDirectory",
     "WorkerTable",
-    "is_live",
     "loading_message",
-    "serves",
     "unserved_message",
-    "worker_as_dict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,25 +48,6 @@ LIVE_EXECUTORS = Gauge(
 POISON_HEARTBEATS = Counter(
     "taskstream_core_workers_undecodable_total", "workers records the core could not decode"
 )
-
-
-def is_live(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> bool:
-    """True if ``heartbeat`` was sent less than ``timeout`` before ``now``."""
-    return now - heartbeat.sent_at < timeout
-
-
-def serves(heartbeat: WorkerHeartbeat, handler: str, queue: str) -> bool:
-    """True if the executor runs ``handler`` (a registered name) and consumes ``queue``."""
-    return handler in heartbeat.handlers and queue in heartbeat.queues
-
-
-def worker_as_dict(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> dict[str, Any]:
-    """A heartbeat as ``GET /api/workers`` shows it: its fields, ``live``, ``last_seen_seconds``."""
-    return {
-        **heartbeat.model_dump(mode="json"),
-        "live": is_live(heartbeat, now, timeout),
-        "last_seen_seconds": round((now - heartbeat.sent_at).total_seconds(), 3),
-    }
 
 
 _LISTED = 5  # live executors named in a message; the rest are counted
@@ -115,14 +93,11 @@ class WorkerTable:
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Fold one record; raise ``EventDecodeError`` (and change nothing) if it is bad."""
-        if value is None:
-            if key is None:
-                raise EventDecodeError("a tombstone without a key names no executor", b"")
-            self._latest.pop(key.decode(errors="replace"), None)
-            return
-        heartbeat = WorkerHeartbeat.decode(value)
-        executor = key.decode(errors="replace") if key else heartbeat.executor_id
-        self._latest[executor] = heartbeat
+        executor, heartbeat = read_workers_record(key, value)
+        if heartbeat is None:
+            self._latest.pop(executor, None)
+        else:
+            self._latest[executor] = heartbeat
 
     def known(self) -> list[WorkerHeartbeat]:
         """Every executor's latest heartbeat, live or not, by executor id."""

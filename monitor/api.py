@@ -15,7 +15,7 @@ import faust
 from faust.web import Request, Response, View
 
 from taskstream.infra.health import HealthBoard, health_answer, ready_answer
-from taskstream.monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, json_answer
+from taskstream.monitor.contract import ChoiceQuery, IntQuery, Operation, PathParam, model_answer
 from taskstream.monitor.http_errors import Refusal
 from taskstream.monitor.lag import ConsumerLag
 from taskstream.monitor.readiness import TablesReadiness, refuse_until_serving
@@ -23,6 +23,8 @@ from taskstream.monitor.records import TERMINAL_STATUSES
 from taskstream.monitor.settings import MonitorSettings
 from taskstream.monitor.stats import COUNTED, LIVE, public_task_stats
 from taskstream.monitor.tables import MonitorTables
+from taskstream.schemas.api import Health
+from taskstream.schemas.monitor_api import MonitorMetrics, RecentExecutions, TaskHistory, TaskStats
 
 __all__ = ["MAX_MINUTES", "MAX_RECENT_LIMIT", "OPERATIONS", "install_api"]
 
@@ -51,41 +53,13 @@ MINUTES = IntQuery(
 )
 TASK_ID = PathParam(name="task_id", description="a task id")
 
-_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
-_RECORD = {
-    "type": "object",
-    "required": ["execution_id", "task_id", "status"],
-    "properties": {
-        "execution_id": {"type": "string"},
-        "task_id": {"type": "string"},
-        "status": {"type": "string"},
-        "attempt": {"type": ["integer", "null"]},
-    },
-}
-
 TASK_EXECUTIONS = Operation(
     method="get",
     path="/api/monitor/tasks/{task_id}/executions",
     operation_id="getTaskExecutions",
     summary="A task's last executions, newest first",
     parameters=(TASK_ID, PAGE, SIZE),
-    responses={
-        200: json_answer(
-            "a page of the task's history",
-            {
-                "type": "object",
-                "required": ["task_id", "items", "page", "size", "total"],
-                "properties": {
-                    "task_id": {"type": "string"},
-                    "items": {"type": "array", "items": _RECORD},
-                    "page": {"type": "integer"},
-                    "size": {"type": "integer"},
-                    "total": {"type": "integer"},
-                },
-            },
-        )
-    },
+    responses={200: model_answer("a page of the task's history", TaskHistory)},
     errors=_DATA_ERRORS,
     tags=_TAG,
 )
@@ -95,25 +69,7 @@ TASK_STATS = Operation(
     operation_id="getTaskStats",
     summary="One task's counts, last outcome and durations",
     parameters=(TASK_ID,),
-    responses={
-        200: json_answer(
-            "the task's statistics",
-            {
-                "type": "object",
-                "required": ["task_id", "counts", "last_status", "duration_seconds"],
-                "properties": {
-                    "task_id": {"type": "string"},
-                    "counts": _COUNTS,
-                    "last_status": {"type": ["string", "null"]},
-                    "last_finished_at": {"type": ["string", "null"]},
-                    "duration_seconds": {
-                        "type": "object",
-                        "additionalProperties": _NULLABLE_NUMBER,
-                    },
-                },
-            },
-        )
-    },
+    responses={200: model_answer("the task's statistics", TaskStats)},
     errors=(404, 503),
     tags=_TAG,
 )
@@ -123,16 +79,7 @@ RECENT_EXECUTIONS = Operation(
     operation_id="getRecentExecutions",
     summary="Recent finished executions of all tasks, newest first",
     parameters=(LIMIT, STATUS),
-    responses={
-        200: json_answer(
-            "the executions",
-            {
-                "type": "object",
-                "required": ["items"],
-                "properties": {"items": {"type": "array", "items": _RECORD}},
-            },
-        )
-    },
+    responses={200: model_answer("the executions", RecentExecutions)},
     errors=_DATA_ERRORS,
     tags=_TAG,
 )
@@ -143,64 +90,19 @@ METRICS = Operation(
     summary="Totals, per-minute windows and the monitor's lag",
     parameters=(MINUTES,),
     responses={
-        200: json_answer(
-            "the totals and one window per minute, oldest first",
-            {
-                "type": "object",
-                "required": ["generated_at", "totals", "windows", "lag"],
-                "properties": {
-                    "generated_at": {"type": "string"},
-                    "totals": _COUNTS,
-                    "windows": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["start", "finished"],
-                            "properties": {
-                                "start": {"type": "string"},
-                                "finished": {"type": "integer"},
-                            },
-                        },
-                    },
-                    "lag": {
-                        "type": "object",
-                        "required": ["task_events_records"],
-                        "properties": {"task_events_records": {"type": ["integer", "null"]}},
-                    },
-                },
-            },
-        )
+        200: model_answer("the totals and one window per minute, oldest first", MonitorMetrics)
     },
     errors=_DATA_ERRORS,
     tags=_TAG,
 )
-_HEALTH_BODY = {
-    "type": "object",
-    "required": ["status", "state", "service", "components"],
-    "properties": {
-        "status": {"type": "string", "enum": ["ok", "failing"]},
-        "state": {"type": "string"},
-        "service": {"type": "string"},
-        "components": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["state"],
-                "properties": {"state": {"type": "string"}, "reason": {"type": "string"}},
-            },
-        },
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-    },
-}
 HEALTH = Operation(
     method="get",
     path="/health",
     operation_id="getHealth",
     summary="Liveness: 503 unhealthy names each failed or unavailable component",
     responses={
-        200: json_answer("alive", _HEALTH_BODY),
-        503: json_answer("a component failed or is unavailable", _HEALTH_BODY),
+        200: model_answer("alive", Health),
+        503: model_answer("a component failed or is unavailable", Health),
     },
     open=True,
     tags=("probes",),
@@ -211,8 +113,8 @@ READY = Operation(
     operation_id="getReady",
     summary="Readiness: 503 starting or recovering (wait), unavailable or failed (broken)",
     responses={
-        200: json_answer("every component is ok", _HEALTH_BODY),
-        503: json_answer("a component is not ok; error is the worst state", _HEALTH_BODY),
+        200: model_answer("every component is ok", Health),
+        503: model_answer("a component is not ok; error is the worst state", Health),
     },
     open=True,
     tags=("probes",),

@@ -18,6 +18,7 @@ from taskstream.infra.health import HealthBoard, HealthSource
 from taskstream.monitor.agent_health import AgentHealth
 from taskstream.monitor.alerts import install_alerts
 from taskstream.monitor.api import install_api
+from taskstream.monitor.api_docs import install_api_docs
 from taskstream.monitor.dashboard import install_dashboard
 from taskstream.monitor.health_view import install_health_view
 from taskstream.monitor.http_errors import MAX_BODY_BYTES, error_middleware
@@ -110,6 +111,7 @@ def create_app(
     install_health_view(app, settings, board, readiness, book.quarantined)
     install_dashboard(app)
     install_openapi(app)
+    install_api_docs(app)
     return app
 
 

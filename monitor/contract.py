@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import BaseModel
 from yarl import URL
 
 from taskstream.infra.error_shape import ERROR_SCHEMA
@@ -26,6 +27,7 @@ __all__ = [
     "PathParam",
     "errors",
     "json_answer",
+    "model_answer",
 ]
 
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
@@ -179,6 +181,12 @@ def errors(*statuses: int) -> dict[str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def model_answer(description: str, model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI response whose JSON body is ``model`` (a component of the document:
+    list the model in :data:`taskstream.monitor.openapi.ANSWER_MODELS`)."""
+    return json_answer(description, {"$ref": f"#/components/schemas/{model.__name__}"})
 
 
 def json_answer(description: str, schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,14 +14,46 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from taskstream.infra.error_shape import ERROR_SCHEMA
-from taskstream.monitor import api, health_view, metrics, workers
+from taskstream.monitor import api, api_docs, health_view, metrics, workers
 from taskstream.monitor.alerts import web as alerts_web
 from taskstream.monitor.contract import Operation, json_answer
 from taskstream.monitor.dashboard import contract as dashboard_contract
+from taskstream.schemas.api import Health, Worker
+from taskstream.schemas.monitor_api import (
+    AlertList,
+    MonitorMetrics,
+    RecentExecutions,
+    TaskHistory,
+    TaskStats,
+)
 
-__all__ = ["OPENAPI", "OPERATIONS", "install_openapi", "openapi_document"]
+__all__ = ["ANSWER_MODELS", "OPENAPI", "OPERATIONS", "install_openapi", "openapi_document"]
+
+ANSWER_MODELS: tuple[type[BaseModel], ...] = (
+    TaskHistory,
+    TaskStats,
+    RecentExecutions,
+    MonitorMetrics,
+    AlertList,
+    Health,
+    Worker,
+)
+"""The answers described by a model (:func:`~taskstream.monitor.contract.model_answer`):
+their JSON Schemas are components of the document."""
+
+
+def _model_components() -> dict[str, Any]:
+    _, schema = models_json_schema(
+        [(model, "serialization") for model in ANSWER_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    components: dict[str, Any] = schema.get("$defs", {})
+    return components
+
 
 OPENAPI = Operation(
     method="get",
@@ -42,6 +74,7 @@ def _all_operations() -> tuple[Operation, ...]:
         *metrics.OPERATIONS,
         *dashboard_contract.OPERATIONS,
         *health_view.OPERATIONS,
+        *api_docs.OPERATIONS,
         OPENAPI,
     )
 
@@ -71,7 +104,7 @@ def openapi_document(operations: Iterable[Operation] = OPERATIONS) -> dict[str, 
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA, **alerts_web.SCHEMAS},
+            "schemas": {"Error": ERROR_SCHEMA, **alerts_web.SCHEMAS, **_model_components()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

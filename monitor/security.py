@@ -17,11 +17,13 @@ from aiohttp.typedefs import Handler, Middleware
 from taskstream.infra.security import Exposure, TokenChecker, load_tokens
 from taskstream.monitor.settings import MonitorSettings
 
-__all__ = ["OPEN_PATHS", "SETTINGS_PREFIX", "auth_middleware", "monitor_exposure"]
+__all__ = ["OPEN_PATHS", "OPEN_PREFIXES", "SETTINGS_PREFIX", "auth_middleware", "monitor_exposure"]
 
 SETTINGS_PREFIX = "TASKSTREAM_MONITOR"
-OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/dashboard", "/openapi.json"})
-_OPEN_PREFIX = "/dashboard/"
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/ready", "/metrics", "/dashboard", "/openapi.json", "/docs"}
+)
+OPEN_PREFIXES = ("/dashboard/", "/docs/assets/")
 
 
 def _tokens(settings: MonitorSettings) -> list[str]:
@@ -49,7 +51,7 @@ def auth_middleware(settings: MonitorSettings) -> Middleware:
         if (
             not checker.enabled
             or path in OPEN_PATHS
-            or path.startswith(_OPEN_PREFIX)
+            or path.startswith(OPEN_PREFIXES)
             or checker.allows(request.headers.get("Authorization"))
         ):
             return await handler(request)

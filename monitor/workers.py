@@ -3,9 +3,10 @@
 The topic is compacted and keyed by executor id; a value is a
 :class:`~taskstream.schemas.WorkerHeartbeat`, a tombstone (null) means the executor left cleanly
 and removes it. An executor is live while its last heartbeat's ``sent_at`` is younger
-than ``TASKSTREAM_MONITOR_WORKER_TIMEOUT``. :func:`apply_record` and :func:`worker_view`
-are pure; :func:`install_workers` adds the agent, its changelogged table
-(``executor-heartbeats``) and ``GET /api/workers[?live=true]`` to a faust app.
+than ``TASKSTREAM_MONITOR_WORKER_TIMEOUT`` (liveness and the record reading are
+:mod:`taskstream.schemas.workers`, shared with the core); :func:`install_workers` adds
+the agent, its changelogged table (``executor-heartbeats``) and
+``GET /api/workers[?live=true]`` to a faust app.
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ from faust.web import Request, Response, View
 from taskstream.monitor.contract import ChoiceQuery, Operation, json_answer
 from taskstream.monitor.settings import MonitorSettings
 from taskstream.schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.schemas.workers import read_workers_record, worker_view
 
 __all__ = [
     "OPERATIONS",
     "WorkerBook",
-    "apply_record",
     "install_workers",
-    "is_live",
-    "worker_view",
 ]
 
 LIVE_ONLY = ChoiceQuery(
@@ -49,15 +48,7 @@ WORKERS = Operation(
                 "properties": {
                     "items": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["executor_id", "live", "last_seen_seconds"],
-                            "properties": {
-                                "executor_id": {"type": "string"},
-                                "live": {"type": "boolean"},
-                                "last_seen_seconds": {"type": "number"},
-                            },
-                        },
+                        "items": {"$ref": "#/components/schemas/Worker"},
                     }
                 },
             },
@@ -71,32 +62,6 @@ OPERATIONS = (WORKERS,)
 logger = logging.getLogger(__name__)
 
 OnChange = Callable[[str, WorkerHeartbeat | None], Awaitable[None]]
-
-
-def is_live(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> bool:
-    return now - heartbeat.sent_at < timeout
-
-
-def apply_record(key: bytes | None, value: bytes | None) -> tuple[str, WorkerHeartbeat | None]:
-    """The executor a ``workers`` record is about, and its heartbeat (None: it left).
-
-    Raise ``EventDecodeError`` for a value that is no heartbeat or a keyless tombstone.
-    """
-    if value is None:
-        if not key:
-            raise EventDecodeError("a tombstone without a key names no executor", b"")
-        return key.decode(errors="replace"), None
-    heartbeat = WorkerHeartbeat.decode(value)
-    return (key.decode(errors="replace") if key else heartbeat.executor_id), heartbeat
-
-
-def worker_view(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> dict[str, Any]:
-    """A heartbeat as ``GET /api/workers`` shows it: its fields, ``live``, ``last_seen_seconds``."""
-    return {
-        **heartbeat.model_dump(mode="json"),
-        "live": is_live(heartbeat, now, timeout),
-        "last_seen_seconds": round((now - heartbeat.sent_at).total_seconds(), 3),
-    }
 
 
 class WorkerBook:
@@ -137,7 +102,7 @@ def install_workers(
     async def heartbeats(stream: Any) -> None:
         async for event in stream.events():
             try:
-                executor_id, heartbeat = apply_record(event.key, event.value)
+                executor_id, heartbeat = read_workers_record(event.key, event.value)
             except EventDecodeError as exc:
                 logger.error("skipping undecodable workers record: %s", exc)
                 continue

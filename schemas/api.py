@@ -48,6 +48,8 @@ __all__ = [
     "ExecutionLogRun",
     "ExecutionLogs",
     "FieldError",
+    "Health",
+    "HealthComponent",
     "PatchTaskRequest",
     "ReplaceTaskRequest",
     "RunAccepted",
@@ -346,3 +348,24 @@ class WorkerList(_View):
 
     items: list[Worker]
     ready: bool = True
+
+
+class HealthComponent(_View):
+    """One component of a service in ``/health``: its state, why, and its own details."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    state: str
+    reason: str | None = None
+
+
+class Health(_View):
+    """``/health`` and ``/ready`` of every service: 200 when live (ready), else 503 with the
+    one error shape's ``error`` and ``message`` beside these fields."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    status: Literal["ok", "failing"]
+    state: str
+    service: str
+    components: dict[str, HealthComponent]

@@ -1,5 +1,9 @@
 """The worker heartbeat: what an executor says about itself on the ``workers`` topic.
 
+Liveness is decided here, once, for every reader (the core's directory and its
+``/api/workers``, the monitor's table, its ``/api/workers`` and alerts): an executor is live
+while its last heartbeat is younger than the reader's timeout.
+
 The topic is compacted and keyed by executor id, so it holds the latest heartbeat of
 every executor; a clean shutdown writes a tombstone (null value). Executors write it,
 the core reads it (which handlers run on which queues), and so may any other consumer.
@@ -7,13 +11,14 @@ the core reads it (which handlers run on which queues), and so may any other con
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from taskstream.schemas.errors import EventDecodeError
 
-__all__ = ["WorkerHeartbeat"]
+__all__ = ["WorkerHeartbeat", "is_live", "read_workers_record", "serves", "worker_view"]
 
 
 class WorkerHeartbeat(BaseModel):
@@ -49,3 +54,38 @@ class WorkerHeartbeat(BaseModel):
             return cls.model_validate_json(raw)
         except ValidationError as exc:
             raise EventDecodeError(f"invalid worker heartbeat: {exc}", raw) from exc
+
+
+def is_live(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> bool:
+    """True if ``heartbeat`` was sent less than ``timeout`` before ``now``."""
+    return now - heartbeat.sent_at < timeout
+
+
+def serves(heartbeat: WorkerHeartbeat, handler: str, queue: str) -> bool:
+    """True if the executor runs ``handler`` (a registered name) and consumes ``queue``."""
+    return handler in heartbeat.handlers and queue in heartbeat.queues
+
+
+def read_workers_record(
+    key: bytes | None, value: bytes | None
+) -> tuple[str, WorkerHeartbeat | None]:
+    """The executor a ``workers`` record is about, and its heartbeat (None: it left).
+
+    Raise ``EventDecodeError`` for a value that is no heartbeat or a keyless tombstone.
+    """
+    if value is None:
+        if not key:
+            raise EventDecodeError("a tombstone without a key names no executor", b"")
+        return key.decode(errors="replace"), None
+    heartbeat = WorkerHeartbeat.decode(value)
+    return (key.decode(errors="replace") if key else heartbeat.executor_id), heartbeat
+
+
+def worker_view(heartbeat: WorkerHeartbeat, now: datetime, timeout: timedelta) -> dict[str, Any]:
+    """A heartbeat as ``GET /api/workers`` shows it (every service): its fields, ``live``
+    and ``last_seen_seconds`` (the model is :class:`taskstream.schemas.api.Worker`)."""
+    return {
+        **heartbeat.model_dump(mode="json"),
+        "live": is_live(heartbeat, now, timeout),
+        "last_seen_seconds": round((now - heartbeat.sent_at).total_seconds(), 3),
+    }

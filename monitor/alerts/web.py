@@ -25,8 +25,9 @@ from taskstream.infra.broker_health import BrokerHealth
 from taskstream.monitor.alerts.book import AlertBook, ReadOnlyRuleError
 from taskstream.monitor.alerts.rules import RuleError, parse_rule, rule_as_dict, rule_schemas
 from taskstream.monitor.confirmed_table import ConfirmedTable, WriteUnconfirmed, confirm_write
-from taskstream.monitor.contract import Operation, PathParam, json_answer
+from taskstream.monitor.contract import Operation, PathParam, json_answer, model_answer
 from taskstream.monitor.http_errors import Refusal, read_json
+from taskstream.schemas.monitor_api import AlertList
 
 __all__ = ["OPERATIONS", "install_views"]
 
@@ -34,7 +35,6 @@ _TAG = ("alerts",)
 _ID_SCHEMA = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"}
 RULE_ID = PathParam(name="rule_id", description="the rule's id", schema=_ID_SCHEMA)
 _RULE = {"$ref": "#/components/schemas/AlertRule"}
-_OBJECTS = {"type": "array", "items": {"type": "object"}}
 _LINKS = {
     "GetRule": {"operationId": "getAlertRule", "parameters": {"rule_id": "$request.path.rule_id"}},
     "DeleteRule": {
@@ -49,13 +49,8 @@ ALERTS = Operation(
     operation_id="getAlerts",
     summary="The alerts firing now and the recent notices",
     responses={
-        200: json_answer(
-            "active alerts (latest first) and recent notices (newest first)",
-            {
-                "type": "object",
-                "required": ["active", "recent"],
-                "properties": {"active": _OBJECTS, "recent": _OBJECTS},
-            },
+        200: model_answer(
+            "active alerts (latest first) and recent notices (newest first)", AlertList
         )
     },
     tags=_TAG,

@@ -24,6 +24,7 @@ from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from tests.e2e.stack import running_stack
+from tests.openapi_checks import check_docs_work_offline, check_openapi_document
 from tests.support import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -57,6 +58,8 @@ _NO_INPUT = {
     "GET /",
     "GET /api/monitor/tasks/{task_id}/stats",
     "GET /dashboard/{asset}",
+    "GET /docs",
+    "GET /docs/assets/{name}",
 }
 """Operations without any input, or whose only input is a path segment that may be any
 non-empty string: they have no invalid request to send."""
@@ -158,3 +161,20 @@ def test_chains_of_calls_along_the_links_keep_the_contract(
             _SETTINGS, max_examples=20, stateful_step_count=6, phases=[Phase.generate]
         )
     )
+
+
+def test_the_document_is_valid_and_describes_every_answer(
+    monitor: tuple[str, dict[str, str]],
+) -> None:
+    url, _ = monitor
+    document = httpx.get(f"{url}/openapi.json", timeout=10).json()
+    check_openapi_document(document, open_paths=set())
+    stats = document["paths"]["/api/monitor/tasks/{task_id}/stats"]["get"]["responses"]["200"]
+    assert stats["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TaskStats"
+    }
+
+
+def test_the_docs_page_works_offline(monitor: tuple[str, dict[str, str]]) -> None:
+    url, _ = monitor
+    check_docs_work_offline(url)  # open: no token needed for the page and its files

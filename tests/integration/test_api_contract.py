@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 import schemathesis
@@ -24,6 +25,7 @@ from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from tests.integration.core_api import core_runtime, served
+from tests.openapi_checks import check_docs_work_offline, check_openapi_document
 
 pytestmark = pytest.mark.kafka
 
@@ -122,3 +124,16 @@ def test_chains_of_calls_along_the_links_keep_the_contract(core_schema: OpenApiS
             _SETTINGS, max_examples=25, stateful_step_count=6, phases=[Phase.generate]
         )
     )
+
+
+def test_the_document_is_valid_and_describes_every_answer(core_url: str) -> None:
+    document = httpx.get(f"{core_url}/openapi.json", timeout=10).json()
+    check_openapi_document(document, open_paths=set())
+    task = document["paths"]["/api/tasks/{task_id}"]["get"]["responses"]["200"]
+    assert task["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Task"}
+    batch = document["paths"]["/api/tasks/batch"]["post"]
+    assert batch["requestBody"]["content"]["application/json"]["schema"]["type"] == "array"
+
+
+def test_the_docs_page_works_offline(core_url: str) -> None:
+    check_docs_work_offline(core_url)

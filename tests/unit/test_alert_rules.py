@@ -20,8 +20,8 @@ from taskstream.monitor.alerts.rules import (
     parse_rules,
     rule_as_dict,
 )
-from taskstream.monitor.workers import apply_record, worker_view
 from taskstream.schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.schemas.workers import read_workers_record, worker_view
 
 
 def test_defaults_and_round_trip() -> None:
@@ -151,10 +151,10 @@ def test_workers_records_and_view() -> None:
         started_at=now,
         sent_at=now - timedelta(seconds=5),
     )
-    assert apply_record(b"e1", beat.encode()) == ("e1", beat)
-    assert apply_record(b"e1", None) == ("e1", None)
+    assert read_workers_record(b"e1", beat.encode()) == ("e1", beat)
+    assert read_workers_record(b"e1", None) == ("e1", None)
     with pytest.raises(EventDecodeError):
-        apply_record(None, None)
+        read_workers_record(None, None)
     view = worker_view(beat, now, timedelta(seconds=20))
     assert view["live"] is True and view["last_seen_seconds"] == 5.0
     assert view["executor_id"] == "e1" and view["in_flight"] == 1

@@ -9,15 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from taskstream.core.settings import CoreSettings
-from taskstream.core.workers import (
-    WorkerTable,
-    is_live,
-    loading_message,
-    serves,
-    unserved_message,
-    worker_as_dict,
-)
+from taskstream.core.workers import WorkerTable, loading_message, unserved_message
 from taskstream.schemas import EventDecodeError, WorkerHeartbeat
+from taskstream.schemas.workers import is_live, serves, worker_view
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=20)
@@ -110,7 +104,7 @@ def test_the_message_says_how_to_start_an_executor_and_which_are_live() -> None:
 
 
 def test_a_worker_document_has_the_heartbeat_and_its_liveness() -> None:
-    document = worker_as_dict(beat("e", age=30.5), NOW, TIMEOUT)
+    document = worker_view(beat("e", age=30.5), NOW, TIMEOUT)
     assert document["executor_id"] == "e" and document["handlers"] == ["echo", "noop"]
     assert document["live"] is False
     assert document["last_seen_seconds"] == 30.5

@@ -7,8 +7,9 @@ import re
 
 from taskstream.monitor.app import create_app
 from taskstream.monitor.openapi import OPERATIONS, openapi_document
-from taskstream.monitor.security import OPEN_PATHS
+from taskstream.monitor.security import OPEN_PATHS, OPEN_PREFIXES
 from taskstream.monitor.settings import MonitorSettings
+from tests.openapi_checks import check_openapi_document
 
 
 def _served() -> set[tuple[str, str]]:
@@ -43,7 +44,7 @@ def test_every_operation_documents_its_errors_in_the_one_shape() -> None:
         for method, operation in methods.items():
             responses = operation["responses"]
             assert "405" in responses, (method, path)
-            is_open = path in OPEN_PATHS or path.startswith("/dashboard/")
+            is_open = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
             assert ("401" in responses) is not is_open, (method, path)
             for status, answer in responses.items():
                 if int(status) >= 400 and path not in ("/health", "/ready"):
@@ -76,3 +77,7 @@ def test_the_rule_body_is_generated_from_the_rule_models() -> None:
 def test_operation_ids_are_unique() -> None:
     ids = [operation.operation_id for operation in OPERATIONS]
     assert len(ids) == len(set(ids))
+
+
+def test_the_document_is_valid_openapi_and_describes_every_answer() -> None:
+    check_openapi_document(openapi_document(), open_paths=set())
