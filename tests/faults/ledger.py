@@ -349,6 +349,8 @@ class Ledger:
     lost_retries: list[str] = field(default_factory=list)
     work_order_problems: list[str] = field(default_factory=list)
     reran_after_finish: list[str] = field(default_factory=list)
+    event_copies: int = 0
+    """Copies of events already read (same id), skipped: see ``_Folded.event_copies``."""
     reran_in_flight: int = 0
     reran_at_kill: int = 0
     """Finished less than ``COMMIT_WINDOW`` before an executor's kill -9 and run again, its
@@ -389,6 +391,7 @@ class Ledger:
             "lost_retries": len(self.lost_retries),
             "work_order_problems": len(self.work_order_problems),
             "reran_after_finish": len(self.reran_after_finish),
+            "event_copies": self.event_copies,
             "reran_in_flight": self.reran_in_flight,
             "reran_at_kill": self.reran_at_kill,
             "commit_latency_ms": _latency_ms(self.commit_latencies),
@@ -420,14 +423,25 @@ class _Folded:
     rescheduled: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     lost_retries: list[str] = field(default_factory=list)
+    event_copies: int = 0
+    """Records of an event already read (same ``id``): the log is at-least-once, a
+    producer sends a record again when it cannot confirm its delivery (a broker killed
+    mid-write), and every consumer reads events idempotently by id."""
 
 
 def _fold_task_events(records: list[Record], wanted: set[str] | None) -> _Folded:
     folded = _Folded()
     tasks, executions = folded.tasks, folded.executions
     pending_retries: dict[str, tuple[str, str, datetime]] = {}  # new -> (failed, task, due)
+    seen: set[str] = set()
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         event = record.value
+        event_id = event.get("id")
+        if isinstance(event_id, str):
+            if event_id in seen:
+                folded.event_copies += 1
+                continue
+            seen.add(event_id)
         task_id = event.get("task_id")
         if not isinstance(task_id, str) or (wanted is not None and task_id not in wanted):
             continue
@@ -531,6 +545,7 @@ def build_ledger(
     folded = _fold_task_events(events, wanted)
     ledger = Ledger(folded.tasks, folded.executions)
     ledger.lost_retries = folded.lost_retries
+    ledger.event_copies = folded.event_copies
     ledger.duplicated = folded.rescheduled
     ledger.disagreements = [f"log: {orphan}" for orphan in folded.orphans]
     ledger.executor_kills = list(executor_kills)
