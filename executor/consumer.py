@@ -400,22 +400,27 @@ class QueueConsumer:
         The client's watermarks are those of its last fetch: a partition it does not
         fetch (paused behind our back) would look idle for ever. So the partitions not
         paused that received nothing since the last measure ask the broker (briefly; a
-        broker that does not answer ends the asking for this round).
+        broker that does not answer ends the asking for this round). A partition whose
+        broker answer is missing keeps the count of the last measure: a slow broker must not
+        read as "nothing waits" and hide a stall.
         """
         lag = waiting = 0
         keys = list(self._generations)
         positions = self._positions(keys)
         ask = True
+        unknown = False  # a partition's watermark should have come from the broker, and did not
         for key in keys:
             topic, partition = key
             tp = TopicPartition(topic, partition)
             fetching = self._lane_of[topic] not in self._paused
             high = None
-            if fetching and ask and self._received_at < self._measured_at:
-                try:
-                    _, high = self._consumer.get_watermark_offsets(tp, timeout=0.5)
-                except KafkaException:
-                    ask = False
+            if fetching and self._received_at < self._measured_at:
+                if ask:
+                    try:
+                        _, high = self._consumer.get_watermark_offsets(tp, timeout=0.5)
+                    except KafkaException:
+                        ask = False
+                unknown = unknown or high is None
             if high is None:
                 try:
                     _, high = self._consumer.get_watermark_offsets(tp, cached=True)
@@ -430,6 +435,8 @@ class QueueConsumer:
             if position is not None and fetching:
                 waiting += max(high - position, 0)
         CONSUMER_LAG.labels(self.queue).set(lag)
+        if unknown:  # the cached watermark of an unfetched partition says nothing: keep the last
+            waiting = max(waiting, self._waiting)
         self._waiting = waiting
         self._measured_at = self._clock()
         if waiting == 0:
