@@ -22,17 +22,9 @@ from taskstream.cli.api_options import (
     calls_api,
     connect,
 )
-from taskstream.cli.output import as_help, note, print_json
+from taskstream.cli.output import as_help, note, print_json, table
 
 __all__ = ["alerts_app", "workers"]
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
 
 
 @calls_api
@@ -65,7 +57,7 @@ def workers(
                 f"{worker.last_seen_seconds:.0f}s ago",
             ]
         )
-    print(_table(rows))
+    print(table(rows))
 
 
 alerts_app = typer.Typer(
@@ -122,4 +114,4 @@ def rules(
         rows.append(
             [rule.id, rule.kind, rule.severity.value, item.source, "yes" if rule.enabled else "no"]
         )
-    print(_table(rows))
+    print(table(rows))

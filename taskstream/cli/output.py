@@ -20,6 +20,7 @@ __all__ = [
     "format_table",
     "note",
     "print_json",
+    "table",
 ]
 
 
@@ -40,8 +41,8 @@ def format_schedule(schedule: Any) -> str:
 _COLUMNS = ("ID", "NAME", "SCHEDULE", "HANDLER", "STATUS", "VERSION", "LAST STATUS")
 
 
-def _row(task: Mapping[str, Any]) -> list[str]:
-    cells = [
+def _row(task: Mapping[str, Any]) -> list[Any]:
+    return [
         task.get("id"),
         task.get("name"),
         format_schedule(task.get("schedule")),
@@ -50,17 +51,22 @@ def _row(task: Mapping[str, Any]) -> list[str]:
         task.get("version"),
         task.get("last_status"),
     ]
-    return ["-" if cell is None else " ".join(str(cell).split()) for cell in cells]
+
+
+def table(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows (the first: the headings) one per line, columns padded to their widest cell;
+    a missing cell (None) is ``-``."""
+    cells = [["-" if cell is None else " ".join(str(cell).split()) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
 
 
 def format_table(tasks: Sequence[Mapping[str, Any]]) -> str:
-    """A plain table of tasks, one per line, columns padded to their widest cell."""
-    rows = [list(_COLUMNS), *(_row(task) for task in tasks)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    """A plain table of tasks, one per line."""
+    return table([_COLUMNS, *(_row(task) for task in tasks)])
 
 
 def describe_task(task: Mapping[str, Any]) -> list[str]:

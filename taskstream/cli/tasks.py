@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -48,6 +49,7 @@ from taskstream.cli.output import (
     format_table,
     note,
     print_json,
+    table,
 )
 from taskstream.cli.schedule_syntax import ScheduleArgumentError, parse_schedule
 from taskstream.client import Client
@@ -367,18 +369,17 @@ def history(
     if not answer.items:
         note(f"the monitor has seen no execution of task {task_id}")
         return
-    rows = [list(_HISTORY_COLUMNS)]
+    rows: list[Sequence[Any]] = [_HISTORY_COLUMNS]
     for record in answer.items:
         duration = record.duration_seconds
-        cells = [
-            record.execution_id,
-            record.attempt,
-            record.status,
-            record.scheduled_for.isoformat() if record.scheduled_for else None,
-            f"{duration:.3f}s" if duration is not None else None,
-            record.error_type or record.dead_letter_reason,
-        ]
-        rows.append(["-" if cell is None else str(cell) for cell in cells])
-    widths = [max(len(row[n]) for row in rows) for n in range(len(_HISTORY_COLUMNS))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        rows.append(
+            [
+                record.execution_id,
+                record.attempt,
+                record.status,
+                record.scheduled_for.isoformat() if record.scheduled_for else None,
+                f"{duration:.3f}s" if duration is not None else None,
+                record.error_type or record.dead_letter_reason,
+            ]
+        )
+    print(table(rows))
