@@ -139,7 +139,7 @@ def explain(error: ClientError, target: Target | None) -> tuple[str, list[str]]:
     """What to print for a failed call: the message, and lines such as one per bad field."""
     if not isinstance(error, RequestRefused):
         return str(error), []
-    service = "core" if error.request.endswith("(core)") else "monitor"
+    service = error.service
     if isinstance(error, Unauthorized):
         variable = ENV_API_TOKEN if service == "core" else "TASKSTREAM_MONITOR_API_TOKEN"
         sent = target is not None and (
@@ -155,8 +155,7 @@ def explain(error: ClientError, target: Target | None) -> tuple[str, list[str]]:
         f"the {service} API answered {error.status} {httpx.codes.get_reason_phrase(error.status)}"
     )
     if error.status in (404, 405):
-        request = error.request.removesuffix(f" ({service})")
-        text += f" (this {service} API does not serve {request}: is it older than this CLI?)"
+        text += f" (this {service} API does not serve {error.request}: is it older than this CLI?)"
     return text, details
 
 

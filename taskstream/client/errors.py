@@ -60,11 +60,14 @@ class UnexpectedAnswer(ClientError):
 class RequestRefused(ClientError):
     """The service answered with an error status; ``body`` is its error document."""
 
-    def __init__(self, status: int, body: ErrorBody, request: str) -> None:
+    def __init__(self, status: int, body: ErrorBody, request: str, service: str) -> None:
         self.status = status
         self.body = body
         self.request = request
-        lines = [f"{request} answered {status} {body.error}: {body.message}"]
+        """``METHOD /path`` of the refused call."""
+        self.service = service
+        """``core`` or ``monitor``."""
+        lines = [f"{request} ({service}) answered {status} {body.error}: {body.message}"]
         lines += [f"  {error.field}: {error.message}" for error in body.errors]
         super().__init__("\n".join(lines))
 
@@ -136,7 +139,7 @@ _BY_STATUS: dict[int, type[RequestRefused]] = {
 
 def refusal(response: httpx.Response, service: str) -> RequestRefused:
     """The exception for an error answer of ``service`` (``core`` or ``monitor``)."""
-    request = f"{response.request.method} {response.request.url.path} ({service})"
+    request = f"{response.request.method} {response.request.url.path}"
     try:
         body = ErrorBody.model_validate_json(response.content)
     except ValidationError:
@@ -145,7 +148,7 @@ def refusal(response: httpx.Response, service: str) -> RequestRefused:
     if response.status_code == 401 and body.error == f"http_{response.status_code}":
         body = ErrorBody(error="unauthorized", message="send a bearer token (token=...)")
     kind = _BY_STATUS.get(response.status_code, RequestRefused)
-    error = kind(response.status_code, body, request)
+    error = kind(response.status_code, body, request, service)
     if isinstance(error, ServiceUnavailable):
         error._retry_after = _seconds(response.headers.get("Retry-After"))
     return error

@@ -59,13 +59,15 @@ class Call(Generic[T]):
     params: Params = field(default_factory=dict)
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    read_on_error: frozenset[int] = frozenset()
+    """Error statuses whose body is still the answer (a batch that wrote nothing)."""
     retry: bool = True
     """Safe to send again after a 503 or a refused connection (not a create or a run, which
     would then be written twice: see the README's Python client)."""
 
     def answer(self, response: httpx.Response) -> T:
         """The answer's value; an error status raises its :class:`RequestRefused`."""
-        if response.is_error and response.status_code not in _READ_AS_ANSWER.get(self.path, ()):
+        if response.is_error and response.status_code not in self.read_on_error:
             raise refusal(response, self.service)
         try:
             return self.read(response)
@@ -76,11 +78,6 @@ class Call(Generic[T]):
                 f"({exc.__class__.__name__}): is the URL a taskstream {self.service} of this "
                 "version?"
             ) from None
-
-
-_BATCH = "/api/tasks/batch"
-_READ_AS_ANSWER = {_BATCH: (422, 503)}
-"""A batch that wrote nothing still answers one item per task: the result, not an error."""
 
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
@@ -137,7 +134,15 @@ def create_task(task: TaskBody) -> Call[Task | Accepted]:
 
 def create_tasks(tasks: list[TaskBody]) -> Call[BatchResult]:
     body = [_body(task) for task in tasks]
-    return Call("core", "POST", _BATCH, _model(BatchResult), body=body, retry=False)
+    return Call(
+        "core",
+        "POST",
+        "/api/tasks/batch",
+        _model(BatchResult),
+        body=body,
+        read_on_error=frozenset({422, 503}),  # nothing written: still one item per task
+        retry=False,
+    )
 
 
 def get_task(task_id: str) -> Call[Task]:
@@ -189,14 +194,16 @@ def cancel(task_id: str, execution_id: str | None) -> Call[CancelAccepted]:
 # -- the core: executions and executors --------------------------------------------------
 
 
+def _logs_path(execution_id: str) -> str:
+    return f"/api/executions/{quote(execution_id, safe='')}/logs"
+
+
 def execution_logs(execution_id: str) -> Call[ExecutionLogs]:
-    path = f"/api/executions/{quote(execution_id, safe='')}/logs"
-    return Call("core", "GET", path, _model(ExecutionLogs))
+    return Call("core", "GET", _logs_path(execution_id), _model(ExecutionLogs))
 
 
 def execution_log_text(execution_id: str) -> Call[str]:
-    path = f"/api/executions/{quote(execution_id, safe='')}/logs"
-    return Call("core", "GET", path, _text, params={"format": "text"})
+    return Call("core", "GET", _logs_path(execution_id), _text, params={"format": "text"})
 
 
 def workers(live: bool | None) -> Call[WorkerList]:
