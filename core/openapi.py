@@ -7,38 +7,16 @@ takes the bearer scheme or none.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import TypeAdapter
 
-from taskstream.schemas.durations import Duration, format_duration
+from taskstream.schemas.durations import durations_as_written
 
 __all__ = ["BEARER", "install_openapi"]
 
 BEARER = {"type": "http", "scheme": "bearer", "description": "one of TASKSTREAM_API_TOKENS"}
-
-
-_DURATION_PATTERN = TypeAdapter(Duration).json_schema()["pattern"]
-_TIMEDELTA: TypeAdapter[timedelta] = TypeAdapter(timedelta)
-
-
-def _durations_as_written(node: Any) -> None:
-    """Write the default of every duration as the API takes it (``"1s"``): request bodies
-    are described in validation mode, where pydantic writes ISO 8601 (``"PT1S"``), which
-    the duration's own pattern refuses."""
-    if isinstance(node, dict):
-        default = node.get("default")
-        if node.get("pattern") == _DURATION_PATTERN and isinstance(default, str):
-            if default.startswith("P"):
-                node["default"] = format_duration(_TIMEDELTA.validate_python(default))
-        for value in node.values():
-            _durations_as_written(value)
-    elif isinstance(node, list):
-        for value in node:
-            _durations_as_written(value)
 
 
 def _document(app: FastAPI) -> dict[str, Any]:
@@ -48,7 +26,7 @@ def _document(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
-    _durations_as_written(document)
+    durations_as_written(document)  # request bodies are in validation mode: ISO defaults
     document.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER}
     for path, operations in document["paths"].items():
         if not path.startswith("/api/"):

@@ -20,12 +20,12 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, PlainSerializer, TypeAdapter, WithJsonSchema
 
 from taskstream.schemas.errors import DurationError
 from taskstream.schemas.recorded import reading_recorded
 
-__all__ = ["MAX_DURATION", "Duration", "format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION", "Duration", "durations_as_written", "format_duration", "parse_duration"]
 
 MAX_DURATION = timedelta(days=36_525)
 """The longest duration taskstream accepts: 100 years."""
@@ -124,3 +124,18 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": _PATTERN, "examples": ["30s", "1h30m"]}),
 ]
 """A :class:`timedelta` that reads ``"30s"`` or seconds and writes ``"30s"`` in JSON."""
+
+
+def durations_as_written(schema: Any) -> None:
+    """Rewrite, in place, every duration default of a JSON Schema as the API takes it
+    (``"1s"``). pydantic writes a ``timedelta`` default as ISO 8601 (``"PT1S"``) outside
+    serialization mode, which the duration's own pattern refuses."""
+    if isinstance(schema, dict):
+        default = schema.get("default")
+        if schema.get("pattern") == _PATTERN and isinstance(default, str) and default[:1] == "P":
+            schema["default"] = format_duration(TypeAdapter(timedelta).validate_python(default))
+        for value in schema.values():
+            durations_as_written(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            durations_as_written(value)

@@ -12,12 +12,10 @@ name each bad field with a message that says what to write instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from taskstream.schemas import format_duration
 from taskstream.schemas.alert_rules import (
     RULE_ADAPTER,
     RULE_KINDS,
@@ -33,6 +31,7 @@ from taskstream.schemas.alert_rules import (
     TaskQuarantinedRule,
     TaskRule,
 )
+from taskstream.schemas.durations import durations_as_written
 from taskstream.schemas.errors import TaskstreamError
 
 __all__ = [
@@ -147,9 +146,7 @@ def rule_schemas() -> dict[str, Any]:
         if name not in models:
             continue
         schema["required"] = [field for field in schema.get("required", []) if field != "id"]
-        for field, info in models[name].model_fields.items():
-            if isinstance(info.default, timedelta):  # pydantic writes ISO 8601 ("PT15M")
-                schema["properties"][field]["default"] = format_duration(info.default)
+    durations_as_written(schemas)
     schemas["RuleBody"] = generated
     schemas["AlertRule"] = {
         "type": "object",
