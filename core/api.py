@@ -34,14 +34,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from taskstream.core.admission import admission_errors
 from taskstream.core.aggregate import TaskStatus
 from taskstream.core.event_size import EventSizeLimit, EventTooLarge
 from taskstream.core.execution_logs import LogProjection
 from taskstream.core.http_errors import StrictJsonRoute, error_responses, install_error_handlers
-from taskstream.core.openapi import install_openapi
+from taskstream.core.openapi import ACCEPTED, answers, install_openapi
 from taskstream.core.projection import Projection
 from taskstream.core.publisher import EventPublisher, PublishError, RecordPosition, confirmed
 from taskstream.core.scheduler import Scheduler
@@ -73,7 +73,6 @@ from taskstream.schemas import (
 )
 from taskstream.schemas.api import (
     MAX_BATCH,
-    Accepted,
     BatchResult,
     CancelAccepted,
     CreateTaskRequest,
@@ -385,7 +384,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         status_code=201,
         summary="Create a task",
         responses=error_responses(
-            400, 401, 413, 422, 503, also=_answers((201, Task, "the task"), _ACCEPTED)
+            400, 401, 413, 422, 503, also=answers((201, Task, "the task"), ACCEPTED)
         ),
     )
     async def create_task(body: CreateTaskRequest) -> Response:
@@ -418,7 +417,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             413,
             422,
             503,
-            also=_answers(
+            also=answers(
                 (201, BatchResult, "every task written, and shown by the store"),
                 (202, BatchResult, "every task written; the store does not show them yet"),
                 (207, BatchResult, "some items written, others refused: see each item"),
@@ -518,7 +517,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.get(
         "/api/tasks/{task_id}",
         summary="Get a task",
-        responses=error_responses(401, 404, also=_answers((200, Task, "the task"))),
+        responses=error_responses(401, 404, also=answers((200, Task, "the task"))),
     )
     def get_task(task_id: str = Path(json_schema_extra=_UUID)) -> Response:
         return _task_body(live_task(task_id))
@@ -526,7 +525,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.get(
         "/api/tasks",
         summary="List tasks, a page at a time, with filters",
-        responses=error_responses(401, 422, also=_answers((200, TaskPage, "a page of tasks"))),
+        responses=error_responses(401, 422, also=answers((200, TaskPage, "a page of tasks"))),
     )
     def list_tasks(
         page: int = Query(0, ge=0, le=MAX_PAGE),
@@ -551,7 +550,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}",
         summary="Replace a task's definition",
         responses=error_responses(
-            *_WRITE_ERRORS, also=_answers((200, Task, "the task, changed"), _ACCEPTED)
+            *_WRITE_ERRORS, also=answers((200, Task, "the task, changed"), ACCEPTED)
         ),
     )
     async def replace_task(
@@ -570,7 +569,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}",
         summary="Change some fields of a task",
         responses=error_responses(
-            *_WRITE_ERRORS, also=_answers((200, Task, "the task, changed"), _ACCEPTED)
+            *_WRITE_ERRORS, also=answers((200, Task, "the task, changed"), ACCEPTED)
         ),
     )
     async def patch_task(
@@ -590,7 +589,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/tasks/{task_id}/status",
         summary="Pause or resume a task",
         responses=error_responses(
-            *_WRITE_ERRORS, also=_answers((200, Task, "the task, changed"), _ACCEPTED)
+            *_WRITE_ERRORS, also=answers((200, Task, "the task, changed"), ACCEPTED)
         ),
     )
     async def set_status(
@@ -619,7 +618,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             409,
             422,
             503,
-            also=_answers(_ACCEPTED) | {204: {"description": "deleted"}},
+            also=answers(ACCEPTED) | {204: {"description": "deleted"}},
         ),
     )
     async def delete_task(
@@ -635,7 +634,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         status_code=202,
         summary="Run a task now",
         responses=error_responses(
-            401, 404, 503, also=_answers((202, RunAccepted, "requested; its execution id"))
+            401, 404, 503, also=answers((202, RunAccepted, "requested; its execution id"))
         ),
     )
     async def run_now(task_id: str = Path(json_schema_extra=_UUID)) -> Response:
@@ -657,7 +656,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         status_code=202,
         summary="Cancel a task's unfinished executions (or one of them)",
         responses=error_responses(
-            401, 404, 422, 503, also=_answers((202, CancelAccepted, "the request is on the log"))
+            401, 404, 422, 503, also=answers((202, CancelAccepted, "the request is on the log"))
         ),
     )
     async def cancel(
@@ -712,7 +711,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         "/api/workers",
         summary="The executors known from their heartbeats",
         responses=error_responses(
-            401, 422, also=_answers((200, WorkerList, "the executors, live or not"))
+            401, 422, also=answers((200, WorkerList, "the executors, live or not"))
         ),
     )
     def list_workers(
@@ -737,7 +736,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.get(
         "/health",
         summary="Liveness: 503 names each failed or unavailable component (kafka, threads)",
-        responses=_answers((200, Health, "live"), (503, Health, "not live: error, message")),
+        responses=answers((200, Health, "live"), (503, Health, "not live: error, message")),
     )
     def health() -> Response:
         status, body = health_answer(runtime.board.snapshot(), **identity())
@@ -746,7 +745,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     @app.get(
         "/ready",
         summary="Readiness: 200 only when every component is ok",
-        responses=_answers((200, Health, "ready"), (503, Health, "not ready: error, message")),
+        responses=answers((200, Health, "ready"), (503, Health, "not ready: error, message")),
     )
     def ready() -> Response:
         status, body = ready_answer(runtime.board.snapshot(), **identity())
@@ -760,14 +759,6 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     app.add_middleware(TokenAuth, tokens=tokens)
     app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     return app
-
-
-_ACCEPTED = (202, Accepted, "written; the store does not show it yet")
-
-
-def _answers(*answers: tuple[int, type[BaseModel], str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for answers of these models: ``(status, model, description)``."""
-    return {status: {"model": model, "description": text} for status, model, text in answers}
 
 
 def _stored_spec(row: TaskRow) -> TaskSpec:

@@ -11,12 +11,24 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
+from taskstream.schemas.api import Accepted
 from taskstream.schemas.durations import durations_as_written
 
-__all__ = ["BEARER", "install_openapi"]
+__all__ = ["ACCEPTED", "BEARER", "answers", "install_openapi"]
 
 BEARER = {"type": "http", "scheme": "bearer", "description": "one of TASKSTREAM_API_TOKENS"}
+
+
+def answers(*described: tuple[int, type[BaseModel], str]) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI ``responses`` for answers of these models: ``(status, model,
+    description)``."""
+    return {status: {"model": model, "description": text} for status, model, text in described}
+
+
+ACCEPTED = (202, Accepted, "written; the store does not show it yet")
+"""A write on the log that this core's store did not show in time."""
 
 
 def _document(app: FastAPI) -> dict[str, Any]:
