@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from taskstream.dev_broker.local_kafka_cluster import LocalKafkaCluster
@@ -94,8 +94,20 @@ def test_the_services_topics_are_replicated_three_times_with_two_in_sync(
     seen = eventually(lambda: len(r := replicas()) == len(specs) and r, what="topic metadata")
     assert seen == {spec.name: {3} for spec in specs}
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in specs]
-    for resource, future in admin.describe_configs(resources).items():
-        assert future.result(30)["min.insync.replicas"].value == "2", resource.name
+
+    def min_insync() -> dict[str, str] | None:
+        """Each topic's min.insync.replicas; None while a broker does not know a topic
+        yet (metadata reaches the three nodes one after another)."""
+        try:
+            return {
+                resource.name: future.result(30)["min.insync.replicas"].value
+                for resource, future in admin.describe_configs(resources).items()
+            }
+        except KafkaException:
+            return None
+
+    configured = eventually(min_insync, what="every topic's configuration on its broker")
+    assert configured == {spec.name: "2" for spec in specs}
 
 
 def test_a_killed_node_and_a_killed_cluster_come_back_with_every_write(
