@@ -19,9 +19,14 @@ def eventually(
     *,
     timeout: float = 30.0,
     interval: float = 0.1,
-    what: str = "condition",
+    what: str | Callable[[], str] = "condition",
 ) -> T:
-    """Call ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Call ``probe`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    ``what`` names the condition in the failure. Pass a callable when the text reads state
+    (a service's log, a count): it is called at the deadline, so the failure shows the
+    state then, not when the wait began.
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
@@ -32,8 +37,9 @@ def eventually(
         except AssertionError as exc:
             last_error = exc
         if time.monotonic() >= deadline:
+            described = what() if callable(what) else what
             raise AssertionError(
-                f"timed out after {timeout:.0f}s waiting for {what}"
+                f"timed out after {timeout:.0f}s waiting for {described}"
                 + (f": {last_error}" if last_error else "")
             )
         time.sleep(interval)  # poll interval of a deadline-bounded wait

@@ -309,7 +309,7 @@ def test_each_rule_fires_once_per_channel_throttles_resolves_and_survives_a_rest
     eventually(
         lambda: _firing_everywhere(receivers, ALL_RULES),
         timeout=60,
-        what=f"every rule firing through every channel; got {receivers.counts()}",
+        what=lambda: f"every rule firing through every channel; got {receivers.counts()}",
     )
     assert receivers.webhook.requests > len(receivers.webhook.notices()), "a retried webhook"
     workers = _get(f"{stack.monitor}/api/workers")["items"]
@@ -326,7 +326,7 @@ def test_each_rule_fires_once_per_channel_throttles_resolves_and_survives_a_rest
             for rule in ("lost", "slow")
         ),
         timeout=30,
-        what=f"resolved notices; got {receivers.counts()}",
+        what=lambda: f"resolved notices; got {receivers.counts()}",
     )
     [worker] = _get(f"{stack.monitor}/api/workers")["items"]
     assert worker["executor_id"] == EXECUTOR and worker["host"] == "test-host"

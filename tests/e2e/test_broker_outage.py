@@ -81,7 +81,7 @@ def test_a_killed_broker_is_reported_writes_fail_fast_and_everything_resumes(
                 ),
                 timeout=60,
                 interval=0.5,
-                what=f"{name} to be ready\n{stack.logs()}",
+                what=lambda name=name: f"{name} to be ready\n{stack.logs()}",
             )
         before, _ = _post(stack, "before")
         assert before.status_code == 201, before.text
@@ -100,7 +100,7 @@ def test_a_killed_broker_is_reported_writes_fail_fast_and_everything_resumes(
                 lambda name=name: _names_kafka(stack, name),
                 timeout=max(1.0, DETECTION - (time.monotonic() - killed)),
                 interval=0.5,
-                what=f"{name}'s /health to name kafka\n{stack.logs()}",
+                what=lambda name=name: f"{name}'s /health to name kafka\n{stack.logs()}",
             )
         assert time.monotonic() - killed <= DETECTION
 
@@ -118,7 +118,7 @@ def test_a_killed_broker_is_reported_writes_fail_fast_and_everything_resumes(
                 ),
                 timeout=90,
                 interval=0.5,
-                what=f"{name}'s /health to be 200 again\n{stack.logs()}",
+                what=lambda name=name: f"{name}'s /health to be 200 again\n{stack.logs()}",
             )
 
         created, _ = _post(stack, "after")
@@ -132,7 +132,7 @@ def test_a_killed_broker_is_reported_writes_fail_fast_and_everything_resumes(
             items = response.json().get("items", []) if response.status_code == 200 else []
             return any(item["status"] == "succeeded" for item in items)
 
-        eventually(succeeded, timeout=90, interval=0.5, what=f"a run\n{stack.logs()}")
+        eventually(succeeded, timeout=90, interval=0.5, what=lambda: f"a run\n{stack.logs()}")
         # no write refused during the outage shows up later: none was left queued
         listed = httpx.get(f"{stack.core}/api/tasks?size=100", timeout=10).json()["items"]
         assert sorted(item["name"] for item in listed) == ["after", "before"]

@@ -113,7 +113,9 @@ def test_a_poison_task_is_listed_as_quarantined_with_how_to_lift_it(
             body = _monitor(stack, "/api/monitor/quarantined")
             return body if body["total"] == 1 else None
 
-        body = eventually(listed, timeout=60, what=f"the poison task listed\n{stack.logs()}")
+        body = eventually(
+            listed, timeout=60, what=lambda: f"the poison task listed\n{stack.logs()}"
+        )
         [item] = body["items"]
         assert item["task_id"] == poison.task_id and item["name"] == "poison"
         assert item["component"] == "scheduler"

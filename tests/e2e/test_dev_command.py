@@ -118,7 +118,7 @@ def test_dev_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         eventually(
             lambda: "executor exited with -9; restarting in 1s (restart 1)" in output.read_text(),
             timeout=30,
-            what=f"dev to report the restart:\n{output.read_text()}",
+            what=lambda: f"dev to report the restart:\n{output.read_text()}",
         )
 
         def restarted() -> bool:
@@ -131,7 +131,7 @@ def test_dev_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 return False  # not listening yet
             return health.status_code == 200
 
-        eventually(restarted, timeout=90, what=f"the executor back:\n{output.read_text()}")
+        eventually(restarted, timeout=90, what=lambda: f"the executor back:\n{output.read_text()}")
         assert dev.poll() is None, output.read_text()
         assert all(Path(f"/proc/{pid}").exists() for pid in others), "nothing else stopped"
         run = httpx.post(f"{api}/api/tasks/{task_id}/run", timeout=30)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka.partitioner import murmur2
 
 from taskstream.cli.dev import start_service, wait_healthy
 from taskstream.infra.processes import free_port
@@ -30,7 +31,13 @@ from tests.support import eventually
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 EXIT_WITHIN = 60.0
-TASKS = 9  # every 1 s, spread over the 3 partitions: each core fires some
+PARTITIONS = 3  # of task-events in the test stack
+TASKS_PER_PARTITION = 2  # every 1 s: whichever partitions a core owns, it fires
+
+
+def partition_of(task_id: str) -> int:
+    """The task-events partition of a task: Kafka's default partitioner on its id."""
+    return (murmur2(task_id.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
 def test_of_two_cores_with_one_instance_id_one_exits_with_status_70(
@@ -40,13 +47,21 @@ def test_of_two_cores_with_one_instance_id_one_exits_with_status_70(
     twin = {"TASKSTREAM_INSTANCE_ID": "twin", "TASKSTREAM_SCHEDULER_SESSION_TIMEOUT_MS": "6000"}
     with running_stack(kafka_bootstrap, prefix, tmp_path, names=("core",), **twin) as stack:
         first = stack.services["core"]
-        for index in range(TASKS):
+        # A core that owns no task never fires, so it never meets its twin's fence: it
+        # would go on unfenced, and neither would exit. Every partition gets tasks.
+        placed = dict.fromkeys(range(PARTITIONS), 0)
+        while min(placed.values()) < TASKS_PER_PARTITION:
             created = httpx.post(
                 f"{stack.core}/api/tasks",
-                json={"name": f"t{index}", "schedule": {"every": "1s"}, "handler": "noop"},
+                json={
+                    "name": f"t{sum(placed.values())}",
+                    "schedule": {"every": "1s"},
+                    "handler": "noop",
+                },
                 timeout=30,
             )
             assert created.status_code == 201, created.text
+            placed[partition_of(created.json()["id"])] += 1
         assert httpx.get(f"{stack.core}/health", timeout=10).status_code == 200
 
         port = free_port()
@@ -81,7 +96,7 @@ def test_of_two_cores_with_one_instance_id_one_exits_with_status_70(
             one_exited,
             timeout=EXIT_WITHIN,
             interval=0.05,
-            what=f"one of the twin cores to exit\n{stack.logs()}",
+            what=lambda: f"one of the twin cores to exit\n{stack.logs()}",
         )
         took = time.monotonic() - started
         dead = twins[name]

@@ -80,7 +80,7 @@ def monitor(
             lambda: httpx.get(f"{stack.monitor}/ready", timeout=5).status_code == 200,
             timeout=60,
             interval=0.5,
-            what=f"the monitor to be ready\n{stack.logs()}",
+            what=lambda: f"the monitor to be ready\n{stack.logs()}",
         )
         yield stack.monitor, headers
 

@@ -31,7 +31,7 @@ def monitor(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
             lambda: httpx.get(f"{stack.monitor}/ready", timeout=5).status_code == 200,
             timeout=60,
             interval=0.5,
-            what=f"the monitor to be ready\n{stack.logs()}",
+            what=lambda: f"the monitor to be ready\n{stack.logs()}",
         )
         yield stack
 

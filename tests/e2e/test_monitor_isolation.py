@@ -127,7 +127,7 @@ def test_the_monitor_keeps_folding_history_beside_a_task_it_cannot_evaluate(
     eventually(
         lambda: set(later) <= _history(monitor, good),
         timeout=60,
-        what=f"the runs after the poison task in the history\n{monitor.logs()}",
+        what=lambda: f"the runs after the poison task in the history\n{monitor.logs()}",
     )
     assert httpx.get(f"{monitor.monitor}/health", timeout=10).status_code == 200
     eventually(
@@ -139,5 +139,5 @@ def test_the_monitor_keeps_folding_history_beside_a_task_it_cannot_evaluate(
     eventually(
         lambda: after_checks in _history(monitor, good),
         timeout=60,
-        what=f"a run after the alert checks\n{monitor.logs()}",
+        what=lambda: f"a run after the alert checks\n{monitor.logs()}",
     )

@@ -62,7 +62,7 @@ def test_rule_writes_fail_fast_while_the_broker_is_down(
             lambda: httpx.get(f"{stack.monitor}/ready", timeout=5).status_code == 200,
             timeout=60,
             interval=0.5,
-            what=f"the monitor to be ready\n{stack.logs()}",
+            what=lambda: f"the monitor to be ready\n{stack.logs()}",
         )
         assert httpx.put(f"{rules}/before", json=RULE, timeout=30).status_code == 201
 
@@ -95,7 +95,7 @@ def test_rule_writes_fail_fast_while_the_broker_is_down(
             ),
             timeout=90,
             interval=0.5,
-            what=f"rule writes to be taken again\n{stack.logs()}",
+            what=lambda: f"rule writes to be taken again\n{stack.logs()}",
         )
         assert created.status_code == 201, created.text
         # refused at once while the outage was known: nothing was written

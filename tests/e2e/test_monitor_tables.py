@@ -228,7 +228,7 @@ def _restart_watching(stack: Stack, workdir: Path, expected: Expected) -> list[t
         before_ready.append((data.status_code, data.json()))
         return False
 
-    eventually(ready, timeout=90, interval=0.05, what=f"the monitor ready\n{stack.logs()}")
+    eventually(ready, timeout=90, interval=0.05, what=lambda: f"the monitor ready\n{stack.logs()}")
     return before_ready
 
 

@@ -96,7 +96,7 @@ def test_a_poison_task_on_the_log_is_quarantined_and_the_other_tasks_keep_firing
         eventually(
             lambda: _fired_after(stack, good, put_at + timedelta(seconds=2)),
             timeout=60,
-            what=f"the good task to fire after the poison records\n{stack.logs()}",
+            what=lambda: f"the good task to fire after the poison records\n{stack.logs()}",
         )
         for kind, poison in poisons.items():
             task = eventually(
@@ -127,7 +127,7 @@ def test_a_poison_task_on_the_log_is_quarantined_and_the_other_tasks_keep_firing
         eventually(
             lambda: _fired_after(stack, good, back_at + timedelta(seconds=2)),
             timeout=60,
-            what=f"the good task to fire after the restart\n{stack.logs()}",
+            what=lambda: f"the good task to fire after the restart\n{stack.logs()}",
         )
         assert restarted.process.poll() is None
         records = _log(stack)
@@ -144,7 +144,7 @@ def test_a_valid_change_lifts_the_quarantine(kafka_bootstrap: str, tmp_path: Pat
         task = eventually(
             lambda: (t := _task(stack, poison.task_id))["status"] == "quarantined" and t,
             timeout=60,
-            what=f"the task to be quarantined\n{stack.logs()}",
+            what=lambda: f"the task to be quarantined\n{stack.logs()}",
         )
         fixed = httpx.patch(
             f"{stack.core}/api/tasks/{poison.task_id}",
@@ -158,5 +158,5 @@ def test_a_valid_change_lifts_the_quarantine(kafka_bootstrap: str, tmp_path: Pat
         eventually(
             lambda: _fired_after(stack, poison.task_id, changed_at),
             timeout=60,
-            what=f"the fixed task to fire\n{stack.logs()}",
+            what=lambda: f"the fixed task to fire\n{stack.logs()}",
         )
