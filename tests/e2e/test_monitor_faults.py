@@ -285,18 +285,27 @@ def test_a_redelivery_to_restored_tables_changes_no_count(
             1 for _ in read_topic(kafka_bootstrap, topic)
         )
         _start_monitor(stack, tmp_path, "monitor-2.log")
-        read_before = 0.0
+        redelivered = len(workload.events) + len(skips)
+        seen = [0.0]
 
         def read_again() -> bool:
             text = httpx.get(f"{stack.monitor}/metrics", timeout=10).text
-            seen = sum(
+            seen[0] = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in text.splitlines()
                 if line.startswith("taskstream_monitor_events_total{")
             )
-            return seen >= read_before + len(workload.events) + len(skips)
+            return seen[0] >= redelivered
 
-        eventually(read_again, timeout=90, interval=0.5, what="the redelivery to be read")
+        eventually(
+            read_again,
+            timeout=90,
+            interval=0.5,
+            what=lambda: (
+                f"the redelivery to be read ({seen[0]:.0f} of {redelivered} events read)\n"
+                f"{stack.logs()}"
+            ),
+        )
         eventually(caught_up, timeout=30, interval=0.5, what="no lag")
         for task_id in tasks:
             stats = _get(stack, f"/api/monitor/tasks/{task_id}/stats")

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from taskstream.cli.dev import service_env, start_service, wait_healthy
 from taskstream.dev_broker.local_kafka import LocalKafkaBroker
@@ -31,6 +31,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 ORDERS = 12
 SESSION = 4.0
 """The executor's group session (seconds); the outage lasts longer."""
+
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
 
 
 def test_orders_that_finished_during_an_outage_are_not_run_again(tmp_path: Path) -> None:
@@ -83,8 +89,13 @@ def test_orders_that_finished_during_an_outage_are_not_run_again(tmp_path: Path)
         group = Consumer({"bootstrap.servers": bootstrap, "group.id": settings.group_id("default")})
 
         def all_committed() -> bool:
-            [tp] = group.committed([partition], timeout=10)
-            _, high = group.get_watermark_offsets(partition, timeout=10)
+            try:
+                [tp] = group.committed([partition], timeout=10)
+                _, high = group.get_watermark_offsets(partition, timeout=10)
+            except KafkaException as exc:  # the broker back, its coordinator not yet
+                if exc.args[0].retriable() or exc.args[0].code() in COORDINATOR_NOT_READY:
+                    return False
+                raise
             return tp.offset >= high > 0
 
         eventually(all_committed, timeout=90, interval=0.5, what="every order committed")
