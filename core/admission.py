@@ -1,4 +1,5 @@
-"""What the API admits beyond the models: rules that depend on the time of the write.
+"""What the API admits beyond the models: rules that depend on the time of the write,
+and on the handlers installed where the core runs.
 
 The request models are the API's contract (:mod:`taskstream.schemas.api`).
 """
@@ -8,11 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
+from taskstream.handlers.params import params_problems
 from taskstream.schemas import TaskSpec
 from taskstream.schemas.errors import ScheduleError
 from taskstream.schemas.schedules import check_schedule
 
-__all__ = ["admission_errors"]
+__all__ = ["admission_errors", "params_errors"]
 
 
 def admission_errors(
@@ -42,3 +46,11 @@ def admission_errors(
         except ScheduleError as exc:
             errors.append({"field": exc.field, "message": str(exc), "type": "schedule"})
     return errors
+
+
+def params_errors(model: type[BaseModel], params: Any) -> list[dict[str, Any]]:
+    """Why ``params`` do not fit a handler's params model, one entry per field."""
+    return [
+        {"field": problem.field, "message": problem.message, "type": "invalid_params"}
+        for problem in params_problems(model, params)
+    ]

@@ -36,7 +36,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 
-from taskstream.core.admission import admission_errors
+from taskstream.core.admission import admission_errors, params_errors
 from taskstream.core.aggregate import TaskStatus
 from taskstream.core.event_size import EventSizeLimit, EventTooLarge
 from taskstream.core.execution_logs import LogProjection
@@ -251,8 +251,12 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
             raise _invalid(refused)
         try:
             handler = runtime.registry.canonical_name(spec.handler)
+            model = runtime.registry.resolve(spec.handler).params_model
         except UnknownHandlerError as exc:
             raise _invalid_field("handler", str(exc), "unknown_handler") from None
+        changed = current is None or (current.handler, current.params) != (handler, spec.params)
+        if model is not None and changed and (wrong := params_errors(model, spec.params)):
+            raise _invalid(wrong)
         if spec.queue not in settings.queues:
             raise _invalid_field(
                 "queue",

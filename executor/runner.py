@@ -37,6 +37,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from taskstream.executor.capture import RunLog, capturing, current_run_log
 from taskstream.executor.metrics import LINGERING_THREADS
@@ -53,6 +54,7 @@ from taskstream.handlers import (
     TaskResult,
     UnknownHandlerError,
 )
+from taskstream.handlers.params import InvalidParamsError, parse_params
 from taskstream.infra.logs import fields
 from taskstream.schemas import WorkOrder
 from taskstream.schemas.errors import TaskstreamError
@@ -292,8 +294,8 @@ class HandlerRunner:
         prepared = self._prepare(order, control)
         if isinstance(prepared, Outcome):
             return prepared
-        handler, started, timeout = prepared
-        ctx = self._context(order, control, started + timeout)
+        handler, args, started, timeout = prepared
+        ctx = self._context(order, control, started + timeout, args)
         if inspect.iscoroutinefunction(handler.run):
             return self._wait_async(handler, ctx, control, run_log, started, timeout)
         if overrun is None:
@@ -317,24 +319,33 @@ class HandlerRunner:
 
     def _prepare(
         self, order: WorkOrder, control: RunControl
-    ) -> tuple[TaskHandler, float, float] | Outcome:
-        """The handler to run, when its run starts and its timeout; or the run's ending
-        if it cannot start (unknown, disabled, failing to build, cancelled already)."""
+    ) -> tuple[TaskHandler[Any], BaseModel | None, float, float] | Outcome:
+        """The handler to run, its parsed params, when its run starts and its timeout; or
+        the run's ending if it cannot start (unknown, disabled, failing to build, params
+        that do not fit its model, cancelled already)."""
         started = time.monotonic()
         try:
-            handler = self._handler_class(order)()
+            handler_class = self._handler_class(order)
+            handler = handler_class()
         except _Refused as exc:
             return _failed(exc.error_type, str(exc), 0.0, retryable=False)
         except Exception as exc:
             return _failed(type(exc).__name__, str(exc) or repr(exc), 0.0)
+        args: BaseModel | None = None
+        if handler_class.params_model is not None:
+            name = self.registry.canonical_name(order.handler)
+            try:
+                args = parse_params(name, handler_class.params_model, order.params)
+            except InvalidParamsError as exc:
+                return _failed(type(exc).__name__, str(exc), 0.0, retryable=False)
         if control.reason is not None:  # cancelled before it started
             return Outcome.cancelled(0.0, control.reason)
-        return handler, started, self.timeout_of(order)
+        return handler, args, started, self.timeout_of(order)
 
     def _wait_async(
         self,
-        handler: TaskHandler,
-        ctx: TaskContext,
+        handler: TaskHandler[Any],
+        ctx: TaskContext[Any],
         control: RunControl,
         run_log: RunLog | None,
         started: float,
@@ -378,7 +389,7 @@ class HandlerRunner:
             return Outcome.cancelled(duration, reason)
         return Outcome.past_deadline(duration, timeout)
 
-    def _handler_class(self, order: WorkOrder) -> type[TaskHandler]:
+    def _handler_class(self, order: WorkOrder) -> type[TaskHandler[Any]]:
         try:
             handler_class = self.registry.resolve(order.handler)
             name = self.registry.canonical_name(order.handler)
@@ -392,7 +403,9 @@ class HandlerRunner:
             )
         return handler_class
 
-    def _context(self, order: WorkOrder, control: RunControl, deadline: float) -> TaskContext:
+    def _context(
+        self, order: WorkOrder, control: RunControl, deadline: float, args: BaseModel | None
+    ) -> TaskContext[Any]:
         return TaskContext(
             task_id=order.task_id,
             task_name=order.task_name,
@@ -409,6 +422,7 @@ class HandlerRunner:
                 ),
             ),
             environment=self._environment,
+            args=args,
         )
 
 
@@ -423,8 +437,8 @@ class _ThreadRun:
 
     def __init__(
         self,
-        handler: TaskHandler,
-        ctx: TaskContext,
+        handler: TaskHandler[Any],
+        ctx: TaskContext[Any],
         control: RunControl,
         loop: asyncio.AbstractEventLoop,
         order: WorkOrder,
@@ -433,7 +447,7 @@ class _ThreadRun:
     ) -> None:
         self.future: Future[Any] = Future()
         self._run_log = run_log
-        self._run: Callable[[TaskContext], Any] = handler.run
+        self._run: Callable[[TaskContext[Any]], Any] = handler.run
         self._ctx = ctx
         self._control = control
         self._loop = loop
@@ -485,8 +499,8 @@ class _ThreadRun:
 
 
 def _call_captured(
-    run: Callable[[TaskContext], Any],
-    ctx: TaskContext,
+    run: Callable[[TaskContext[Any]], Any],
+    ctx: TaskContext[Any],
     run_log: RunLog | None,
     loop: asyncio.AbstractEventLoop,
 ) -> Any:

@@ -4,6 +4,11 @@
 plugin, and returns a :class:`TaskResult` (or any JSON value, or None). It may be a
 plain function or a coroutine; the executor runs sync handlers in a worker thread.
 
+A handler may declare its params as a pydantic model, its type argument:
+``class GreetHandler(TaskHandler[GreetParams])`` (see :mod:`taskstream.handlers.params`).
+The core then checks a task's params at POST and the executor hands the parsed object
+to ``run`` as ``ctx.args``; a plain ``TaskHandler`` reads the raw ``ctx.params``.
+
 Errors a handler may raise to steer retries::
 
     HandlerError
@@ -23,7 +28,10 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, cast, get_args, get_origin
+
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from taskstream.schemas.errors import TaskstreamError
 
@@ -37,6 +45,9 @@ __all__ = [
     "TaskHandler",
     "TaskResult",
 ]
+
+P = TypeVar("P", bound=BaseModel | None, default=None)
+"""A handler's params model; None (the default) for a handler that reads raw params."""
 
 
 class HandlerError(TaskstreamError):
@@ -89,7 +100,7 @@ class HandlerEnvironment:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskContext:
+class TaskContext(Generic[P]):
     """Everything a handler gets to know about the execution it runs."""
 
     task_id: str
@@ -107,6 +118,8 @@ class TaskContext:
     )
     environment: HandlerEnvironment = field(default_factory=HandlerEnvironment)
     """The executor's side of the run: its broker, its name, what it allows."""
+    args: P = cast(Any, None)  # noqa: RUF009 (None, as the type of a handler without a model)
+    """``params`` parsed into the handler's params model (None for a handler without one)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,15 +133,27 @@ class TaskResult:
         return cls(output=output)
 
 
-class TaskHandler(ABC):
+class TaskHandler(ABC, Generic[P]):
     """Base class of every handler. Set ``name`` and implement :meth:`run`.
 
     Register a handler with the ``taskstream.handlers`` entry-point group of your
     package, or in code with :meth:`taskstream.handlers.registry.HandlerRegistry.register`.
+    Subclass ``TaskHandler[YourParams]`` to have the params checked and parsed.
     """
 
     name: ClassVar[str]
+    params_model: ClassVar[type[BaseModel] | None] = None
+    """The params model, taken from the type argument (``TaskHandler[YourParams]``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, TaskHandler):
+                for argument in get_args(base):
+                    if isinstance(argument, type) and issubclass(argument, BaseModel):
+                        cls.params_model = argument
 
     @abstractmethod
-    def run(self, ctx: TaskContext) -> TaskResult | Any | Awaitable[TaskResult | Any]:
+    def run(self, ctx: TaskContext[P]) -> TaskResult | Any | Awaitable[TaskResult | Any]:
         """Do the work of one execution."""

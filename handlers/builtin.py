@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from pydantic import Field
+
 from taskstream.handlers.base import (
     PermanentError,
     RetryableError,
@@ -17,8 +19,9 @@ from taskstream.handlers.base import (
     TaskHandler,
     TaskResult,
 )
+from taskstream.handlers.params import HandlerParams
 
-__all__ = ["EchoHandler", "FailHandler", "NoopHandler", "SleepHandler"]
+__all__ = ["EchoHandler", "FailHandler", "FailParams", "NoopHandler", "SleepHandler", "SleepParams"]
 
 
 class NoopHandler(TaskHandler):
@@ -40,7 +43,18 @@ class EchoHandler(TaskHandler):
         return TaskResult.success(dict(ctx.params))
 
 
-class FailHandler(TaskHandler):
+class FailParams(HandlerParams):
+    """The ``fail`` handler's params."""
+
+    message: str = Field("failed on purpose by the 'fail' handler", examples=["boom"])
+    """The error message."""
+    permanent: bool = False
+    """Fail permanently (no retry) instead of retryably."""
+    until_attempt: int | None = Field(None, ge=1, examples=[3])
+    """Fail only while ``ctx.attempt`` is below it, succeed from that attempt on."""
+
+
+class FailHandler(TaskHandler[FailParams]):
     """Fails on purpose, for tests of retries and dead letters.
 
     ``{"message": "..."}`` sets the error message and ``{"permanent": true}`` makes the
@@ -50,31 +64,32 @@ class FailHandler(TaskHandler):
 
     name: ClassVar[str] = "fail"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
-        until = ctx.params.get("until_attempt")
-        if until is not None:
-            if isinstance(until, bool) or not isinstance(until, int) or until < 1:
-                raise PermanentError(
-                    f"fail handler: params.until_attempt must be a whole number of at least "
-                    f"1, not {until!r}"
-                )
-            if ctx.attempt >= until:
-                return TaskResult.success({"attempt": ctx.attempt})
-        message = str(ctx.params.get("message", "failed on purpose by the 'fail' handler"))
+    def run(self, ctx: TaskContext[FailParams]) -> TaskResult:
+        until = ctx.args.until_attempt
+        if until is not None and ctx.attempt >= until:
+            return TaskResult.success({"attempt": ctx.attempt})
+        message = ctx.args.message
         if until is not None:
             message = f"{message} (attempt {ctx.attempt}; succeeds from attempt {until})"
-        if ctx.params.get("permanent"):
+        if ctx.args.permanent:
             raise PermanentError(message)
         raise RetryableError(message)
 
 
-class SleepHandler(TaskHandler):
+class SleepParams(HandlerParams):
+    """The ``sleep`` handler's params."""
+
+    seconds: float = Field(1.0, ge=0, examples=[2.5])
+    """How long to sleep."""
+
+
+class SleepHandler(TaskHandler[SleepParams]):
     """Sleeps ``{"seconds": n}`` (default 1), waking early when cancelled."""
 
     name: ClassVar[str] = "sleep"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
-        seconds = float(ctx.params.get("seconds", 1.0))
+    def run(self, ctx: TaskContext[SleepParams]) -> TaskResult:
+        seconds = ctx.args.seconds
         ctx.logger.info("sleeping %gs", seconds)
         started = time.monotonic()
         if ctx.cancelled.wait(seconds):

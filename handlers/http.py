@@ -28,11 +28,11 @@ import email.utils
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 import httpx
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from taskstream.handlers._params import Params, time_left
 from taskstream.handlers.base import (
     PermanentError,
     RetryableError,
@@ -40,8 +40,9 @@ from taskstream.handlers.base import (
     TaskHandler,
     TaskResult,
 )
+from taskstream.handlers.params import Duration, HandlerParams, Invalid, time_left
 
-__all__ = ["KEPT_HEADERS", "MAX_BODY_BYTES", "HttpHandler", "parse_success_codes"]
+__all__ = ["KEPT_HEADERS", "MAX_BODY_BYTES", "HttpHandler", "HttpParams", "parse_success_codes"]
 
 MAX_BODY_BYTES = 64 * 1024
 """Bytes of the response body kept in the output."""
@@ -57,19 +58,113 @@ KEPT_HEADERS = (
 """Response headers copied to the output, when present."""
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_PARAMS = ("url", "method", "headers", "json", "body", "timeout", "success_codes")
 _CODE_CLASS = re.compile(r"^([1-5])xx$")
 _CODE_RANGE = re.compile(r"^(\d{3})-(\d{3})$")
 _ERROR_SNIPPET = 300
 
 
-class HttpHandler(TaskHandler):
+def parse_success_codes(value: Any) -> frozenset[int]:
+    """The status codes ``value`` names: ints, ``"2xx"`` classes, ``"200-299"`` ranges."""
+    if value is None:
+        return frozenset(range(200, 300))
+    if isinstance(value, frozenset):  # parsed already
+        return value
+    example = '[200, 201] or ["2xx", 304]'
+    if not isinstance(value, list) or not value:
+        raise Invalid(f"must be a non-empty list such as {example}")
+    codes: set[int] = set()
+    for item in value:
+        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+            codes.add(item)
+        elif isinstance(item, str) and (match := _CODE_CLASS.match(item.strip().lower())):
+            first = int(match.group(1)) * 100
+            codes.update(range(first, first + 100))
+        elif isinstance(item, str) and (match := _CODE_RANGE.match(item.strip())):
+            low, high = int(match.group(1)), int(match.group(2))
+            if not 100 <= low <= high <= 599:
+                raise Invalid(f"has an empty or invalid range {item!r}")
+            codes.update(range(low, high + 1))
+        elif isinstance(item, str) and item.strip().isdigit() and 100 <= int(item) <= 599:
+            codes.add(int(item))
+        else:
+            raise Invalid(
+                f"has {item!r}, which is not a status code (100-599), a class such as "
+                f'"2xx" or a range such as "200-299"'
+            )
+    return frozenset(codes)
+
+
+SuccessCodes = Annotated[
+    frozenset[int],
+    BeforeValidator(parse_success_codes),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 100, "maximum": 599},
+                    {"type": "string", "pattern": r"^([1-5]xx|\d{3}|\d{3}-\d{3})$"},
+                ]
+            },
+            "default": ["2xx"],
+            "description": 'status codes, classes ("2xx") and ranges ("200-299")',
+        }
+    ),
+]
+
+
+class HttpParams(HandlerParams):
+    """The ``http`` handler's params."""
+
+    url: str = Field(min_length=1, examples=["https://example.com/hook"])
+    """Where to send the request: an absolute http:// or https:// URL."""
+    method: str = Field("POST", examples=["GET"])
+    """One of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS (any case)."""
+    headers: dict[str, str] = Field(default_factory=dict, examples=[{"Authorization": "..."}])
+    """Request headers; ``X-Taskstream-Execution-Id`` is added unless set here."""
+    json_body: Any = Field(None, alias="json", examples=[{"report": "sales"}])
+    """A JSON body (excludes ``body``)."""
+    body: str | None = None
+    """A text body (excludes ``json``)."""
+    timeout: Duration | None = None
+    """How long to wait for the answer; default: the time left before the task's timeout."""
+    success_codes: SuccessCodes = Field(default_factory=lambda: frozenset(range(200, 300)))
+    """The answers that mean success (default ``["2xx"]``)."""
+
+    @field_validator("url")
+    @classmethod
+    def _absolute(cls, url: str) -> str:
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise Invalid(f"is not a valid URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise Invalid(f"must be an absolute http:// or https:// URL, not {url!r}")
+        return url
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        upper = method.upper() or "POST"
+        if upper not in _METHODS:
+            raise Invalid(f"must be one of {', '.join(sorted(_METHODS))}")
+        return upper
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Self:
+        if {"json_body", "body"} <= self.model_fields_set:
+            raise Invalid("params.json and params.body exclude each other: send one of them")
+        return self
+
+
+class HttpHandler(TaskHandler[HttpParams]):
     """Calls ``params.url`` with httpx and returns the status, headers and body."""
 
     name: ClassVar[str] = "http"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
-        request = _Request(Params(self.name, ctx.params, _PARAMS))
+    def run(self, ctx: TaskContext[HttpParams]) -> TaskResult:
+        request = ctx.args
         left = time_left(ctx)
         if left <= 0:
             raise TimeoutError("http handler: the task's deadline passed before the call")
@@ -84,7 +179,7 @@ class HttpHandler(TaskHandler):
                     request.method,
                     request.url,
                     headers=headers,
-                    json=request.json,
+                    json=request.json_body,
                     content=request.body,
                 ) as response,
             ):
@@ -116,63 +211,7 @@ class HttpHandler(TaskHandler):
         )
 
 
-class _Request:
-    """The validated params of one call."""
-
-    def __init__(self, params: Params) -> None:
-        self.url = params.required_str("url", '"https://example.com/hook"')
-        try:
-            parsed = httpx.URL(self.url)
-        except httpx.InvalidURL as exc:
-            raise params.error("url", f"is not a valid URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise params.error(
-                "url", f"must be an absolute http:// or https:// URL, not {self.url!r}"
-            )
-        method = params.optional_str("method") or "POST"
-        self.method = method.upper()
-        if self.method not in _METHODS:
-            raise params.error("method", f"must be one of {', '.join(sorted(_METHODS))}")
-        self.headers = params.str_map("headers")
-        if "json" in params and "body" in params:
-            raise params.error("json", "and params.body exclude each other: send one of them")
-        self.json: Any = params.get("json")
-        self.body = params.optional_str("body")
-        self.timeout = params.duration("timeout")
-        self.success_codes = parse_success_codes(params, params.get("success_codes"))
-
-
-def parse_success_codes(params: Params, value: Any) -> frozenset[int]:
-    """The status codes ``value`` names: ints, ``"2xx"`` classes, ``"200-299"`` ranges."""
-    if value is None:
-        return frozenset(range(200, 300))
-    example = '[200, 201] or ["2xx", 304]'
-    if not isinstance(value, list) or not value:
-        raise params.error("success_codes", f"must be a non-empty list such as {example}")
-    codes: set[int] = set()
-    for item in value:
-        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            codes.add(item)
-        elif isinstance(item, str) and (match := _CODE_CLASS.match(item.strip().lower())):
-            first = int(match.group(1)) * 100
-            codes.update(range(first, first + 100))
-        elif isinstance(item, str) and (match := _CODE_RANGE.match(item.strip())):
-            low, high = int(match.group(1)), int(match.group(2))
-            if not 100 <= low <= high <= 599:
-                raise params.error("success_codes", f"has an empty or invalid range {item!r}")
-            codes.update(range(low, high + 1))
-        elif isinstance(item, str) and item.strip().isdigit() and 100 <= int(item) <= 599:
-            codes.add(int(item))
-        else:
-            raise params.error(
-                "success_codes",
-                f"has {item!r}, which is not a status code (100-599), a class such as "
-                f'"2xx" or a range such as "200-299"',
-            )
-    return frozenset(codes)
-
-
-def _read_capped(response: httpx.Response, deadline: float, ctx: TaskContext) -> str:
+def _read_capped(response: httpx.Response, deadline: float, ctx: TaskContext[Any]) -> str:
     """The body as text, at most :data:`MAX_BODY_BYTES`; stop at ``deadline`` or on cancel."""
     kept = bytearray()
     truncated = False
@@ -192,7 +231,7 @@ def _read_capped(response: httpx.Response, deadline: float, ctx: TaskContext) ->
     return text
 
 
-def _status_error(request: _Request, response: httpx.Response, body: str) -> Exception:
+def _status_error(request: HttpParams, response: httpx.Response, body: str) -> Exception:
     status = response.status_code
     snippet = body[:_ERROR_SNIPPET] + ("..." if len(body) > _ERROR_SNIPPET else "")
     what = f"{request.method} {request.url} answered {status} {response.reason_phrase}"

@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from pydantic import Field, field_validator
 
-from taskstream.handlers._params import Params, time_left
 from taskstream.handlers.base import (
     PermanentError,
     RetryableError,
@@ -39,42 +39,88 @@ from taskstream.handlers.base import (
     TaskHandler,
     TaskResult,
 )
+from taskstream.handlers.params import HandlerParams, Invalid, time_left
 
-__all__ = ["EXECUTION_ID_HEADER", "TASK_ID_HEADER", "KafkaHandler", "close_producers"]
+__all__ = [
+    "EXECUTION_ID_HEADER",
+    "TASK_ID_HEADER",
+    "KafkaHandler",
+    "KafkaParams",
+    "close_producers",
+]
 
 TASK_ID_HEADER = "taskstream-task-id"
 EXECUTION_ID_HEADER = "taskstream-execution-id"
 
-_PARAMS = ("topic", "value", "key", "headers", "bootstrap_servers")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 _producers: dict[str, Any] = {}
 _producers_lock = threading.Lock()
 
 
-class KafkaHandler(TaskHandler):
+class KafkaParams(HandlerParams):
+    """The ``kafka`` handler's params."""
+
+    topic: str = Field(min_length=1, examples=["reports.requested"])
+    """The topic, used as given (no prefix)."""
+    value: Any = Field(None, examples=[{"report": "sales"}])
+    """Any JSON (sent encoded as JSON) or a string (sent as UTF-8); absent: no value."""
+    key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, examples=[{"source": "nightly"}])
+    """Strings only; taskstream adds its own two."""
+    bootstrap_servers: str | None = None
+    """Default: the executor's broker."""
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, topic: str) -> str:
+        if not _TOPIC.match(topic) or topic in (".", ".."):
+            raise Invalid(
+                f"{topic!r} is not a Kafka topic name: use letters, digits, '.', '_', '-'"
+            )
+        return topic
+
+    @field_validator("value")
+    @classmethod
+    def _json_value(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            try:
+                orjson.dumps(value)
+            except TypeError as exc:
+                raise Invalid(f"cannot be encoded as JSON: {exc}") from None
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _own_headers_kept(cls, headers: dict[str, str]) -> dict[str, str]:
+        for reserved in (TASK_ID_HEADER, EXECUTION_ID_HEADER):
+            if reserved in headers:
+                raise Invalid(
+                    "is set by taskstream itself: remove it from params", at=f".{reserved}"
+                )
+        return headers
+
+    def encoded_value(self) -> bytes | None:
+        """The message's value: absent, a string as UTF-8, anything else as JSON."""
+        if "value" not in self.model_fields_set:
+            return None
+        if isinstance(self.value, str):
+            return self.value.encode()
+        return orjson.dumps(self.value)
+
+
+class KafkaHandler(TaskHandler[KafkaParams]):
     """Publishes ``params.value`` to ``params.topic`` and returns where it landed."""
 
     name: ClassVar[str] = "kafka"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
-        params = Params(self.name, ctx.params, _PARAMS)
-        topic = params.required_str("topic", '"reports.requested"')
-        if not _TOPIC.match(topic) or topic in (".", ".."):
-            raise params.error(
-                "topic", f"{topic!r} is not a Kafka topic name: use letters, digits, '.', '_', '-'"
-            )
-        value = _encode_value(params)
-        key = params.optional_str("key")
-        headers = params.str_map("headers")
-        for reserved in (TASK_ID_HEADER, EXECUTION_ID_HEADER):
-            if reserved in headers:
-                raise params.error(
-                    f"headers.{reserved}", "is set by taskstream itself: remove it from params"
-                )
-        bootstrap = params.optional_str("bootstrap_servers") or (
-            ctx.environment.kafka_bootstrap_servers
-        )
+    def run(self, ctx: TaskContext[KafkaParams]) -> TaskResult:
+        params = ctx.args
+        topic = params.topic
+        value = params.encoded_value()
+        key = params.key
+        headers = params.headers
+        bootstrap = params.bootstrap_servers or ctx.environment.kafka_bootstrap_servers
         if not bootstrap:
             raise PermanentError(
                 "kafka handler: no Kafka bootstrap servers: set params.bootstrap_servers, or "
@@ -156,18 +202,6 @@ def _discard(bootstrap: str, producer: Any) -> None:
     with _producers_lock:
         if _producers.get(bootstrap) is producer:
             del _producers[bootstrap]
-
-
-def _encode_value(params: Params) -> bytes | None:
-    if "value" not in params:
-        return None
-    value = params.get("value")
-    if isinstance(value, str):
-        return value.encode()
-    try:
-        return orjson.dumps(value)
-    except TypeError as exc:
-        raise params.error("value", f"cannot be encoded as JSON: {exc}") from None
 
 
 class _Delivery:

@@ -30,19 +30,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar, overload
 
 import orjson
+from pydantic import Field, field_validator
 
-from taskstream.handlers._params import Params, time_left
 from taskstream.handlers.base import PermanentError, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers.params import HandlerParams, Invalid, time_left
 
 __all__ = [
     "CALLABLE_ENTRY_POINT_GROUP",
     "PythonHandler",
+    "PythonParams",
     "callable_handler",
     "register_callable",
     "registered_callables",
@@ -106,23 +108,31 @@ def registered_callables() -> list[str]:
     return sorted(names)
 
 
-class PythonHandler(TaskHandler):
+class PythonParams(HandlerParams):
+    """The ``python`` handler's params."""
+
+    callable: str = Field(min_length=1, examples=["reports.daily"])
+    """The registered name of the function."""
+    kwargs: dict[str, Any] = Field(default_factory=dict, examples=[{"region": "eu"}])
+    """Its keyword arguments."""
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_ctx(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if "ctx" in kwargs:
+            raise Invalid("is reserved: functions get the TaskContext as ctx", at=".ctx")
+        return kwargs
+
+
+class PythonHandler(TaskHandler[PythonParams]):
     """Calls the registered function ``params.callable`` with ``params.kwargs``."""
 
     name: ClassVar[str] = "python"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
-        params = Params(self.name, ctx.params, ("callable", "kwargs"))
-        name = params.required_str("callable", '"reports.daily"')
-        kwargs = params.get("kwargs")
-        if kwargs is None:
-            kwargs = {}
-        if not isinstance(kwargs, Mapping):
-            raise params.error("kwargs", 'must be an object such as {"region": "eu"}')
-        if "ctx" in kwargs:
-            raise params.error("kwargs.ctx", "is reserved: functions get the TaskContext as ctx")
+    def run(self, ctx: TaskContext[PythonParams]) -> TaskResult:
+        name = ctx.args.callable
         fn = _lookup(name)
-        arguments = dict(kwargs)
+        arguments = dict(ctx.args.kwargs)
         signature = _signature(fn)
         if signature is not None:
             if "ctx" in signature.parameters:
@@ -130,7 +140,9 @@ class PythonHandler(TaskHandler):
             try:
                 signature.bind(**arguments)
             except TypeError as exc:
-                raise params.error("kwargs", f"do not fit {name}{signature}: {exc}") from None
+                raise PermanentError(
+                    f"python handler: params.kwargs do not fit {name}{signature}: {exc}"
+                ) from None
         ctx.logger.info("calling %s (%s)", name, _describe(fn))
         result = fn(**arguments)
         if inspect.isawaitable(result):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
+from typing import Any
 
 from taskstream.handlers.base import TaskHandler
 from taskstream.schemas.errors import TaskstreamError
@@ -24,7 +25,7 @@ class UnknownHandlerError(TaskstreamError, LookupError):
     """A task names a handler that is not registered."""
 
 
-def _class_path(cls: type[TaskHandler]) -> str:
+def _class_path(cls: type[TaskHandler[Any]]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -34,7 +35,7 @@ _PACKAGE = "taskstream.handlers."
 _PACKAGE_BEFORE_0_2 = "handlers."
 
 
-def _class_paths(cls: type[TaskHandler]) -> list[str]:
+def _class_paths(cls: type[TaskHandler[Any]]) -> list[str]:
     path = _class_path(cls)
     if path.startswith(_PACKAGE):
         return [path, _PACKAGE_BEFORE_0_2 + path.removeprefix(_PACKAGE)]
@@ -45,9 +46,9 @@ class HandlerRegistry:
     """Registered handler classes, by name and by class path."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, type[TaskHandler]] = {}
-        self._by_path: dict[str, type[TaskHandler]] = {}
-        self._name_of: dict[type[TaskHandler], str] = {}
+        self._by_name: dict[str, type[TaskHandler[Any]]] = {}
+        self._by_path: dict[str, type[TaskHandler[Any]]] = {}
+        self._name_of: dict[type[TaskHandler[Any]], str] = {}
 
     @classmethod
     def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> HandlerRegistry:
@@ -65,7 +66,7 @@ class HandlerRegistry:
             registry.register(handler, name=entry.name)
         return registry
 
-    def register(self, handler: type[TaskHandler], *, name: str | None = None) -> None:
+    def register(self, handler: type[TaskHandler[Any]], *, name: str | None = None) -> None:
         """Register ``handler`` under ``name`` (default: its ``name`` attribute)."""
         key = name or getattr(handler, "name", None)
         if not key:
@@ -80,7 +81,7 @@ class HandlerRegistry:
             self._by_path[path] = handler
         self._name_of.setdefault(handler, key)
 
-    def resolve(self, reference: str) -> type[TaskHandler]:
+    def resolve(self, reference: str) -> type[TaskHandler[Any]]:
         """The class for a registered name or class path; raise ``UnknownHandlerError``."""
         handler = self._by_name.get(reference) or self._by_path.get(reference)
         if handler is None:

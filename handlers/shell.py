@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from taskstream.handlers._params import Params, time_left
+from pydantic import Field, ValidationInfo, field_validator
+
 from taskstream.handlers.base import (
     HandlerTimeoutError,
     PermanentError,
@@ -62,8 +63,9 @@ from taskstream.handlers.base import (
     TaskHandler,
     TaskResult,
 )
+from taskstream.handlers.params import Duration, HandlerParams, Invalid, time_left
 
-__all__ = ["BASE_PATH", "DISABLED_MESSAGE", "ShellHandler"]
+__all__ = ["BASE_PATH", "DISABLED_MESSAGE", "ShellHandler", "ShellParams"]
 
 DISABLED_MESSAGE = (
     "the shell handler is disabled on this executor; "
@@ -77,16 +79,6 @@ POLL_INTERVAL = 0.05
 DRAIN_GRACE = 1.0
 """Seconds to keep reading output after the group is gone (a daemon may hold a pipe)."""
 
-_PARAMS = (
-    "command",
-    "shell",
-    "env",
-    "timeout",
-    "cpu_seconds",
-    "memory_mb",
-    "max_output_bytes",
-    "permanent_on_failure",
-)
 _MEMORY_MARKERS = (
     "MemoryError",
     "Cannot allocate memory",
@@ -98,15 +90,77 @@ _CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS})
 _ERROR_TAIL = 1000
 
 
-class ShellHandler(TaskHandler):
+class ShellParams(HandlerParams):
+    """The ``shell`` handler's params."""
+
+    shell: bool = False
+    """Run ``command``, one string, through ``/bin/sh -c``."""
+    command: list[str] | str = Field(examples=[["ls", "-l"]])
+    """A list of arguments, run without a shell; a string only with ``"shell": true``."""
+    env: dict[str, str] = Field(default_factory=dict, examples=[{"PGHOST": "db"}])
+    """Added to the clean environment."""
+    timeout: Duration | None = None
+    """Wall time; never past the task's own timeout."""
+    cpu_seconds: int = Field(60, ge=1)
+    """RLIMIT_CPU."""
+    memory_mb: int = Field(512, ge=1)
+    """RLIMIT_AS (address space, not resident memory)."""
+    max_output_bytes: int = Field(64 * 1024, ge=1)
+    """Per stream; the tail is kept."""
+    permanent_on_failure: bool = False
+    """A non-zero exit is retryable unless true."""
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_line(cls, value: Any, info: ValidationInfo) -> Any:
+        shell = info.data.get("shell", False)
+        if isinstance(value, str):
+            if not shell:
+                raise Invalid(
+                    'is a string, which runs through /bin/sh only with "shell": true; '
+                    'or give a list of arguments such as ["ls", "-l"]'
+                )
+            if not value.strip() or "\0" in value:
+                raise Invalid("must be a non-empty command line without NUL")
+            return value
+        if shell:
+            raise Invalid('must be one string when "shell" is true')
+        if not isinstance(value, list) or not value:
+            raise Invalid('must be a non-empty list of strings, e.g. ["ls", "-l"]')
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or "\0" in item:
+                raise Invalid("must be a string without NUL characters", at=f"[{index}]")
+        if not value[0]:
+            raise Invalid("must name the program to run", at="[0]")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _variables(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, text in env.items():
+            if not key or "=" in key or "\0" in key:
+                raise Invalid(f"has an invalid variable name {key!r}")
+            if "\0" in text:
+                raise Invalid("must not contain NUL characters", at=f".{key}")
+        return env
+
+    @property
+    def argv(self) -> list[str]:
+        """What runs: the list, or ``/bin/sh -c`` with the string."""
+        if isinstance(self.command, str):
+            return ["/bin/sh", "-c", self.command]
+        return list(self.command)
+
+
+class ShellHandler(TaskHandler[ShellParams]):
     """Runs ``params.command`` with resource limits, a wall time and a clean environment."""
 
     name: ClassVar[str] = "shell"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
+    def run(self, ctx: TaskContext[ShellParams]) -> TaskResult:
         if not ctx.environment.shell_enabled:
             raise PermanentError(DISABLED_MESSAGE)
-        command = _Command(Params(self.name, ctx.params, _PARAMS))
+        command = ctx.args
         left = time_left(ctx)
         wall = min(command.timeout, left) if command.timeout is not None else left
         if wall <= 0:
@@ -128,50 +182,6 @@ class ShellHandler(TaskHandler):
         return _result(command, finished, wall, ctx)
 
 
-class _Command:
-    """The validated params of one command."""
-
-    def __init__(self, params: Params) -> None:
-        self.shell = params.boolean("shell", False)
-        self.argv = self._argv(params)
-        self.env = params.str_map("env")
-        for key in self.env:
-            if not key or "=" in key or "\0" in key:
-                raise params.error("env", f"has an invalid variable name {key!r}")
-            if "\0" in self.env[key]:
-                raise params.error(f"env.{key}", "must not contain NUL characters")
-        self.timeout = params.duration("timeout")
-        self.cpu_seconds = params.positive_int("cpu_seconds", 60)
-        self.memory_mb = params.positive_int("memory_mb", 512)
-        self.max_output_bytes = params.positive_int("max_output_bytes", 64 * 1024)
-        self.permanent_on_failure = params.boolean("permanent_on_failure", False)
-
-    def _argv(self, params: Params) -> list[str]:
-        value: Any = params.get("command")
-        if value is None:
-            raise params.error("command", 'is required, e.g. ["ls", "-l"]')
-        if isinstance(value, str):
-            if not self.shell:
-                raise params.error(
-                    "command",
-                    'is a string, which runs through /bin/sh only with "shell": true; '
-                    'or give a list of arguments such as ["ls", "-l"]',
-                )
-            if not value.strip() or "\0" in value:
-                raise params.error("command", "must be a non-empty command line without NUL")
-            return ["/bin/sh", "-c", value]
-        if self.shell:
-            raise params.error("command", 'must be one string when "shell" is true')
-        if not isinstance(value, list) or not value:
-            raise params.error("command", 'must be a non-empty list of strings, e.g. ["ls", "-l"]')
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or "\0" in item:
-                raise params.error(f"command[{index}]", "must be a string without NUL characters")
-        if not value[0]:
-            raise params.error("command[0]", "must name the program to run")
-        return list(value)
-
-
 @dataclass(frozen=True, slots=True)
 class _Finished:
     """How the child ended."""
@@ -185,7 +195,7 @@ class _Finished:
     elapsed: float
 
 
-def _run(command: _Command, cwd: Path, wall: float, ctx: TaskContext) -> _Finished:
+def _run(command: ShellParams, cwd: Path, wall: float, ctx: TaskContext[Any]) -> _Finished:
     env = {"PATH": BASE_PATH, "HOME": str(cwd), "LANG": "C.UTF-8", **command.env}
     try:
         # preexec_fn only calls setrlimit (no locks, no imports), which is safe after fork
@@ -340,7 +350,9 @@ def _echo(finished: _Finished) -> None:
             stream.write(text if text.endswith("\n") else text + "\n")
 
 
-def _result(command: _Command, finished: _Finished, wall: float, ctx: TaskContext) -> TaskResult:
+def _result(
+    command: ShellParams, finished: _Finished, wall: float, ctx: TaskContext[Any]
+) -> TaskResult:
     if finished.killed_because == "timeout":
         tail = _stderr_tail(finished)
         if command.timeout is not None and command.timeout <= wall:
@@ -368,7 +380,7 @@ def _result(command: _Command, finished: _Finished, wall: float, ctx: TaskContex
     raise RetryableError(message)
 
 
-def _failure_message(command: _Command, finished: _Finished) -> str:
+def _failure_message(command: ShellParams, finished: _Finished) -> str:
     code = finished.returncode
     signum = -code if code < 0 else None
     if signum is None and command.shell and code > 128:

@@ -10,12 +10,17 @@
         assert run.output["total"] == 42
         assert "built report" in run.logs    # what the handler logged through ctx.logger
 
-:func:`run_handler` builds the :class:`~taskstream.handlers.base.TaskContext` the executor would
-build and runs the handler the way the executor does: a sync ``run`` in a thread, an
-async one on an event loop, both with ``timeout``. On timeout it sets ``ctx.cancelled``
-and the run's error is a ``TimeoutError``; a sync handler that ignores the flag keeps
-its (daemon) thread until it returns. An output that is not JSON (which the executor
-could only record as its ``repr``) is reported as a ``TypeError``.
+:func:`run_handler` builds the :class:`~taskstream.handlers.base.TaskContext` the
+executor would build (params parsed into the handler's params model as ``ctx.args``:
+params that do not fit end the run with
+:class:`~taskstream.handlers.params.InvalidParamsError`, and the handler is not called)
+and runs the handler the way the executor does: a sync ``run`` in a thread, an async one
+on an event loop, both with ``timeout``. On timeout it sets ``ctx.cancelled`` and the
+run's error is a ``TimeoutError``; a sync handler that ignores the flag keeps its
+(daemon) thread until it returns. An output that is not JSON (which the executor could
+only record as its ``repr``) is reported as a ``TypeError``.
+
+:func:`handler_context` builds only the context, for a test that calls ``run`` itself.
 
 It is a test aid: taskstream's own tests of the executor run against a real broker.
 """
@@ -28,15 +33,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
+from typing_extensions import Unpack
 
 from taskstream.handlers.base import HandlerEnvironment, TaskContext, TaskHandler, TaskResult
+from taskstream.handlers.params import InvalidParamsError, parse_params
 
-__all__ = ["HandlerRun", "run_handler"]
+__all__ = ["ContextOptions", "HandlerRun", "handler_context", "run_handler"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +56,7 @@ class HandlerRun:
     """Seconds the run took."""
     logs: list[str]
     """The messages the handler logged through ``ctx.logger``, formatted, in order."""
-    context: TaskContext
+    context: TaskContext[Any]
     """The context the handler got (to check ``cancelled``, for instance)."""
 
     @property
@@ -62,42 +69,52 @@ class HandlerRun:
             raise self.error
 
 
-def run_handler(
-    handler: TaskHandler | type[TaskHandler],
-    params: Mapping[str, Any] | None = None,
-    *,
-    attempt: int = 1,
-    timeout: float = 30.0,
-    environment: HandlerEnvironment | None = None,
-    task_id: str = "test-task",
-    task_name: str = "test-task",
-    execution_id: str = "test-execution",
-    scheduled_for: datetime | None = None,
-    cancelled: threading.Event | None = None,
-) -> HandlerRun:
-    """Run ``handler`` (a class or an instance) once with ``params`` and report how it went.
+class ContextOptions(TypedDict, total=False):
+    """What a test may set of the context (the rest is as the executor sets it)."""
 
-    ``cancelled`` lets a test cancel the run from another thread, as the executor does.
+    attempt: int
+    """Counts from 1 (default 1)."""
+    timeout: float
+    """Seconds until the deadline (default 30)."""
+    environment: HandlerEnvironment
+    task_id: str
+    task_name: str
+    execution_id: str
+    scheduled_for: datetime
+    """Default: now."""
+    cancelled: threading.Event
+    """Lets a test cancel the run from another thread, as the executor does."""
+
+
+def handler_context(
+    handler: TaskHandler[Any] | type[TaskHandler[Any]],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[ContextOptions],
+) -> TaskContext[Any]:
+    """The context the executor would give ``handler`` for ``params``, deadline from now.
+
+    Params are parsed into the handler's params model as ``ctx.args``; raises
+    :class:`~taskstream.handlers.params.InvalidParamsError` if they do not fit.
     """
-    if attempt < 1:
-        raise ValueError(f"attempt counts from 1, not {attempt}")
-    if timeout <= 0:
-        raise ValueError(f"timeout must be positive seconds, not {timeout}")
+    ctx = _raw_context(params, options, _Capture())
+    return _parsed(handler, ctx)
+
+
+def run_handler(
+    handler: TaskHandler[Any] | type[TaskHandler[Any]],
+    params: Mapping[str, Any] | None = None,
+    **options: Unpack[ContextOptions],
+) -> HandlerRun:
+    """Run ``handler`` (a class or an instance) once with ``params`` and report how it went."""
     instance = handler() if isinstance(handler, type) else handler
     capture = _Capture()
     started = time.monotonic()
-    ctx = TaskContext(
-        task_id=task_id,
-        task_name=task_name,
-        execution_id=execution_id,
-        attempt=attempt,
-        scheduled_for=scheduled_for or datetime.now(UTC),
-        params=dict(params or {}),
-        deadline=started + timeout,
-        cancelled=cancelled or threading.Event(),
-        logger=capture.adapter(task_id, execution_id),
-        environment=environment or HandlerEnvironment(),
-    )
+    timeout = options.get("timeout", 30.0)
+    ctx = _raw_context(params, options, capture)
+    try:
+        ctx = _parsed(instance, ctx)
+    except InvalidParamsError as exc:
+        return HandlerRun(output=None, error=exc, duration=0.0, logs=[], context=ctx)
     output: Any = None
     error: BaseException | None = None
     try:
@@ -129,7 +146,43 @@ def run_handler(
     )
 
 
-def _run_async(handler: TaskHandler, ctx: TaskContext, timeout: float) -> Any:
+def _raw_context(
+    params: Mapping[str, Any] | None, options: ContextOptions, capture: _Capture
+) -> TaskContext[Any]:
+    attempt = options.get("attempt", 1)
+    timeout = options.get("timeout", 30.0)
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, not {attempt}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive seconds, not {timeout}")
+    task_id = options.get("task_id", "test-task")
+    execution_id = options.get("execution_id", "test-execution")
+    return TaskContext(
+        task_id=task_id,
+        task_name=options.get("task_name", "test-task"),
+        execution_id=execution_id,
+        attempt=attempt,
+        scheduled_for=options.get("scheduled_for") or datetime.now(UTC),
+        params=dict(params or {}),
+        deadline=time.monotonic() + timeout,
+        cancelled=options.get("cancelled") or threading.Event(),
+        logger=capture.adapter(task_id, execution_id),
+        environment=options.get("environment") or HandlerEnvironment(),
+    )
+
+
+def _parsed(
+    handler: TaskHandler[Any] | type[TaskHandler[Any]], ctx: TaskContext[Any]
+) -> TaskContext[Any]:
+    """``ctx`` with its params parsed into the handler's model, as the executor does."""
+    model = handler.params_model
+    if model is None:
+        return ctx
+    name = getattr(handler, "name", type(handler).__name__)
+    return replace(ctx, args=parse_params(name, model, ctx.params))
+
+
+def _run_async(handler: TaskHandler[Any], ctx: TaskContext[Any], timeout: float) -> Any:
     async def main() -> Any:
         return await asyncio.wait_for(handler.run(ctx), timeout)  # type: ignore[arg-type]
 
@@ -141,11 +194,11 @@ def _run_async(handler: TaskHandler, ctx: TaskContext, timeout: float) -> Any:
     return _run_in_thread_with(lambda: asyncio.run(main()), ctx, timeout + 5.0)
 
 
-def _run_in_thread(handler: TaskHandler, ctx: TaskContext, timeout: float) -> Any:
+def _run_in_thread(handler: TaskHandler[Any], ctx: TaskContext[Any], timeout: float) -> Any:
     return _run_in_thread_with(lambda: handler.run(ctx), ctx, timeout)
 
 
-def _run_in_thread_with(call: Callable[[], Any], ctx: TaskContext, timeout: float) -> Any:
+def _run_in_thread_with(call: Callable[[], Any], ctx: TaskContext[Any], timeout: float) -> Any:
     """``call()`` on a daemon thread (it may never return); its result or its exception."""
     outcome: dict[str, Any] = {}
 

@@ -15,9 +15,11 @@ TaskstreamError                                  schemas.errors
  │    └── EventDecodeError                       schemas.errors
  ├── HandlerError                                handlers.base
  │    ├── PermanentError                         handlers.base
+ │    │    └── InvalidParamsError                handlers.params
  │    ├── RetryableError                         handlers.base
  │    └── HandlerTimeoutError (TimeoutError)     handlers.base
  ├── UnknownHandlerError (LookupError)           handlers.registry
+ ├── Invalid (ValueError)                        handlers.params
  ├── BadJson (ValueError)                        infra.strict_json
  ├── CallTimedOut (TimeoutError)                 infra.bounded_call
  ├── LoopFault (RuntimeError)                    infra.consumer_loop

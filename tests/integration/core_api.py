@@ -23,12 +23,18 @@ from tests.support import eventually
 
 @contextmanager
 def core_runtime(
-    kafka_bootstrap: str, topic_prefix: str, workdir: Path, **settings: Any
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    workdir: Path,
+    registry: HandlerRegistry | None = None,
+    **settings: Any,
 ) -> Iterator[CoreRuntime]:
-    """A core runtime with the noop and echo handlers and SQLite in ``workdir``."""
-    registry = HandlerRegistry()
-    registry.register(NoopHandler)
-    registry.register(EchoHandler)
+    """A core runtime with SQLite in ``workdir`` that knows ``registry``'s handlers
+    (default: noop and echo)."""
+    if registry is None:
+        registry = HandlerRegistry()
+        registry.register(NoopHandler)
+        registry.register(EchoHandler)
     configured = CoreSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,

@@ -19,6 +19,7 @@ from taskstream.handlers import (
     PermanentError,
     RetryableError,
     TaskContext,
+    TaskHandler,
     TaskResult,
 )
 from taskstream.handlers import python as python_handler
@@ -27,6 +28,7 @@ from taskstream.handlers.http import HttpHandler, _retry_after, parse_success_co
 from taskstream.handlers.kafka import KafkaHandler, producer_settings
 from taskstream.handlers.python import PythonHandler, callable_handler, register_callable
 from taskstream.handlers.shell import DISABLED_MESSAGE, ShellHandler
+from taskstream.handlers.testing import handler_context
 from taskstream.infra.kafka import producer_config
 from taskstream.infra.settings import CommonSettings
 
@@ -34,21 +36,23 @@ SHELL_ON = HandlerEnvironment(shell_enabled=True)
 
 
 def _ctx(
+    handler: type[TaskHandler[Any]],
     params: dict[str, Any] | None = None,
     *,
     attempt: int = 1,
     timeout: float = 10.0,
     environment: HandlerEnvironment | None = None,
-) -> TaskContext:
-    return TaskContext(
+) -> TaskContext[Any]:
+    """The context the executor gives ``handler``: params parsed into its model."""
+    return handler_context(
+        handler,
+        params,
         task_id="task-1",
         task_name="unit",
         execution_id="exec-1",
         attempt=attempt,
-        scheduled_for=datetime.now(UTC),
-        params=params or {},
-        deadline=time.monotonic() + timeout,
-        environment=environment or HandlerEnvironment(),
+        timeout=timeout,
+        environment=environment,
     )
 
 
@@ -113,22 +117,24 @@ def test_fail_until_attempt_fails_retryably_then_succeeds() -> None:
     params = {"until_attempt": 3, "message": "not yet"}
     for attempt in (1, 2):
         with pytest.raises(RetryableError, match=r"not yet \(attempt \d; succeeds from attempt 3"):
-            FailHandler().run(_ctx(params, attempt=attempt))
-    assert FailHandler().run(_ctx(params, attempt=3)).output == {"attempt": 3}
-    assert FailHandler().run(_ctx(params, attempt=4)).output == {"attempt": 4}
+            FailHandler().run(_ctx(FailHandler, params, attempt=attempt))
+    assert FailHandler().run(_ctx(FailHandler, params, attempt=3)).output == {"attempt": 3}
+    assert FailHandler().run(_ctx(FailHandler, params, attempt=4)).output == {"attempt": 4}
 
 
 def test_fail_keeps_message_and_permanent() -> None:
     with pytest.raises(PermanentError, match=r"^boom"):
-        FailHandler().run(_ctx({"until_attempt": 2, "permanent": True, "message": "boom"}))
+        FailHandler().run(
+            _ctx(FailHandler, {"until_attempt": 2, "permanent": True, "message": "boom"})
+        )
     with pytest.raises(RetryableError, match=r"^failed on purpose"):
-        FailHandler().run(_ctx({}, attempt=9))
+        FailHandler().run(_ctx(FailHandler, {}, attempt=9))
 
 
 @pytest.mark.parametrize("bad", [0, -1, "2", 1.5, True])
 def test_fail_rejects_a_bad_until_attempt(bad: object) -> None:
     with pytest.raises(PermanentError, match=r"params.until_attempt must be a whole number"):
-        FailHandler().run(_ctx({"until_attempt": bad}))
+        FailHandler().run(_ctx(FailHandler, {"until_attempt": bad}))
 
 
 # --- http params -----------------------------------------------------------------------
@@ -157,15 +163,12 @@ def test_fail_rejects_a_bad_until_attempt(bad: object) -> None:
 )
 def test_http_refuses_bad_params_naming_them(params: dict[str, Any], message: str) -> None:
     with pytest.raises(PermanentError, match=message):
-        HttpHandler().run(_ctx(params))
+        HttpHandler().run(_ctx(HttpHandler, params))
 
 
 def test_success_codes_accept_codes_classes_and_ranges() -> None:
-    from taskstream.handlers._params import Params
-
-    params = Params("http", {}, ())
-    assert parse_success_codes(params, None) == frozenset(range(200, 300))
-    codes = parse_success_codes(params, [204, "3xx", "404", "410-411"])
+    assert parse_success_codes(None) == frozenset(range(200, 300))
+    codes = parse_success_codes([204, "3xx", "404", "410-411"])
     assert codes == frozenset({204, *range(300, 400), 404, 410, 411})
 
 
@@ -185,7 +188,7 @@ def test_retry_after_takes_seconds_or_an_http_date() -> None:
 
 def test_shell_is_disabled_unless_the_executor_enables_it() -> None:
     with pytest.raises(PermanentError) as caught:
-        ShellHandler().run(_ctx({"command": ["true"]}))
+        ShellHandler().run(_ctx(ShellHandler, {"command": ["true"]}))
     assert str(caught.value) == DISABLED_MESSAGE
     assert "TASKSTREAM_EXECUTOR_SHELL_ENABLED=true" in str(caught.value)
 
@@ -213,7 +216,7 @@ def test_shell_is_disabled_unless_the_executor_enables_it() -> None:
 )
 def test_shell_refuses_bad_params_naming_them(params: dict[str, Any], message: str) -> None:
     with pytest.raises(PermanentError, match=message):
-        ShellHandler().run(_ctx(params, environment=SHELL_ON))
+        ShellHandler().run(_ctx(ShellHandler, params, environment=SHELL_ON))
 
 
 # --- kafka params ----------------------------------------------------------------------
@@ -236,7 +239,7 @@ def test_shell_refuses_bad_params_naming_them(params: dict[str, Any], message: s
 )
 def test_kafka_refuses_bad_params_naming_them(params: dict[str, Any], message: str) -> None:
     with pytest.raises(PermanentError, match=message):
-        KafkaHandler().run(_ctx(params))
+        KafkaHandler().run(_ctx(KafkaHandler, params))
 
 
 def test_kafka_producers_take_the_executors_settings() -> None:
@@ -269,7 +272,9 @@ def test_python_calls_a_registered_function_with_kwargs(registered: list[str]) -
     def add(a: int, b: int = 1) -> dict[str, int]:
         return {"sum": a + b}
 
-    result = PythonHandler().run(_ctx({"callable": "unit.add", "kwargs": {"a": 2, "b": 3}}))
+    result = PythonHandler().run(
+        _ctx(PythonHandler, {"callable": "unit.add", "kwargs": {"a": 2, "b": 3}})
+    )
     assert result.output == {"sum": 5}
     assert "unit.add" in python_handler.registered_callables()
 
@@ -284,7 +289,7 @@ def test_python_awaits_async_functions_and_passes_ctx(registered: list[str]) -> 
         return TaskResult.success({"region": region, "attempt": ctx.attempt})
 
     register_callable("unit.async", report)
-    ctx = _ctx({"callable": "unit.async", "kwargs": {"region": "eu"}}, attempt=2)
+    ctx = _ctx(PythonHandler, {"callable": "unit.async", "kwargs": {"region": "eu"}}, attempt=2)
     assert PythonHandler().run(ctx).output == {"region": "eu", "attempt": 2}
     assert seen == [ctx]
 
@@ -294,7 +299,7 @@ def test_python_async_function_stops_at_the_deadline(registered: list[str]) -> N
     register_callable("unit.forever", lambda: asyncio.Event().wait())
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        PythonHandler().run(_ctx({"callable": "unit.forever"}, timeout=0.2))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "unit.forever"}, timeout=0.2))
     assert time.monotonic() - started < 5
 
 
@@ -302,7 +307,7 @@ def test_python_unknown_name_lists_the_registered_ones(registered: list[str]) ->
     registered.append("unit.known")
     register_callable("unit.known", lambda: None)
     with pytest.raises(PermanentError) as caught:
-        PythonHandler().run(_ctx({"callable": "os.system"}))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "os.system"}))
     message = str(caught.value)
     assert "no callable is registered as 'os.system'" in message
     assert "unit.known" in message
@@ -313,18 +318,18 @@ def test_python_checks_kwargs_against_the_signature(registered: list[str]) -> No
     registered.append("unit.strict")
     register_callable("unit.strict", lambda day: day)
     with pytest.raises(PermanentError, match=r"params.kwargs do not fit unit.strict\(day\)"):
-        PythonHandler().run(_ctx({"callable": "unit.strict", "kwargs": {"dya": 1}}))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "unit.strict", "kwargs": {"dya": 1}}))
     with pytest.raises(PermanentError, match=r"params.kwargs must be an object"):
-        PythonHandler().run(_ctx({"callable": "unit.strict", "kwargs": [1]}))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "unit.strict", "kwargs": [1]}))
     with pytest.raises(PermanentError, match=r"params.kwargs.ctx is reserved"):
-        PythonHandler().run(_ctx({"callable": "unit.strict", "kwargs": {"ctx": 1}}))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "unit.strict", "kwargs": {"ctx": 1}}))
 
 
 def test_python_refuses_results_that_are_not_json(registered: list[str]) -> None:
     registered.append("unit.path")
     register_callable("unit.path", lambda: Path("/tmp"))
     with pytest.raises(PermanentError, match="returned PosixPath, which is not JSON"):
-        PythonHandler().run(_ctx({"callable": "unit.path"}))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "unit.path"}))
 
 
 def test_python_errors_steer_retries(registered: list[str]) -> None:
@@ -335,7 +340,7 @@ def test_python_errors_steer_retries(registered: list[str]) -> None:
 
     register_callable("unit.flaky", flaky)
     with pytest.raises(RetryableError) as caught:
-        PythonHandler().run(_ctx({"callable": "unit.flaky"}))
+        PythonHandler().run(_ctx(PythonHandler, {"callable": "unit.flaky"}))
     assert caught.value.delay == 3
 
 
@@ -366,7 +371,7 @@ def test_python_callables_can_run_on_many_threads(registered: list[str]) -> None
     results: list[Any] = []
 
     def call(n: int) -> None:
-        ctx = _ctx({"callable": "unit.square", "kwargs": {"n": n}})
+        ctx = _ctx(PythonHandler, {"callable": "unit.square", "kwargs": {"n": n}})
         results.append(PythonHandler().run(ctx).output)
 
     threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]

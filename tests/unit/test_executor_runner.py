@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import Field
 
 from taskstream.executor.metrics import LINGERING_THREADS
 from taskstream.executor.outcomes import Ending, Outcome
@@ -22,6 +23,7 @@ from taskstream.handlers import (
     TaskHandler,
     TaskResult,
 )
+from taskstream.handlers.params import Duration, HandlerParams
 from taskstream.schemas import Priority, WorkOrder, execution_id
 from tests.support import eventually
 
@@ -224,6 +226,47 @@ def test_an_unknown_handler_fails_permanently(runner: HandlerRunner) -> None:
     outcome = runner.run(_order("com.example.Nope"), RunControl())
     assert outcome.ending is Ending.FAILED and outcome.retryable is False
     assert outcome.error_type == "UnknownHandlerError"
+
+
+class CountParams(HandlerParams):
+    upto: int = Field(ge=1)
+    pause: Duration | None = None
+
+
+class Count(TaskHandler[CountParams]):
+    name: ClassVar[str] = "count"
+    called = threading.Event()
+
+    def run(self, ctx: TaskContext[CountParams]) -> dict[str, Any]:
+        self.called.set()
+        return {"args": type(ctx.args).__name__, "upto": ctx.args.upto, "pause": ctx.args.pause}
+
+
+@pytest.mark.parametrize("run_here", [False, True])
+def test_a_typed_handler_gets_its_params_parsed(runner: HandlerRunner, run_here: bool) -> None:
+    runner.registry.register(Count)
+    order = _order("count", {"upto": 3, "pause": "2s"})
+    if run_here:
+        outcome = runner.run_here(order, RunControl(), None, lambda _: None)
+    else:
+        outcome = runner.run(order, RunControl())
+    assert outcome is not None and outcome.ending is Ending.SUCCEEDED, outcome
+    assert outcome.output == {"args": "CountParams", "upto": 3, "pause": 2.0}
+
+
+def test_params_that_do_not_fit_fail_permanently_before_the_handler_runs(
+    runner: HandlerRunner,
+) -> None:
+    runner.registry.register(Count)
+    Count.called.clear()
+    outcome = runner.run(_order("count", {"upto": 0, "extra": 1}), RunControl())
+    assert outcome.ending is Ending.FAILED and outcome.retryable is False
+    assert outcome.error_type == "InvalidParamsError"
+    assert outcome.error_message == (
+        "count handler: params.upto must be a whole number of at least 1, not 0; "
+        "unknown parameter 'extra' (it takes pause, upto)"
+    )
+    assert not Count.called.is_set()
 
 
 def test_output_that_is_not_json_becomes_its_repr(runner: HandlerRunner) -> None:

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -16,18 +14,12 @@ from taskstream.handlers import (
     TaskHandler,
 )
 from taskstream.handlers.builtin import EchoHandler, FailHandler, SleepHandler
+from taskstream.handlers.testing import handler_context
 
 
-def _ctx(**params: object) -> TaskContext:
-    return TaskContext(
-        task_id="t",
-        task_name="n",
-        execution_id="e",
-        attempt=1,
-        scheduled_for=datetime.now(UTC),
-        params=params,
-        deadline=time.monotonic() + 10,
-    )
+def _ctx(handler: type[TaskHandler[Any]], **params: object) -> TaskContext[Any]:
+    """What the executor hands ``handler``: its params parsed into its model."""
+    return handler_context(handler, params, task_id="t", task_name="n", execution_id="e")
 
 
 def test_builtins_are_registered_through_entry_points() -> None:
@@ -67,19 +59,23 @@ def test_register_in_code() -> None:
 
 
 def test_builtin_behaviour() -> None:
-    assert EchoHandler().run(_ctx(a=1)).output == {"a": 1}
+    assert EchoHandler().run(_ctx(EchoHandler, a=1)).output == {"a": 1}
     with pytest.raises(RetryableError):
-        FailHandler().run(_ctx())
+        FailHandler().run(
+            _ctx(
+                FailHandler,
+            )
+        )
     with pytest.raises(PermanentError, match="boom"):
-        FailHandler().run(_ctx(permanent=True, message="boom"))
-    ctx = _ctx(seconds=30)
+        FailHandler().run(_ctx(FailHandler, permanent=True, message="boom"))
+    ctx = _ctx(SleepHandler, seconds=30)
     ctx.cancelled.set()
     with pytest.raises(RetryableError, match="cancelled"):
         SleepHandler().run(ctx)
 
 
 def test_context_is_frozen() -> None:
-    ctx = _ctx()
+    ctx = _ctx(EchoHandler)
     with pytest.raises(AttributeError):
         ctx.attempt = 2  # type: ignore[misc]
     assert isinstance(ctx.cancelled, threading.Event)

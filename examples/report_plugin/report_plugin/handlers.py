@@ -1,6 +1,6 @@
 """``example.report``: totals of a day's rows, grouped by one of their fields.
 
-Params::
+Params (:class:`ReportParams`)::
 
     {"title": "Daily sales",                   default "Daily report"
      "rows": [{"region": "eu", "amount": 120.5}, ...],   required: objects
@@ -13,52 +13,65 @@ Output::
     {"title": "Daily sales", "day": "2026-11-23", "rows": 4, "total": 410.0,
      "groups": [{"key": "us", "total": 250.0, "count": 2, "share": 0.61}, ...]}
 
-Bad params raise :class:`~taskstream.handlers.PermanentError` (a retry would fail the same way),
-with a message that names the param or the row to fix.
+The params are a pydantic model, the handler's type argument: the core refuses a task
+whose params do not fit it (422, naming the field) and the executor hands the parsed
+object to ``run`` as ``ctx.args``. Params that do not fit a run fail it permanently (a
+retry would fail the same way), with a message that names the param or the row to fix.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from taskstream.handlers import PermanentError, TaskContext, TaskHandler, TaskResult
+from pydantic import Field, model_validator
 
-__all__ = ["DailyReport"]
+from taskstream.handlers import TaskContext, TaskHandler, TaskResult
+from taskstream.handlers.params import HandlerParams, Invalid
+
+__all__ = ["DailyReport", "ReportParams"]
 
 
-class DailyReport(TaskHandler):
+class ReportParams(HandlerParams):
+    """The params of ``example.report``."""
+
+    title: str = Field("Daily report", min_length=1)
+    rows: list[dict[str, Any]] = Field(examples=[[{"region": "eu", "amount": 120.5}]])
+    group_by: str = Field(min_length=1, examples=["region"])
+    """The field rows are grouped by."""
+    measure: str = Field(min_length=1, examples=["amount"])
+    """The numeric field summed."""
+    top: int | None = Field(None, ge=1)
+    """Keep the N largest groups (default: all)."""
+
+    @model_validator(mode="after")
+    def _rows_have_the_fields(self) -> Self:
+        for index, row in enumerate(self.rows):
+            if row.get(self.group_by) is None:
+                raise Invalid(f"params.rows[{index}] has no {self.group_by!r} (params.group_by)")
+            amount = row.get(self.measure)
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                raise Invalid(
+                    f"params.rows[{index}].{self.measure} must be a number, not {amount!r}"
+                )
+        return self
+
+
+class DailyReport(TaskHandler[ReportParams]):
     """Sums ``params.measure`` of ``params.rows`` per ``params.group_by``."""
 
     name: ClassVar[str] = "example.report"
 
-    def run(self, ctx: TaskContext) -> TaskResult:
-        title = ctx.params.get("title", "Daily report")
-        if not isinstance(title, str) or not title:
-            raise PermanentError("example.report: params.title must be a non-empty string")
-        group_by = _field(ctx.params, "group_by", '"region"')
-        measure = _field(ctx.params, "measure", '"amount"')
-        top = ctx.params.get("top")
-        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-            raise PermanentError(
-                f"example.report: params.top must be a whole number of at least 1, not {top!r}"
-            )
-        rows = ctx.params.get("rows")
-        if not isinstance(rows, list):
-            raise PermanentError(
-                "example.report: params.rows must be a list of objects, e.g. "
-                '[{"region": "eu", "amount": 120.5}]'
-            )
-
+    def run(self, ctx: TaskContext[ReportParams]) -> TaskResult:
+        params = ctx.args
         totals: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
-        for index, row in enumerate(rows):
-            key, amount = _read_row(index, row, group_by, measure)
-            totals[key] += amount
+        for row in params.rows:
+            key = str(row[params.group_by])
+            totals[key] += float(row[params.measure])
             counts[key] += 1
         grand_total = sum(totals.values())
-        ranked = sorted(totals, key=lambda key: (-totals[key], key))[:top]
+        ranked = sorted(totals, key=lambda key: (-totals[key], key))[: params.top]
         groups = [
             {
                 "key": key,
@@ -70,39 +83,18 @@ class DailyReport(TaskHandler):
         ]
         day = ctx.scheduled_for.date().isoformat()
         ctx.logger.info(
-            "built report %r for %s: %d rows in %d groups", title, day, len(rows), len(totals)
+            "built report %r for %s: %d rows in %d groups",
+            params.title,
+            day,
+            len(params.rows),
+            len(totals),
         )
         return TaskResult.success(
             {
-                "title": title,
+                "title": params.title,
                 "day": day,
-                "rows": len(rows),
+                "rows": len(params.rows),
                 "total": round(grand_total, 2),
                 "groups": groups,
             }
         )
-
-
-def _field(params: Mapping[str, Any], name: str, example: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str) or not value:
-        raise PermanentError(
-            f"example.report: params.{name} must name a field of the rows, e.g. {example}"
-        )
-    return value
-
-
-def _read_row(index: int, row: Any, group_by: str, measure: str) -> tuple[str, float]:
-    if not isinstance(row, Mapping):
-        raise PermanentError(f"example.report: params.rows[{index}] must be an object")
-    key = row.get(group_by)
-    if key is None:
-        raise PermanentError(
-            f"example.report: params.rows[{index}] has no {group_by!r} (params.group_by)"
-        )
-    amount = row.get(measure)
-    if isinstance(amount, bool) or not isinstance(amount, int | float):
-        raise PermanentError(
-            f"example.report: params.rows[{index}].{measure} must be a number, not {amount!r}"
-        )
-    return str(key), float(amount)

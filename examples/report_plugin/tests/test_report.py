@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from report_plugin.handlers import DailyReport
+from report_plugin.handlers import DailyReport, ReportParams
 
 from taskstream.handlers import PermanentError
+from taskstream.handlers.params import InvalidParamsError
 from taskstream.handlers.testing import run_handler
 
 ROWS = [
@@ -53,9 +54,13 @@ def test_an_empty_day_is_a_report_too() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"rows": "lots"}, r"params.rows must be a list of objects"),
-        ({"group_by": None}, r"params.group_by must name a field"),
-        ({"measure": ""}, r"params.measure must name a field"),
+        ({"rows": "lots"}, r"params.rows must be a list such as \[\{.region.: .eu."),
+        (
+            {"group_by": None},
+            r"params.group_by must be a non-empty string, e.g. .region., not null",
+        ),
+        ({"measure": ""}, r"params.measure must be a non-empty string, e.g. .amount."),
+        ({"colour": "red"}, r"unknown parameter 'colour'"),
         ({"top": 0}, r"params.top must be a whole number"),
         ({"rows": [{"region": "eu"}]}, r"params.rows\[0\].amount must be a number, not None"),
         ({"rows": [{"amount": 1}]}, r"params.rows\[0\] has no 'region'"),
@@ -64,6 +69,13 @@ def test_an_empty_day_is_a_report_too() -> None:
 )
 def test_bad_params_fail_permanently_naming_them(change: dict[str, Any], message: str) -> None:
     run = run_handler(DailyReport, {**PARAMS, **change})
-    assert isinstance(run.error, PermanentError)
+    assert isinstance(run.error, InvalidParamsError)  # a PermanentError: never retried
+    assert run.logs == []  # the handler was not called
     with pytest.raises(PermanentError, match=message):
         run.raise_error()
+
+
+def test_the_params_model_is_the_handlers_type_argument() -> None:
+    assert DailyReport.params_model is ReportParams
+    run = run_handler(DailyReport, PARAMS)
+    assert run.context.args == ReportParams.model_validate(PARAMS)
