@@ -21,16 +21,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from taskstream.schemas.errors import TaskstreamError
+
 if TYPE_CHECKING:
     from taskstream.client import AsyncClient, Client
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "TaskstreamError"]
+_LAZY = ("AsyncClient", "Client")
 
 
 def __getattr__(name: str) -> Any:
     """``taskstream.Client`` and ``AsyncClient``, imported on first use: a service that
     imports ``taskstream.core`` does not load the client (httpx, tenacity) with it."""
-    if name in __all__:
+    if name in _LAZY:
         from taskstream import client
 
         return getattr(client, name)

@@ -26,8 +26,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from taskstream.handlers import TaskContext, TaskHandler, TaskResult
-from taskstream.handlers.params import HandlerParams, Invalid
+from taskstream.handlers import HandlerParams, Invalid, TaskContext, TaskHandler, TaskResult
 
 __all__ = ["DailyReport", "ReportParams"]
 
