@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -79,7 +79,8 @@ class StrictJsonRoute(APIRoute):
 def _allowed(app: FastAPI, request: Request) -> list[str]:
     """Every method some route of the request's path serves."""
     methods: set[str] = set()
-    for route in app.router.routes:
+    for context in iter_route_contexts(app.router.routes):  # the routes of routers too
+        route = context.original_route  # no router has a prefix: its path is the app's
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()

@@ -15,7 +15,7 @@ from typing import Any
 from taskstream.handlers.base import TaskHandler
 from taskstream.schemas.errors import TaskstreamError
 
-__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownHandlerError"]
+__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownHandlerError", "class_path"]
 
 ENTRY_POINT_GROUP = "taskstream.handlers"
 logger = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ class UnknownHandlerError(TaskstreamError, LookupError):
     """A task names a handler that is not registered."""
 
 
-def _class_path(cls: type[TaskHandler[Any]]) -> str:
+def class_path(cls: type[TaskHandler[Any]]) -> str:
+    """The dotted path of a handler class, which a task may name instead of its name."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -36,7 +37,7 @@ _PACKAGE_BEFORE_0_2 = "handlers."
 
 
 def _class_paths(cls: type[TaskHandler[Any]]) -> list[str]:
-    path = _class_path(cls)
+    path = class_path(cls)
     if path.startswith(_PACKAGE):
         return [path, _PACKAGE_BEFORE_0_2 + path.removeprefix(_PACKAGE)]
     return [path]
@@ -70,11 +71,11 @@ class HandlerRegistry:
         """Register ``handler`` under ``name`` (default: its ``name`` attribute)."""
         key = name or getattr(handler, "name", None)
         if not key:
-            raise ValueError(f"{_class_path(handler)} has no 'name': set `name = \"...\"`")
+            raise ValueError(f"{class_path(handler)} has no 'name': set `name = \"...\"`")
         existing = self._by_name.get(key)
         if existing is not None and existing is not handler:
             raise ValueError(
-                f"handler name {key!r} is taken by {_class_path(existing)}; choose another name"
+                f"handler name {key!r} is taken by {class_path(existing)}; choose another name"
             )
         self._by_name[key] = handler
         for path in _class_paths(handler):
@@ -100,3 +101,7 @@ class HandlerRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    def by_name(self) -> dict[str, type[TaskHandler[Any]]]:
+        """Every registered handler class, by registered name, in name order."""
+        return {name: self._by_name[name] for name in self.names()}

@@ -48,6 +48,8 @@ __all__ = [
     "ExecutionLogRun",
     "ExecutionLogs",
     "FieldError",
+    "HandlerInfo",
+    "HandlerList",
     "Health",
     "HealthComponent",
     "PatchTaskRequest",
@@ -348,6 +350,29 @@ class WorkerList(_View):
 
     items: list[Worker]
     ready: bool = True
+
+
+class HandlerInfo(_View):
+    """A handler as ``GET /api/handlers`` shows it: what a task names, what it takes."""
+
+    name: str
+    """The name a task writes in ``handler``."""
+    class_path: str
+    """The class a task may name instead (the seed's ``handlerClass``)."""
+    description: str
+    """The first line of the class's docstring."""
+    params_schema: dict[str, Any] | None
+    """The JSON Schema of its params, checked at POST; None: it takes any JSON object."""
+    queues: list[str]
+    """The queues on which a live executor serves it now (empty: none does)."""
+
+
+class HandlerList(_View):
+    """``GET /api/handlers``: every handler installed where the core runs, by name."""
+
+    items: list[HandlerInfo]
+    workers_ready: bool = True
+    """False while the core has not read the workers topic to its end (``queues`` partial)."""
 
 
 class HealthComponent(_View):

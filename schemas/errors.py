@@ -27,6 +27,7 @@ TaskstreamError                                  schemas.errors
  ├── KafkaDistributionError (RuntimeError)       dev_broker.kafka_jars
  ├── KafkaStartError (RuntimeError)              dev_broker.local_kafka
  ├── EventTooLarge (ValueError)                  core.event_size
+ ├── Refusal                                     core.refusals
  ├── PublishError (RuntimeError)                 core.publisher
  ├── RebuildError                                core.rebuild
  ├── PublisherClosedError (RuntimeError)         executor.publisher

@@ -6,6 +6,7 @@ taskstream executor    runs handlers for work orders
 taskstream monitor     history, metrics and dashboard (faust)
 taskstream tasks       create and manage tasks (the core's API)
 taskstream workers     the executors, from their heartbeats
+taskstream handlers    the handlers a task may name, and their params
 taskstream alerts      the alerts firing now and the recent notices (the monitor's API)
 taskstream dlq         dead-lettered executions; taskstream rebuild: the store from the log
 taskstream kafka       a local Kafka broker in the foreground
@@ -43,6 +44,7 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(observe.alerts_app, name="alerts")
 app.command("workers")(observe.workers)
+app.command("handlers")(observe.handlers)
 app.command("rebuild", help=as_help(rebuild.__doc__))(rebuild.rebuild_command)
 
 

@@ -60,6 +60,38 @@ def workers(
     print(table(rows))
 
 
+@calls_api
+def handlers(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="one handler: its params' schema")] = None,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The handlers a task may name, what params they take and where they are served."""
+    if name is not None:
+        with connect(ctx, api, token, verbose) as (client, _):
+            one = client.handler(name)
+        if as_json or one.params_schema is None:
+            print_json(one)
+        else:
+            print_json(one.params_schema)
+        return
+    with connect(ctx, api, token, verbose) as (client, _):
+        answer = client.handlers()
+    if as_json:
+        print_json(answer)
+        return
+    rows = [["HANDLER", "PARAMS", "SERVED ON", "DESCRIPTION"]]
+    for item in answer.items:
+        schema = item.params_schema or {}
+        taken = ",".join(schema.get("properties", {})) if item.params_schema else "any"
+        served = ",".join(item.queues) or ("none" if answer.workers_ready else "?")
+        rows.append([item.name, taken, served, item.description])
+    print(table(rows))
+
+
 alerts_app = typer.Typer(
     name="alerts",
     help=as_help(__doc__),

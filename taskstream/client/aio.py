@@ -20,6 +20,8 @@ from taskstream.schemas.api import (
     BatchResult,
     CancelAccepted,
     ExecutionLogs,
+    HandlerInfo,
+    HandlerList,
     PatchTaskRequest,
     RunAccepted,
     Task,
@@ -174,6 +176,14 @@ class AsyncClient(ClientBase[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     async def execution_log_text(self, execution_id: str) -> str:
         return await self.send(op.execution_log_text(execution_id))
+
+    async def handlers(self) -> HandlerList:
+        """The handlers a task may name, their params' JSON Schema, where they are served."""
+        return await self.send(op.handlers())
+
+    async def handler(self, name: str) -> HandlerInfo:
+        """One handler, by name or class path (``NotFound`` if the core has none)."""
+        return await self.send(op.handler(name))
 
     async def workers(self, *, live: bool | None = None) -> WorkerList:
         """The executors known from their heartbeats (``live=True``: only live ones)."""

@@ -22,6 +22,8 @@ from taskstream.schemas.api import (
     CancelAccepted,
     CreateTaskRequest,
     ExecutionLogs,
+    HandlerInfo,
+    HandlerList,
     PatchTaskRequest,
     RunAccepted,
     Task,
@@ -204,6 +206,15 @@ def execution_logs(execution_id: str) -> Call[ExecutionLogs]:
 
 def execution_log_text(execution_id: str) -> Call[str]:
     return Call("core", "GET", _logs_path(execution_id), _text, params={"format": "text"})
+
+
+def handlers() -> Call[HandlerList]:
+    return Call("core", "GET", "/api/handlers", _model(HandlerList))
+
+
+def handler(name: str) -> Call[HandlerInfo]:
+    path = f"/api/handlers/{quote(name, safe='')}"
+    return Call("core", "GET", path, _model(HandlerInfo))
 
 
 def workers(live: bool | None) -> Call[WorkerList]:

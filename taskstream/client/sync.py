@@ -21,6 +21,8 @@ from taskstream.schemas.api import (
     BatchResult,
     CancelAccepted,
     ExecutionLogs,
+    HandlerInfo,
+    HandlerList,
     PatchTaskRequest,
     RunAccepted,
     Task,
@@ -189,6 +191,14 @@ class Client(ClientBase[httpx.Client, httpx.BaseTransport]):
 
     def execution_log_text(self, execution_id: str) -> str:
         return self.send(op.execution_log_text(execution_id))
+
+    def handlers(self) -> HandlerList:
+        """The handlers a task may name, their params' JSON Schema, where they are served."""
+        return self.send(op.handlers())
+
+    def handler(self, name: str) -> HandlerInfo:
+        """One handler, by name or class path (``NotFound`` if the core has none)."""
+        return self.send(op.handler(name))
 
     def workers(self, *, live: bool | None = None) -> WorkerList:
         """The executors known from their heartbeats (``live=True``: only live ones)."""

@@ -20,7 +20,14 @@ from taskstream.client import Conflict, NotFound, ServiceUnreachable, Unauthoriz
 from taskstream.infra.processes import free_port
 from taskstream.schemas import Priority
 from taskstream.schemas.alert_rules import AlertRule, ConsecutiveFailuresRule
-from taskstream.schemas.api import Accepted, CreateTaskRequest, Task, Worker
+from taskstream.schemas.api import (
+    Accepted,
+    CreateTaskRequest,
+    HandlerInfo,
+    HandlerList,
+    Task,
+    Worker,
+)
 from taskstream.schemas.monitor_api import ExecutionRecord, TaskStats
 from tests.e2e.stack import Stack, running_stack
 from tests.support import eventually
@@ -163,6 +170,29 @@ def test_workers_show_the_live_executor(client: Client, secured: Stack) -> None:
     assert worker.live and "echo" in worker.handlers and worker.capacity >= 1
     raw = _raw(f"{secured.core}/api/workers", CORE_TOKEN)
     assert set(raw["items"][0]) <= set(Worker.model_fields)
+
+
+def test_handlers_show_their_params_schema_and_where_they_run(
+    client: Client, secured: Stack
+) -> None:
+    def served() -> HandlerList | None:
+        answer = client.handlers()
+        echo = next(item for item in answer.items if item.name == "echo")
+        return answer if answer.workers_ready and echo.queues == ["default"] else None
+
+    answer = eventually(served, what="echo served on the default queue")
+    by_name = {item.name: item for item in answer.items}
+    assert {"echo", "noop", "fail", "sleep", "http", "kafka", "python", "shell"} <= set(by_name)
+    assert by_name["echo"].params_schema is None  # any JSON object
+    assert by_name["shell"].queues == []  # the executor runs without the shell handler
+    http = client.handler("taskstream.handlers.http.HttpHandler")  # by class path too
+    assert http.name == "http" and http.params_schema is not None
+    assert http.params_schema["required"] == ["url"]
+    assert {"url", "json", "timeout", "success_codes"} <= set(http.params_schema["properties"])
+    with pytest.raises(NotFound, match="unknown handler 'nope'"):
+        client.handler("nope")
+    raw = _raw(f"{secured.core}/api/handlers", CORE_TOKEN)
+    assert set(raw["items"][0]) <= set(HandlerInfo.model_fields)
 
 
 def test_a_batch_says_which_tasks_were_written(client: Client) -> None:

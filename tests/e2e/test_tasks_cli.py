@@ -158,3 +158,28 @@ def test_cancel_without_a_running_execution_exits_zero(stack: Stack) -> None:
     result = _cli(stack, "cancel", task_id)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and "cancel" in result.stderr
+
+
+def test_handlers_lists_what_tasks_may_name_and_shows_a_params_schema(stack: Stack) -> None:
+    def command(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "taskstream", "handlers", "--api", stack.core, *argv],
+            env=stack.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = command()
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:3] == ["HANDLER", "PARAMS", "SERVED"]
+    by_name = {row.split()[0]: row.split()[1] for row in rows}
+    assert by_name["echo"] == "any" and by_name["fail"] == "message,permanent,until_attempt"
+    schema = command("http")
+    assert schema.returncode == 0, schema.stderr
+    assert json.loads(schema.stdout)["required"] == ["url"]
+    unknown = command("nope")
+    assert unknown.returncode == 1 and "unknown handler 'nope'" in unknown.stderr

@@ -112,3 +112,25 @@ def test_replace_patch_and_batch_check_params_too(api: httpx.Client) -> None:
     [error] = first["errors"]
     assert error["field"] == "params.topic" and "is not a Kafka topic name" in error["message"]
     assert sorted(_written(api)) == ["TaskCreated", "TaskCreated", "TaskUpdated"]  # 3 partitions
+
+
+def test_handlers_are_listed_with_the_schema_their_params_are_checked_against(
+    api: httpx.Client,
+) -> None:
+    listed = api.get("/api/handlers")
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    by_name = {item["name"]: item for item in body["items"]}
+    assert list(by_name) == sorted(by_name)
+    fail = by_name["fail"]
+    assert fail["class_path"] == "taskstream.handlers.builtin.FailHandler"
+    assert fail["description"] == "Fails on purpose, for tests of retries and dead letters."
+    assert fail["queues"] == []  # no executor runs beside this core
+    assert set(fail["params_schema"]["properties"]) == {"message", "permanent", "until_attempt"}
+    assert by_name["echo"]["params_schema"] is None
+    assert "json" in by_name["http"]["params_schema"]["properties"]  # the alias, as written
+    one = api.get("/api/handlers/taskstream.handlers.kafka.KafkaHandler")
+    assert one.status_code == 200 and one.json()["name"] == "kafka"
+    missing = api.get("/api/handlers/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert "registered handlers are" in missing.json()["message"]

@@ -1,0 +1,9 @@
+"""The core API's routers, one per resource; :func:`taskstream.core.api.create_api` mounts them.
+
+- :mod:`.tasks`: a task's life, ``/api/tasks`` and ``/api/tasks/{id}/...``;
+- :mod:`.batch`: ``POST /api/tasks/batch``;
+- :mod:`.executions`: ``/api/executions/{id}/logs``;
+- :mod:`.workers`: ``/api/workers``, the executors;
+- :mod:`.handlers`: ``/api/handlers``, what the core knows of them and their params;
+- :mod:`.operations`: ``/health``, ``/ready``, ``/metrics``.
+"""
