@@ -36,7 +36,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from prometheus_client import Counter, Gauge
 
 from taskstream.core.store import AppliedRecord, TaskStore, retrying_transient
-from taskstream.core.store_writes import decode_record
+from taskstream.core.store_fold import decode_record
 from taskstream.infra.consumer_loop import ConsumerLoop, OnLoop
 from taskstream.infra.kafka import consumer_config
 from taskstream.infra.logs import fields

@@ -38,15 +38,10 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from taskstream.core.aggregate import PendingRunState, TaskState, TaskStatus
 from taskstream.core.spec_reader import SpecReader
-from taskstream.core.store_writes import (
-    ExecutionFact,
-    Fold,
-    execution_ids,
-    read_held,
-    read_tasks,
-    write,
-)
+from taskstream.core.store_fold import Fold, execution_ids
+from taskstream.core.store_writes import read_held, read_tasks, write
 from taskstream.schemas import Event, Trigger
+from taskstream.schemas.facts import ExecutionFact
 
 __all__ = [
     "ActiveExecution",

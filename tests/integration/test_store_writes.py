@@ -16,7 +16,7 @@ import pytest
 
 from taskstream.core.shard import Shard
 from taskstream.core.store import AppliedRecord, TaskStore, make_engine
-from taskstream.core.store_writes import decode_record
+from taskstream.core.store_fold import decode_record
 from taskstream.infra.settings import CommonSettings
 from taskstream.schemas import (
     CancelRequested,

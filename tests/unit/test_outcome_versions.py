@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from taskstream.core.store_writes import ExecutionFact, decode_record
+from taskstream.core.store_fold import decode_record
 from taskstream.monitor.alerts.facts import fold as fold_facts
 from taskstream.monitor.batch import unwrap
 from taskstream.monitor.records import public_record
@@ -30,6 +30,7 @@ from taskstream.schemas import (
     decode_event,
     encode_event,
 )
+from taskstream.schemas.facts import ExecutionFact
 from tests.unit.monitor_events import T0, Run
 from tests.unit.test_monitor_projection import apply_all, projection
 

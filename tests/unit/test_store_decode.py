@@ -1,4 +1,4 @@
-"""The store's cheap decoder reads what the full one reads, and rejects what it rejects."""
+"""`schemas.facts.decode_fast`, as the store uses it, reads what the full decoder reads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from taskstream.core.store_writes import ExecutionFact, as_fact, decode_record
+from taskstream.core.store_fold import decode_record
 from taskstream.schemas import (
     CancelRequested,
     Event,
@@ -29,6 +29,7 @@ from taskstream.schemas import (
     decode_event,
     encode_event,
 )
+from taskstream.schemas.facts import ExecutionFact, as_fact
 
 SLOT = datetime(2030, 1, 1, 9, tzinfo=UTC)
 COMMON: dict[str, Any] = {"execution_id": "e1", "attempt": 2, "scheduled_for": SLOT}
