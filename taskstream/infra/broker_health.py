@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from taskstream.infra.health import ComponentStatus, State
+from taskstream.infra.kafka import client_config
 from taskstream.infra.settings import CommonSettings
 
 __all__ = ["BrokerHealth"]
@@ -41,8 +42,7 @@ class BrokerHealth:
         self._interval = min(2.0, self._after / 3)
         self._timeout = max(0.5, self._after / 2)
         self._config: dict[str, Any] = {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "logger": logging.getLogger("librdkafka.health"),
+            **client_config(settings, logging.getLogger("librdkafka.health")),
             "error_cb": self._on_error,
             "socket.connection.setup.timeout.ms": int(self._timeout * 1000),
             "reconnect.backoff.max.ms": 1000,

@@ -26,6 +26,7 @@ __all__ = [
     "TopicSpec",
     "admin_client",
     "align_topic_configs",
+    "client_config",
     "consume_available",
     "consumer_config",
     "ensure_topics",
@@ -48,10 +49,20 @@ drain ran at 124 executions/s with one-second gaps (``tests/e2e/test_burst_drain
 The look is a comparison on the client's own thread; 10 ms costs nothing measurable."""
 
 
+def client_config(
+    settings: CommonSettings, logger: logging.Logger | None = None
+) -> dict[str, Any]:
+    """What every Kafka client of taskstream connects with (producers, consumers, admin
+    clients, the broker's health probe): the one place for connection settings."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": logger or _client_logger,
+    }
+
+
 def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "logger": _client_logger,
+        **client_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": settings.kafka_linger_ms,
@@ -63,8 +74,7 @@ def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any
 
 def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "logger": _client_logger,
+        **client_config(settings),
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -108,11 +118,7 @@ def retrying_kafka(what: str, seconds: float) -> Retrying:
 
 
 def admin_client(settings: CommonSettings) -> AdminClient:
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "logger": _client_logger,
-    }
-    return AdminClient(config)
+    return AdminClient(client_config(settings))
 
 
 def topic_config(
