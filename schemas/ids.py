@@ -20,7 +20,7 @@ def execution_id(task_id: str, slot: datetime, attempt: int) -> str:
     slot in UTC with microseconds, and the attempt number.
     """
     if slot.tzinfo is None:
-        raise ValueError("slot must be timezone-aware")
+        raise ValueError("slot must be timezone-aware: pass a datetime with tzinfo, e.g. UTC")
     stamp = slot.astimezone(UTC).isoformat(timespec="microseconds")
     return _uuid5(f"{task_id}|{stamp}|{attempt}")
 

@@ -107,7 +107,10 @@ class WebhookChannel:
         if status >= 500 or status == 429:
             raise _Retryable(f"webhook {self.where} answered {status}")
         if status >= 400:
-            raise ChannelError(f"webhook {self.where} refused the notice with {status}")
+            raise ChannelError(
+                f"webhook {self.where} refused the notice with {status}: check the receiver "
+                "and TASKSTREAM_MONITOR_ALERT_WEBHOOK_URL (a 4xx is not retried)"
+            )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -178,7 +181,11 @@ class EmailChannel:
                 with attempt:
                     await asyncio.to_thread(self._send, message)
         except OSError as exc:
-            raise ChannelError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}") from None
+            raise ChannelError(
+                f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}; check that the "
+                "server runs there (TASKSTREAM_MONITOR_ALERT_SMTP_HOST, _PORT) and the login "
+                "(_USERNAME, _PASSWORD)"
+            ) from None
 
     def _send(self, message: EmailMessage) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
@@ -201,7 +208,9 @@ class TopicChannel:
         try:
             await self._publish(notice.rule_id.encode(), notice.encode())
         except Exception as exc:
-            raise ChannelError(f"alerts topic: {exc}") from exc
+            raise ChannelError(
+                f"alerts topic: {exc}; the monitor's /health says whether Kafka is reachable"
+            ) from exc
 
 
 class Dispatcher:

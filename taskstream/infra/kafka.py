@@ -49,9 +49,7 @@ drain ran at 124 executions/s with one-second gaps (``tests/e2e/test_burst_drain
 The look is a comparison on the client's own thread; 10 ms costs nothing measurable."""
 
 
-def client_config(
-    settings: CommonSettings, logger: logging.Logger | None = None
-) -> dict[str, Any]:
+def client_config(settings: CommonSettings, logger: logging.Logger | None = None) -> dict[str, Any]:
     """What every Kafka client of taskstream connects with (producers, consumers, admin
     clients, the broker's health probe): the one place for connection settings."""
     return {
