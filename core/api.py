@@ -32,6 +32,7 @@ from taskstream.core.routes.batch import batch_router
 from taskstream.core.routes.executions import executions_router
 from taskstream.core.routes.handlers import handlers_router
 from taskstream.core.routes.operations import operations_router
+from taskstream.core.routes.schedules import schedules_router
 from taskstream.core.routes.tasks import tasks_router
 from taskstream.core.routes.workers import workers_router
 from taskstream.core.runtime import CoreRuntime
@@ -76,6 +77,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
     for router in (
         batch_router(writes),
         tasks_router(writes),
+        schedules_router(writes),
         executions_router(runtime),
         workers_router(runtime),
         handlers_router(runtime),

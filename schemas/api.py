@@ -53,8 +53,11 @@ __all__ = [
     "Health",
     "HealthComponent",
     "PatchTaskRequest",
+    "PreviewRequest",
+    "PreviewSlot",
     "ReplaceTaskRequest",
     "RunAccepted",
+    "SchedulePreview",
     "StatusRequest",
     "Task",
     "TaskPage",
@@ -142,6 +145,15 @@ class StatusRequest(_Request):
 
     status: str = Field(pattern="^(active|paused)$")
     expected_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+
+
+class PreviewRequest(_Request):
+    """``POST /api/schedules/preview``: a schedule not created yet, and how many slots."""
+
+    schedule: Schedule
+    count: int = Field(default=10, ge=1, le=1000)
+    after: AwareDatetime | None = None
+    """Preview from this instant (default: now), as if the task were created then."""
 
 
 def _normalise_body(body: Any) -> Any:
@@ -350,6 +362,31 @@ class WorkerList(_View):
 
     items: list[Worker]
     ready: bool = True
+
+
+class PreviewSlot(_View):
+    """One upcoming slot of a schedule, as the scheduler will treat it."""
+
+    scheduled_for: AwareDatetime
+    """The slot in UTC: the execution's ``scheduled_for`` and the base of its id."""
+    local: str
+    """The same instant in the schedule's time zone (ISO 8601 with its offset)."""
+    due_at: AwareDatetime | None
+    """When it fires: the slot plus the task's jitter (None: a jitter, and no task yet)."""
+    skipped: bool = False
+    """A local time repeated when the clock went back: recorded as skipped (``dst``)."""
+
+
+class SchedulePreview(_View):
+    """``GET /api/tasks/{id}/next`` and ``POST /api/schedules/preview``."""
+
+    task_id: str | None = None
+    status: str | None = None
+    """The task's status (a paused task's slots are skipped until it is resumed)."""
+    timezone: str
+    slots: list[PreviewSlot]
+    note: str | None = None
+    """Why there are fewer slots than asked, or why they will not run as shown."""
 
 
 class HandlerInfo(_View):

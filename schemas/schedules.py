@@ -41,11 +41,13 @@ from taskstream.schemas.task import Schedule, ScheduleKind
 __all__ = [
     "Slot",
     "SlotKind",
+    "UpcomingSlot",
     "check_schedule",
     "iter_slots",
     "jitter_offset",
     "latest_fire_slot",
     "next_slot",
+    "upcoming_slots",
 ]
 
 _TICK = timedelta(microseconds=1)
@@ -160,6 +162,54 @@ def iter_slots(
     while slot is not None and slot.at <= until:
         yield slot
         slot = next_slot(schedule, anchor=anchor, after=slot.at)
+
+
+@dataclass(frozen=True, slots=True)
+class UpcomingSlot:
+    """A slot a schedule will come to, as the scheduler will treat it."""
+
+    at: datetime
+    """The slot, in UTC: the execution's ``scheduled_for``."""
+    due_at: datetime | None
+    """When it fires: ``at`` plus the task's jitter for that slot (None: the schedule has a
+    jitter and no task id is known yet, so the offset is not)."""
+    skipped: bool = False
+    """A local time repeated when the clock went back: recorded as skipped (``dst``), not run."""
+
+
+def upcoming_slots(
+    schedule: Schedule,
+    *,
+    anchor: datetime,
+    after: datetime | None,
+    count: int,
+    task_id: str | None = None,
+) -> list[UpcomingSlot]:
+    """The next ``count`` firing slots after ``after``, with the DST repeats between them.
+
+    Computed by :func:`next_slot` and :func:`jitter_offset`, the scheduler's own functions,
+    so it is what the scheduler fires when no misfire, pause or overlap intervenes.
+    Fewer than ``count`` when the schedule ends (or its dates leave datetime's range).
+    """
+    slots: list[UpcomingSlot] = []
+    fires = 0
+    try:
+        slot = next_slot(schedule, anchor=anchor, after=after)
+        while slot is not None and fires < count:
+            due_at: datetime | None = slot.at
+            if schedule.jitter:
+                due_at = (
+                    None
+                    if task_id is None
+                    else slot.at + jitter_offset(task_id, slot.at, schedule.jitter)
+                )
+            skipped = slot.kind is SlotKind.SKIP_DST
+            slots.append(UpcomingSlot(slot.at, due_at, skipped))
+            fires += not skipped
+            slot = next_slot(schedule, anchor=anchor, after=slot.at)
+    except (OverflowError, ValueError):  # a date past datetime's range: no further slot
+        pass
+    return slots
 
 
 def latest_fire_slot(

@@ -2,6 +2,7 @@
 
 - :mod:`.tasks`: a task's life, ``/api/tasks`` and ``/api/tasks/{id}/...``;
 - :mod:`.batch`: ``POST /api/tasks/batch``;
+- :mod:`.schedules`: ``GET /api/tasks/{id}/next`` and ``POST /api/schedules/preview``;
 - :mod:`.executions`: ``/api/executions/{id}/logs``;
 - :mod:`.workers`: ``/api/workers``, the executors;
 - :mod:`.handlers`: ``/api/handlers``, what the core knows of them and their params;

@@ -12,6 +12,8 @@
   taskstream tasks cancel "$id"     cancel its unfinished executions
   taskstream tasks logs EXECUTION_ID   what the run logged and printed (--json: the API's)
   taskstream tasks history "$id"    its last executions, as the monitor saw them
+  taskstream tasks next "$id" --count 5     its next slots, as the scheduler will fire them
+  taskstream tasks preview "30 2 * * *" --timezone Europe/Berlin   before creating it
   taskstream tasks delete "$id" --yes
 
 SCHEDULE: 30s, "every 1h30m", "*/5 * * * *" (or 6 fields, seconds first), @daily, or
@@ -54,7 +56,7 @@ from taskstream.cli.output import (
 from taskstream.cli.schedule_syntax import ScheduleArgumentError, parse_schedule
 from taskstream.client import Client
 from taskstream.schemas import DurationError, MisfirePolicy, OverlapPolicy, Priority, parse_duration
-from taskstream.schemas.api import Accepted, Task
+from taskstream.schemas.api import Accepted, SchedulePreview, Task
 
 __all__ = ["app", "create_body"]
 
@@ -290,6 +292,64 @@ def _confirm_delete(client: Client, task_id: str) -> bool:
     print(f"delete task {task_id} ({task.name}, {schedule})? [y/N] ", end="", file=sys.stderr)
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+CountOption = Annotated[int, typer.Option("--count", min=1, max=1000, help="how many slots")]
+
+
+def _print_preview(preview: SchedulePreview, as_json: bool) -> None:
+    if as_json:
+        print_json(preview)
+        return
+    rows = [[f"LOCAL ({preview.timezone})", "UTC", "FIRES AT", ""]]
+    for slot in preview.slots:
+        due = slot.due_at.isoformat() if slot.due_at is not None else "(+ jitter)"
+        mark = "skipped: the hour repeats (dst)" if slot.skipped else ""
+        rows.append([slot.local, slot.scheduled_for.isoformat(), due, mark])
+    print(table(rows))
+    if preview.note:
+        note(preview.note)
+
+
+@app.command("next")
+@calls_api
+def next_slots(
+    ctx: typer.Context,
+    task_id: IdArgument,
+    count: CountOption = 10,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The task's next slots, as its scheduler will fire them (DST changes included)."""
+    with connect(ctx, api, token, verbose) as (client, _):
+        preview = client.next_slots(task_id, count=count)
+    _print_preview(preview, as_json)
+
+
+@app.command("preview")
+@calls_api
+def preview(
+    ctx: typer.Context,
+    schedule: Annotated[
+        dict[str, str],
+        typer.Argument(parser=_schedule, metavar="SCHEDULE", help="as `tasks add` takes it"),
+    ],
+    timezone: Annotated[str | None, typer.Option(help="an IANA zone, e.g. Europe/Berlin")] = None,
+    count: CountOption = 10,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The first slots of a schedule before a task has it (what a create checks too)."""
+    when: dict[str, Any] = dict(schedule)
+    if timezone is not None:
+        when["timezone"] = timezone
+    with connect(ctx, api, token, verbose) as (client, _):
+        answer = client.preview_schedule(when, count=count)
+    _print_preview(answer, as_json)
 
 
 @app.command("run")

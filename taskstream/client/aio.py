@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from taskstream.schemas.api import (
     HandlerList,
     PatchTaskRequest,
     RunAccepted,
+    SchedulePreview,
     Task,
     TaskPage,
     WorkerList,
@@ -35,6 +37,7 @@ from taskstream.schemas.monitor_api import (
     TaskHistory,
     TaskStats,
 )
+from taskstream.schemas.task import Schedule
 
 __all__ = ["AsyncClient"]
 
@@ -176,6 +179,21 @@ class AsyncClient(ClientBase[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     async def execution_log_text(self, execution_id: str) -> str:
         return await self.send(op.execution_log_text(execution_id))
+
+    async def next_slots(self, task_id: str, *, count: int = 10) -> SchedulePreview:
+        """The task's next ``count`` slots, as its scheduler will fire them (DST included)."""
+        return await self.send(op.next_slots(task_id, count))
+
+    async def preview_schedule(
+        self,
+        schedule: Schedule | Mapping[str, Any],
+        *,
+        count: int = 10,
+        after: datetime | None = None,
+    ) -> SchedulePreview:
+        """The first ``count`` slots of a schedule not created yet (from ``after``, or now);
+        ``ValidationFailed`` if a create would refuse it."""
+        return await self.send(op.preview_schedule(schedule, count, after))
 
     async def handlers(self) -> HandlerList:
         """The handlers a task may name, their params' JSON Schema, where they are served."""

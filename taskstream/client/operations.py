@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -26,6 +27,7 @@ from taskstream.schemas.api import (
     HandlerList,
     PatchTaskRequest,
     RunAccepted,
+    SchedulePreview,
     Task,
     TaskPage,
     WorkerList,
@@ -39,6 +41,7 @@ from taskstream.schemas.monitor_api import (
     TaskStats,
 )
 from taskstream.schemas.recorded import recorded
+from taskstream.schemas.task import Schedule
 
 __all__ = ["Call", "Service", "TaskBody"]
 
@@ -206,6 +209,20 @@ def execution_logs(execution_id: str) -> Call[ExecutionLogs]:
 
 def execution_log_text(execution_id: str) -> Call[str]:
     return Call("core", "GET", _logs_path(execution_id), _text, params={"format": "text"})
+
+
+def next_slots(task_id: str, count: int) -> Call[SchedulePreview]:
+    path = f"{_task_path(task_id)}/next"
+    return Call("core", "GET", path, _model(SchedulePreview), params={"count": count})
+
+
+def preview_schedule(
+    schedule: Schedule | Mapping[str, Any], count: int, after: datetime | None
+) -> Call[SchedulePreview]:
+    body: dict[str, Any] = {"schedule": _body(schedule), "count": count}
+    if after is not None:
+        body["after"] = after.isoformat()
+    return Call("core", "POST", "/api/schedules/preview", _model(SchedulePreview), body=body)
 
 
 def handlers() -> Call[HandlerList]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from taskstream.schemas.api import (
     HandlerList,
     PatchTaskRequest,
     RunAccepted,
+    SchedulePreview,
     Task,
     TaskPage,
     WorkerList,
@@ -36,6 +38,7 @@ from taskstream.schemas.monitor_api import (
     TaskHistory,
     TaskStats,
 )
+from taskstream.schemas.task import Schedule
 
 __all__ = ["Client"]
 
@@ -191,6 +194,21 @@ class Client(ClientBase[httpx.Client, httpx.BaseTransport]):
 
     def execution_log_text(self, execution_id: str) -> str:
         return self.send(op.execution_log_text(execution_id))
+
+    def next_slots(self, task_id: str, *, count: int = 10) -> SchedulePreview:
+        """The task's next ``count`` slots, as its scheduler will fire them (DST included)."""
+        return self.send(op.next_slots(task_id, count))
+
+    def preview_schedule(
+        self,
+        schedule: Schedule | Mapping[str, Any],
+        *,
+        count: int = 10,
+        after: datetime | None = None,
+    ) -> SchedulePreview:
+        """The first ``count`` slots of a schedule not created yet (from ``after``, or now);
+        ``ValidationFailed`` if a create would refuse it."""
+        return self.send(op.preview_schedule(schedule, count, after))
 
     def handlers(self) -> HandlerList:
         """The handlers a task may name, their params' JSON Schema, where they are served."""

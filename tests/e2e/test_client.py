@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 from taskstream import AsyncClient, Client
 from taskstream.client import Conflict, NotFound, ServiceUnreachable, Unauthorized, ValidationFailed
 from taskstream.infra.processes import free_port
-from taskstream.schemas import Priority
+from taskstream.schemas import Priority, Schedule
 from taskstream.schemas.alert_rules import AlertRule, ConsecutiveFailuresRule
 from taskstream.schemas.api import (
     Accepted,
@@ -193,6 +194,19 @@ def test_handlers_show_their_params_schema_and_where_they_run(
         client.handler("nope")
     raw = _raw(f"{secured.core}/api/handlers", CORE_TOKEN)
     assert set(raw["items"][0]) <= set(HandlerInfo.model_fields)
+
+
+def test_previews_list_the_slots_a_task_will_fire(client: Client) -> None:
+    created = client.create_task(_echo("client-preview"))
+    preview = client.next_slots(created.id, count=4)
+    assert preview.task_id == created.id and len(preview.slots) == 4
+    assert preview.slots == sorted(preview.slots, key=lambda slot: slot.scheduled_for)
+    berlin = Schedule(cron="30 2 * * *", timezone="Europe/Berlin")
+    after = datetime(2030, 10, 26, tzinfo=UTC)
+    ahead = client.preview_schedule(berlin, count=3, after=after)
+    assert [slot.skipped for slot in ahead.slots] == [False, False, True, False]
+    with pytest.raises(ValidationFailed, match="never fires"):
+        client.preview_schedule({"at": "2001-01-01T00:00:00Z"})
 
 
 def test_a_batch_says_which_tasks_were_written(client: Client) -> None:

@@ -183,3 +183,19 @@ def test_handlers_lists_what_tasks_may_name_and_shows_a_params_schema(stack: Sta
     assert json.loads(schema.stdout)["required"] == ["url"]
     unknown = command("nope")
     assert unknown.returncode == 1 and "unknown handler 'nope'" in unknown.stderr
+
+
+def test_next_and_preview_show_the_slots_before_they_fire(stack: Stack) -> None:
+    task_id = _add(stack, "cli-next", "*/5 * * * *")
+    header, *rows = _ok(stack, "next", task_id, "--count", "3").splitlines()
+    assert header.split()[:2] == ["LOCAL", "(UTC)"] and len(rows) == 3
+    assert all(row.split()[0].endswith("+00:00") for row in rows)
+    preview = json.loads(
+        _ok(stack, "preview", "30 2 * * *", "--timezone", "Europe/Berlin", "--count", "2", "--json")
+    )
+    assert preview["timezone"] == "Europe/Berlin" and len(preview["slots"]) >= 2
+    assert all(
+        slot["local"].endswith(("T02:30:00+01:00", "T02:30:00+02:00")) for slot in preview["slots"]
+    )
+    refused = _cli(stack, "preview", "at 2001-01-01T00:00:00Z")
+    assert refused.returncode == 1 and "never fires" in refused.stderr

@@ -7,7 +7,6 @@ Each test sends what issue #11 saw answered 201 or 500, and checks the answer (s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,18 +21,6 @@ from tests.integration.core_api import core_runtime, served
 from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def core(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[CoreRuntime]:
-    with core_runtime(kafka_bootstrap, topic_prefix, tmp_path) as runtime:
-        yield runtime
-
-
-@pytest.fixture
-def api(core: CoreRuntime) -> Iterator[httpx.Client]:
-    with served(core) as client:
-        yield client
 
 
 def _task(**fields: Any) -> dict[str, Any]:

@@ -6,26 +6,18 @@ The API runs in-process, served by uvicorn on a free port, over a real core runt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from taskstream.core.api import MAX_BATCH, CoreRuntime
-from tests.integration.core_api import core_runtime, served
+from tests.integration.core_api import served
 from tests.kafka_read import read_topic
 from tests.support import eventually
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def core(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[CoreRuntime]:
-    with core_runtime(kafka_bootstrap, topic_prefix, tmp_path) as runtime:
-        yield runtime
 
 
 def _task(name: str, **fields: Any) -> dict[str, Any]:
