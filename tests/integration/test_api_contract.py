@@ -57,9 +57,11 @@ _TASK_BODIES = {
     "POST /api/tasks/batch",
     "PUT /api/tasks/{task_id}",
     "PATCH /api/tasks/{task_id}",
+    "POST /api/schedules/preview",
 }
-"""Task bodies (create, replace, patch) hold rules JSON Schema cannot state: a cron
-expression that fires, an ``at`` after now, a registered handler. Schema-valid bodies that
+"""Task bodies (create, replace, patch) and schedules hold rules JSON Schema cannot state:
+exactly one of cron, every or at, a cron expression that fires, an ``at`` after now, a
+registered handler. Schema-valid bodies that
 break them are rightly 422, so "schema-valid request rejected" is not checked there; every
 other check (no 5xx, documented status, content type, schemas) is."""
 
