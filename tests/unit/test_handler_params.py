@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar, Literal, Self
 
 import pytest
 from pydantic import Field, model_validator
@@ -166,3 +168,25 @@ def test_params_that_fit_have_no_problems_and_are_frozen() -> None:
     parsed = parse_params("greet", GreetParams, {"who": "a"})
     with pytest.raises(ValueError, match="frozen"):
         parsed.who = "b"  # type: ignore[misc]
+
+
+def test_times_ids_and_choices_are_read_from_their_json_strings() -> None:
+    class Report(HandlerParams):
+        day: date
+        since: datetime
+        request: uuid.UUID
+        format: Literal["csv", "json"] = "csv"
+
+    raw = {
+        "day": "2030-01-02",
+        "since": "2030-01-01T09:00:00+01:00",
+        "request": "7b4f3c2e-0000-4000-8000-000000000001",
+        "format": "json",
+    }
+    parsed = parse_params("report", Report, raw)
+    assert parsed.day == date(2030, 1, 2) and parsed.since.utcoffset() == timedelta(hours=1)
+    assert parsed.request == uuid.UUID(raw["request"]) and parsed.format == "json"
+    [problem] = params_problems(Report, {**raw, "format": "xml"})
+    assert problem.message == "params.format must be one of 'csv' or 'json', not 'xml'"
+    [problem] = params_problems(Report, {**raw, "day": "someday"})
+    assert problem.field == "params.day" and problem.message.startswith("params.day is invalid")
