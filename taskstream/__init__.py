@@ -19,22 +19,26 @@ the build maps them into this package (``[tool.setuptools] package-dir``).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from taskstream.schemas.errors import TaskstreamError
 
 if TYPE_CHECKING:
     from taskstream.client import AsyncClient, Client
+    from taskstream.schemas.errors import TaskstreamError
 
 __all__ = ["AsyncClient", "Client", "TaskstreamError"]
-_LAZY = ("AsyncClient", "Client")
+_HOMES = {
+    "AsyncClient": "taskstream.client",
+    "Client": "taskstream.client",
+    "TaskstreamError": "taskstream.schemas.errors",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``taskstream.Client`` and ``AsyncClient``, imported on first use: a service that
-    imports ``taskstream.core`` does not load the client (httpx, tenacity) with it."""
-    if name in _LAZY:
-        from taskstream import client
-
-        return getattr(client, name)
-    raise AttributeError(f"module 'taskstream' has no attribute {name!r}")
+    """``taskstream.Client``, ``AsyncClient`` and ``TaskstreamError``, imported on first
+    use: ``import taskstream`` loads nothing, and a service that imports
+    ``taskstream.core`` does not load the client (httpx, tenacity) with it."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'taskstream' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
