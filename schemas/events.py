@@ -174,11 +174,50 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
+    BACKFILL = "backfill"
+    """A slot of a past range, run on request (``BackfillRequested``); since v2."""
+
+
+class _V1:
+    """Enums as v1 of an event knew them (their JSON Schema, as v1 published it)."""
+
+    class Trigger(StrEnum):
+        """Why an execution was scheduled."""
+
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+        RETRY = "retry"
 
 
 @event_type
 class ExecutionScheduled(EventData):
     """The scheduler fired a slot: a work order for ``execution_id`` is on ``topic``."""
+
+    TYPE: ClassVar[str] = "ExecutionScheduled"
+    VERSION: ClassVar[int] = 2
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    topic: str
+    queue: str
+    priority: Priority
+    trigger: Trigger = Trigger.SCHEDULE
+    run_key: str | None = Field(
+        default=None,
+        description=(
+            "which run of the slot this is, beside the schedule's own: 'backfill:<id>' "
+            "for a backfill's; null for the schedule's slots, run-now and their retries "
+            "(and when read from v1). Part of the execution id: see schemas.ids"
+        ),
+    )
+
+
+@event_type
+class ExecutionScheduledV1(EventData):
+    """The scheduler fired a slot: a work order for ``execution_id`` is on ``topic``."""
+
+    # v1 as published (no backfill trigger, no run_key): read as v2, run_key None
+    model_config = ConfigDict(title="ExecutionScheduled")  # the published v1 schema's
 
     TYPE: ClassVar[str] = "ExecutionScheduled"
     execution_id: str
@@ -187,7 +226,11 @@ class ExecutionScheduled(EventData):
     topic: str
     queue: str
     priority: Priority
-    trigger: Trigger = Trigger.SCHEDULE
+    trigger: _V1.Trigger = _V1.Trigger.SCHEDULE
+
+    def upgraded(self) -> EventData:
+        fields = {**dict(self), "trigger": Trigger(self.trigger.value)}
+        return ExecutionScheduled.model_construct(**fields)
 
 
 class SkipReason(StrEnum):
