@@ -222,6 +222,8 @@ class PendingRunState:
     attempt: int
     scheduled_for: datetime
     due_at: datetime
+    run_key: str | None = None
+    """Which run of the slot (``backfill:<id>``); None for the schedule's, run-now's."""
 
 
 def pending_run(event: Event, partition: int) -> PendingRunState | None:
@@ -236,6 +238,7 @@ def pending_run(event: Event, partition: int) -> PendingRunState | None:
             attempt=data.attempt,
             scheduled_for=_utc(data.scheduled_for),
             due_at=_utc(data.due_at),
+            run_key=data.run_key if isinstance(data, RetryScheduled) else None,
         )
     if isinstance(data, RunRequested):
         at = _utc(event.occurred_at)

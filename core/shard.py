@@ -487,7 +487,14 @@ class Shard:
             return
         plan.partitions[run.task_id] = run.partition
         self._fire(
-            plan, task, run.scheduled_for, run.trigger, run.attempt, run.execution_id, run.due_at
+            plan,
+            task,
+            run.scheduled_for,
+            run.trigger,
+            run.attempt,
+            run.execution_id,
+            run.due_at,
+            run.run_key,
         )
 
     # -- building events ----------------------------------------------------------------
@@ -519,6 +526,7 @@ class Shard:
         attempt: int,
         exec_id: str,
         due: datetime | None = None,
+        run_key: str | None = None,
     ) -> None:
         policy = task.policy
         plan.due[exec_id] = slot if due is None else due
@@ -536,6 +544,7 @@ class Shard:
                 queue=policy.queue,
                 timeout=policy.timeout,
                 retry=policy.retry,
+                run_key=run_key,
             )
         )
         self._event(
@@ -549,6 +558,7 @@ class Shard:
                 queue=policy.queue,
                 priority=policy.priority,
                 trigger=trigger,
+                run_key=run_key,
             ),
         )
 

@@ -125,6 +125,7 @@ class PendingRun(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     def as_run(self) -> PendingRunState:
         return PendingRunState(
@@ -135,6 +136,7 @@ class PendingRun(Base):
             attempt=self.attempt,
             scheduled_for=as_utc(self.scheduled_for),
             due_at=as_utc(self.due_at),
+            run_key=self.run_key,
         )
 
 

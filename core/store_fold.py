@@ -173,6 +173,7 @@ class Fold:
                     "attempt": run.attempt,
                     "scheduled_for": run.scheduled_for,
                     "due_at": run.due_at,
+                    "run_key": run.run_key,
                 }
         return None
 

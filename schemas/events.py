@@ -258,6 +258,7 @@ class RetryScheduled(EventData):
     """A failed attempt will be tried again: the core fires ``attempt`` at ``due_at``."""
 
     TYPE: ClassVar[str] = "RetryScheduled"
+    VERSION: ClassVar[int] = 2
     execution_id: str
     """The id of the new attempt."""
     failed_execution_id: str
@@ -265,6 +266,29 @@ class RetryScheduled(EventData):
     scheduled_for: AwareDatetime
     """The slot the first attempt ran for."""
     due_at: AwareDatetime
+    run_key: str | None = Field(
+        default=None,
+        description="the failed attempt's run_key (see ExecutionScheduled); null from v1",
+    )
+
+
+@event_type
+class RetryScheduledV1(EventData):
+    """A failed attempt will be tried again: the core fires ``attempt`` at ``due_at``."""
+
+    # v1 as published (no run_key): read as v2, run_key None
+    model_config = ConfigDict(title="RetryScheduled")  # the published v1 schema's
+    TYPE: ClassVar[str] = "RetryScheduled"
+    execution_id: str
+    """The id of the new attempt."""
+    failed_execution_id: str
+    attempt: int = Field(ge=2)
+    scheduled_for: AwareDatetime
+    """The slot the first attempt ran for."""
+    due_at: AwareDatetime
+
+    def upgraded(self) -> EventData:
+        return RetryScheduled.model_construct(**dict(self))
 
 
 @event_type

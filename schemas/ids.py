@@ -13,9 +13,7 @@ _NAMESPACE_BYTES = _EXECUTION_NAMESPACE.bytes
 _QUARANTINE_NAMESPACE = uuid.UUID("5f0c7f4e-8a53-4c39-9d63-2f3f8f1d7a10")
 
 
-def execution_id(
-    task_id: str, slot: datetime, attempt: int, run_key: str | None = None
-) -> str:
+def execution_id(task_id: str, slot: datetime, attempt: int, run_key: str | None = None) -> str:
     """The id of attempt ``attempt`` of the run of ``task_id`` due at ``slot``.
 
     The same inputs give the same id on every machine: ``uuid5`` over the task id, the
