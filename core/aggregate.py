@@ -17,6 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from taskstream.schemas import (
+    BackfillOverlap,
+    BackfillRequested,
+    BackfillStep,
     DeadLetterReplayed,
     Event,
     ExecutionScheduled,
@@ -38,12 +41,14 @@ from taskstream.schemas.schedules import next_slot
 from taskstream.schemas.task import TaskStatus
 
 __all__ = [
+    "BackfillCursor",
     "PendingRunState",
     "Rejected",
     "TaskState",
     "TaskStatus",
     "after_slot",
     "apply",
+    "backfill_run_key",
     "folds",
     "pending_run",
     "slot_folded",
@@ -212,8 +217,28 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillCursor:
+    """Where a backfill's pending run stands in its range, and how it goes on."""
+
+    backfill_id: str
+    index: int
+    """This slot's place in the range, from 1."""
+    total: int
+    end: datetime
+    overlap: BackfillOverlap
+    rate: float
+    """Slots started per second, at most."""
+
+
+def backfill_run_key(backfill_id: str) -> str:
+    """The ``run_key`` of a backfill's executions (part of their ids)."""
+    return f"backfill:{backfill_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class PendingRunState:
-    """A run asked for outside the schedule (a retry, or run-now) and not fired yet."""
+    """A run asked for outside the schedule (a retry, run-now, a backfill's slot) and not
+    fired yet: a durable timer."""
 
     execution_id: str
     task_id: str
@@ -224,6 +249,8 @@ class PendingRunState:
     due_at: datetime
     run_key: str | None = None
     """Which run of the slot (``backfill:<id>``); None for the schedule's, run-now's."""
+    backfill: BackfillCursor | None = None
+    """A backfill's slot (trigger ``backfill``): its place in the range, its pace."""
 
 
 def pending_run(event: Event, partition: int) -> PendingRunState | None:
@@ -240,6 +267,10 @@ def pending_run(event: Event, partition: int) -> PendingRunState | None:
             due_at=_utc(data.due_at),
             run_key=data.run_key if isinstance(data, RetryScheduled) else None,
         )
+    if isinstance(data, BackfillRequested):
+        return _backfill_run(event, partition, data, data.first_slot, 1, event.occurred_at)
+    if isinstance(data, BackfillStep):
+        return _backfill_run(event, partition, data, data.slot, data.index, data.due_at)
     if isinstance(data, RunRequested):
         at = _utc(event.occurred_at)
         return PendingRunState(
@@ -252,3 +283,34 @@ def pending_run(event: Event, partition: int) -> PendingRunState | None:
             due_at=at,
         )
     return None
+
+
+def _backfill_run(
+    event: Event,
+    partition: int,
+    plan: BackfillRequested | BackfillStep,
+    slot: datetime,
+    index: int,
+    due_at: datetime,
+) -> PendingRunState:
+    """The pending run of slot ``index`` of a backfill (the first: due when requested)."""
+    at = _utc(slot)
+    key = backfill_run_key(plan.backfill_id)
+    return PendingRunState(
+        execution_id=make_execution_id(event.task_id, at, 1, key),
+        task_id=event.task_id,
+        partition=partition,
+        trigger=Trigger.BACKFILL,
+        attempt=1,
+        scheduled_for=at,
+        due_at=_utc(due_at),
+        run_key=key,
+        backfill=BackfillCursor(
+            backfill_id=plan.backfill_id,
+            index=index,
+            total=plan.total,
+            end=_utc(plan.end),
+            overlap=plan.overlap,
+            rate=plan.rate,
+        ),
+    )

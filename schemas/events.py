@@ -27,6 +27,11 @@ from taskstream.schemas.task import Priority, TaskSpec
 __all__ = [
     "EVENT_TYPES",
     "TERMINAL_EVENT_TYPES",
+    "BackfillFinished",
+    "BackfillOverlap",
+    "BackfillRequested",
+    "BackfillState",
+    "BackfillStep",
     "CancelRequested",
     "Event",
     "EventData",
@@ -289,6 +294,63 @@ class RetryScheduledV1(EventData):
 
     def upgraded(self) -> EventData:
         return RetryScheduled.model_construct(**dict(self))
+
+
+class BackfillOverlap(StrEnum):
+    """Whether a backfill's next slot may start while an execution of the task runs."""
+
+    ALLOW = "allow"
+    FORBID = "forbid"
+
+
+class _BackfillPlan(EventData):
+    """What every step of a backfill carries forward: its range and its pace."""
+
+    backfill_id: str
+    end: AwareDatetime
+    """The last slot of the range (inclusive)."""
+    overlap: BackfillOverlap = BackfillOverlap.ALLOW
+    rate: float = Field(gt=0, description="slots started per second, at most")
+    total: int = Field(ge=1, description="the slots of the range, computed at the request")
+
+
+@event_type
+class BackfillRequested(_BackfillPlan):
+    """Run the task's schedule over a past range: ``start`` to ``end``, paced.
+
+    The core fires ``first_slot`` (the first slot of the schedule at or after ``start``)
+    as a pending run, then each next slot as a :class:`BackfillStep`, until ``end``.
+    """
+
+    TYPE: ClassVar[str] = "BackfillRequested"
+    start: AwareDatetime
+    first_slot: AwareDatetime
+
+
+@event_type
+class BackfillStep(_BackfillPlan):
+    """The next slot of a backfill, due at ``due_at``: written with the fire of the one
+    before it, in the same transaction, so the cursor survives failover."""
+
+    TYPE: ClassVar[str] = "BackfillStep"
+    slot: AwareDatetime
+    index: int = Field(ge=2, description="its place in the range, from 1")
+    due_at: AwareDatetime
+
+
+class BackfillState(StrEnum):
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+@event_type
+class BackfillFinished(EventData):
+    """A backfill ended: every slot of its range fired (``completed``) or it was cancelled."""
+
+    TYPE: ClassVar[str] = "BackfillFinished"
+    backfill_id: str
+    state: BackfillState
+    fired: int = Field(ge=0, description="the range's slots fired, by the core's count")
 
 
 @event_type
