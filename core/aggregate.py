@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from taskstream.schemas import (
     BackfillOverlap,
@@ -49,6 +50,8 @@ __all__ = [
     "after_slot",
     "apply",
     "backfill_run_key",
+    "cursor_as_json",
+    "cursor_from_json",
     "folds",
     "pending_run",
     "slot_folded",
@@ -228,6 +231,30 @@ class BackfillCursor:
     overlap: BackfillOverlap
     rate: float
     """Slots started per second, at most."""
+
+
+def cursor_as_json(cursor: BackfillCursor) -> dict[str, Any]:
+    """A cursor as the store keeps it (JSON)."""
+    return {
+        "backfill_id": cursor.backfill_id,
+        "index": cursor.index,
+        "total": cursor.total,
+        "end": cursor.end.isoformat(),
+        "overlap": cursor.overlap.value,
+        "rate": cursor.rate,
+    }
+
+
+def cursor_from_json(document: dict[str, Any]) -> BackfillCursor:
+    """The cursor :func:`cursor_as_json` kept."""
+    return BackfillCursor(
+        backfill_id=document["backfill_id"],
+        index=document["index"],
+        total=document["total"],
+        end=_utc(datetime.fromisoformat(document["end"])),
+        overlap=BackfillOverlap(document["overlap"]),
+        rate=document["rate"],
+    )
 
 
 def backfill_run_key(backfill_id: str) -> str:

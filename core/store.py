@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from taskstream.core.aggregate import PendingRunState, TaskState, TaskStatus
+from taskstream.core.aggregate import PendingRunState, TaskState, TaskStatus, cursor_from_json
 from taskstream.core.spec_reader import SpecReader
 from taskstream.core.store_fold import Fold, execution_ids
 from taskstream.core.store_writes import read_held, read_tasks, write
@@ -97,6 +97,9 @@ class TaskRow(Base):
     executions_skipped: Mapped[int] = mapped_column(Integer, default=0)
     quarantine: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """Why the task is quarantined (``component``, ``error_type``, ``reason``, ``at``...)."""
+    backfill: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The task's last backfill: ``id``, ``start``, ``end``, ``total``, ``fired``, ``state``
+    (``running``, ``completed``, ``cancelled``)."""
 
 
 class ActiveExecution(Base):
@@ -126,6 +129,8 @@ class PendingRun(Base):
     scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    backfill: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """A backfill's slot: its cursor (:class:`taskstream.core.aggregate.BackfillCursor`)."""
 
     def as_run(self) -> PendingRunState:
         return PendingRunState(
@@ -137,6 +142,7 @@ class PendingRun(Base):
             scheduled_for=as_utc(self.scheduled_for),
             due_at=as_utc(self.due_at),
             run_key=self.run_key,
+            backfill=cursor_from_json(self.backfill) if self.backfill is not None else None,
         )
 
 
@@ -511,6 +517,7 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
         "last_execution_id": row.last_execution_id,
         "last_status": row.last_status,
         "quarantined": row.quarantine,
+        "backfill": row.backfill,
         "executions": {
             "scheduled": row.executions_scheduled,
             "succeeded": row.executions_succeeded,

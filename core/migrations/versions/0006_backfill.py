@@ -1,8 +1,9 @@
-"""pending run keys
+"""backfill
 
-A pending run (a retry) remembers which run of its slot it belongs to (``run_key``:
+A pending run remembers which run of its slot it belongs to (``run_key``:
 ``backfill:<id>``, or null for the schedule's own), so that its work order and its own
-retries keep ids of their own.
+retries keep ids of their own, and a backfill's slot its cursor (``backfill``). A task
+keeps its last backfill's progress (``tasks.backfill``).
 
 Revision ID: 0006
 Revises: 0005
@@ -22,7 +23,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("pending_runs", sa.Column("run_key", sa.String(length=128), nullable=True))
+    op.add_column("pending_runs", sa.Column("backfill", sa.JSON(), nullable=True))
+    op.add_column("tasks", sa.Column("backfill", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("tasks", "backfill")
+    op.drop_column("pending_runs", "backfill")
     op.drop_column("pending_runs", "run_key")
