@@ -153,11 +153,11 @@ class Shard:
         self._tasks: dict[str, CompactTask] = {}
         self._runs: dict[str, PendingRunState] = {}
         self._undecided: dict[str, None] = {}
+        """Executions whose first outcome was a failure, until their decision: only that
+        failure asks for a retry (see :meth:`apply`), in insertion order."""
         self._finished_backfills: dict[str, None] = {}
         """Backfills that ended (cancelled, mostly): a step of one still on the way is
         dropped. Bounded like ``_undecided``: the newest :data:`MAX_UNDECIDED`."""
-        """Executions whose first outcome was a failure, until their decision: only that
-        failure asks for a retry (see :meth:`apply`), in insertion order."""
         self._ready: set[int] = set()
         self._heap: list[tuple[float, str, int]] = []
         """``(due epoch, id, kind)``: ties are broken by the id, then the kind."""
@@ -178,6 +178,7 @@ class Shard:
             for run in snapshot.runs:
                 self._runs[run.execution_id] = run
             self._undecided.update(dict.fromkeys(snapshot.undecided))
+            self._finished_backfills.update(dict.fromkeys(snapshot.finished_backfills))
             self._compactor.maybe_sweep(self._tasks.values())
 
     # -- reading --------------------------------------------------------------------

@@ -193,6 +193,9 @@ class Snapshot:
     runs: list[PendingRunState]
     undecided: list[str] = field(default_factory=list)
     """Execution ids of :class:`UndecidedFailure` rows."""
+    finished_backfills: list[str] = field(default_factory=list)
+    """Ids of the tasks' last backfills that ended: a step of one still on the log after
+    the offsets (written with a fire that raced its cancel) fires nothing."""
 
 
 def _json_loads(text: str | bytes) -> Any:
@@ -393,7 +396,13 @@ class TaskStore:
                     )
                 )
             )
-        return Snapshot(offsets, self._stream_tasks(wanted), active, runs, undecided)
+            backfills = session.scalars(
+                select(TaskRow.backfill).where(
+                    TaskRow.partition.in_(wanted), TaskRow.backfill.is_not(None)
+                )
+            )
+            finished = [b["id"] for b in backfills if b and b["state"] != "running"]
+        return Snapshot(offsets, self._stream_tasks(wanted), active, runs, undecided, finished)
 
     def _stream_tasks(self, partitions: list[int]) -> Iterator[TaskState]:
         """The live tasks of ``partitions``, a batch of rows at a time (a million fit).

@@ -337,6 +337,22 @@ def test_a_backfill_s_progress_and_next_step_are_kept_until_it_ends(
         shard.apply(event, partition)
     if cancel:
         assert runs == []
+        # a new owner restored from the store, then a step that raced the cancel: nothing
+        restored = Shard(CommonSettings().topics, stores["fast"].snapshot([0]))
+        restored.mark_ready(0)
+        late = BackfillStep(
+            backfill_id="bf",
+            end=T0,
+            total=3,
+            rate=2.0,
+            slot=T0 - timedelta(hours=1),
+            index=3,
+            due_at=T0,
+        )
+        restored.apply(Event.create("t", late), 0)
+        plan = restored.due(T0 + timedelta(seconds=5), limit=10)
+        fired = [e.data for e in plan.events if isinstance(e.data, ExecutionScheduled)]
+        assert [f.trigger for f in fired] == [Trigger.SCHEDULE]  # the task's own 09:00 only
         return
     [run] = runs  # the next step, with its cursor: a new owner goes on from there
     assert run.trigger is Trigger.BACKFILL and run.run_key == backfill_run_key("bf")
