@@ -292,7 +292,7 @@ def pending_run(event: Event, partition: int) -> PendingRunState | None:
             attempt=data.attempt,
             scheduled_for=_utc(data.scheduled_for),
             due_at=_utc(data.due_at),
-            run_key=data.run_key if isinstance(data, RetryScheduled) else None,
+            run_key=data.run_key,
         )
     if isinstance(data, BackfillRequested):
         return _backfill_run(event, partition, data, data.first_slot, 1, event.occurred_at)

@@ -364,6 +364,7 @@ class DeadLetterReplayed(EventData):
     """
 
     TYPE: ClassVar[str] = "DeadLetterReplayed"
+    VERSION: ClassVar[int] = 2
     execution_id: str
     """The id of the new attempt."""
     dead_lettered_execution_id: str
@@ -371,6 +372,35 @@ class DeadLetterReplayed(EventData):
     scheduled_for: AwareDatetime
     """The slot the first attempt ran for."""
     due_at: AwareDatetime
+    run_key: str | None = Field(
+        default=None,
+        description="the dead-lettered run's run_key (see ExecutionScheduled); null from v1",
+    )
+
+
+@event_type
+class DeadLetterReplayedV1(EventData):
+    """An operator replayed a dead-lettered execution (``taskstream dlq replay``): the core
+    fires ``attempt`` at ``due_at``, like a retry.
+
+    Not a ``RetryScheduled``: the core takes a retry only as the decision of an
+    execution's first failure, so a late copy of one (its attempt rerun after a crash)
+    fires nothing, and a dead-lettered execution was decided already.
+    """
+
+    # v1 as published (no run_key): read as v2, run_key None
+    model_config = ConfigDict(title="DeadLetterReplayed")  # the published v1 schema's
+    TYPE: ClassVar[str] = "DeadLetterReplayed"
+    execution_id: str
+    """The id of the new attempt."""
+    dead_lettered_execution_id: str
+    attempt: int = Field(ge=2)
+    scheduled_for: AwareDatetime
+    """The slot the first attempt ran for."""
+    due_at: AwareDatetime
+
+    def upgraded(self) -> EventData:
+        return DeadLetterReplayed.model_construct(**dict(self))
 
 
 # Since outcome events v2, ExecutionStarted is written only for a run still going after

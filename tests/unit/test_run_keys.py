@@ -16,6 +16,7 @@ from taskstream.core.shard import Shard
 from taskstream.executor.outcomes import Ending, Outcome, records_for
 from taskstream.infra.settings import Topics
 from taskstream.schemas import (
+    DeadLetterReplayed,
     Event,
     ExecutionScheduled,
     Priority,
@@ -72,6 +73,19 @@ def test_a_retry_keeps_the_run_key_in_its_id_and_its_event() -> None:
         assert retry.run_key == run_key
         run = pending_run(Event.create(TASK, retry), 0)
         assert run is not None and run.run_key == run_key and run.trigger is Trigger.RETRY
+
+
+def test_a_replayed_dead_letter_keeps_the_run_key() -> None:
+    replayed = DeadLetterReplayed(
+        execution_id=execution_id(TASK, SLOT, 4, KEY),
+        dead_lettered_execution_id=execution_id(TASK, SLOT, 3, KEY),
+        attempt=4,
+        scheduled_for=SLOT,
+        due_at=SLOT,
+        run_key=KEY,
+    )
+    run = pending_run(Event.create(TASK, replayed), 0)
+    assert run is not None and run.run_key == KEY and run.execution_id == replayed.execution_id
 
 
 def test_the_core_fires_a_keyed_retry_with_its_key_on_the_order_and_the_event() -> None:
