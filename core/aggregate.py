@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from taskstream.schemas import (
+    BackfillOverlap,
+    BackfillRequested,
+    BackfillStep,
     DeadLetterReplayed,
     Event,
     ExecutionScheduled,
@@ -38,12 +42,16 @@ from taskstream.schemas.schedules import next_slot
 from taskstream.schemas.task import TaskStatus
 
 __all__ = [
+    "BackfillCursor",
     "PendingRunState",
     "Rejected",
     "TaskState",
     "TaskStatus",
     "after_slot",
     "apply",
+    "backfill_run_key",
+    "cursor_as_json",
+    "cursor_from_json",
     "folds",
     "pending_run",
     "slot_folded",
@@ -212,8 +220,52 @@ def apply(state: TaskState | None, event: Event, partition: int) -> TaskState | 
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillCursor:
+    """Where a backfill's pending run stands in its range, and how it goes on."""
+
+    backfill_id: str
+    index: int
+    """This slot's place in the range, from 1."""
+    total: int
+    end: datetime
+    overlap: BackfillOverlap
+    rate: float
+    """Slots started per second, at most."""
+
+
+def cursor_as_json(cursor: BackfillCursor) -> dict[str, Any]:
+    """A cursor as the store keeps it (JSON)."""
+    return {
+        "backfill_id": cursor.backfill_id,
+        "index": cursor.index,
+        "total": cursor.total,
+        "end": cursor.end.isoformat(),
+        "overlap": cursor.overlap.value,
+        "rate": cursor.rate,
+    }
+
+
+def cursor_from_json(document: dict[str, Any]) -> BackfillCursor:
+    """The cursor :func:`cursor_as_json` kept."""
+    return BackfillCursor(
+        backfill_id=document["backfill_id"],
+        index=document["index"],
+        total=document["total"],
+        end=_utc(datetime.fromisoformat(document["end"])),
+        overlap=BackfillOverlap(document["overlap"]),
+        rate=document["rate"],
+    )
+
+
+def backfill_run_key(backfill_id: str) -> str:
+    """The ``run_key`` of a backfill's executions (part of their ids)."""
+    return f"backfill:{backfill_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class PendingRunState:
-    """A run asked for outside the schedule (a retry, or run-now) and not fired yet."""
+    """A run asked for outside the schedule (a retry, run-now, a backfill's slot) and not
+    fired yet: a durable timer."""
 
     execution_id: str
     task_id: str
@@ -222,6 +274,10 @@ class PendingRunState:
     attempt: int
     scheduled_for: datetime
     due_at: datetime
+    run_key: str | None = None
+    """Which run of the slot (``backfill:<id>``); None for the schedule's, run-now's."""
+    backfill: BackfillCursor | None = None
+    """A backfill's slot (trigger ``backfill``): its place in the range, its pace."""
 
 
 def pending_run(event: Event, partition: int) -> PendingRunState | None:
@@ -236,7 +292,12 @@ def pending_run(event: Event, partition: int) -> PendingRunState | None:
             attempt=data.attempt,
             scheduled_for=_utc(data.scheduled_for),
             due_at=_utc(data.due_at),
+            run_key=data.run_key,
         )
+    if isinstance(data, BackfillRequested):
+        return _backfill_run(event, partition, data, data.first_slot, 1, event.occurred_at)
+    if isinstance(data, BackfillStep):
+        return _backfill_run(event, partition, data, data.slot, data.index, data.due_at)
     if isinstance(data, RunRequested):
         at = _utc(event.occurred_at)
         return PendingRunState(
@@ -249,3 +310,34 @@ def pending_run(event: Event, partition: int) -> PendingRunState | None:
             due_at=at,
         )
     return None
+
+
+def _backfill_run(
+    event: Event,
+    partition: int,
+    plan: BackfillRequested | BackfillStep,
+    slot: datetime,
+    index: int,
+    due_at: datetime,
+) -> PendingRunState:
+    """The pending run of slot ``index`` of a backfill (the first: due when requested)."""
+    at = _utc(slot)
+    key = backfill_run_key(plan.backfill_id)
+    return PendingRunState(
+        execution_id=make_execution_id(event.task_id, at, 1, key),
+        task_id=event.task_id,
+        partition=partition,
+        trigger=Trigger.BACKFILL,
+        attempt=1,
+        scheduled_for=at,
+        due_at=_utc(due_at),
+        run_key=key,
+        backfill=BackfillCursor(
+            backfill_id=plan.backfill_id,
+            index=index,
+            total=plan.total,
+            end=_utc(plan.end),
+            overlap=plan.overlap,
+            rate=plan.rate,
+        ),
+    )

@@ -28,6 +28,7 @@ from fastapi_offline import FastAPIOffline
 from taskstream.core.http_errors import StrictJsonRoute, install_error_handlers
 from taskstream.core.openapi import install_openapi
 from taskstream.core.refusals import Refusal, field_errors, invalid
+from taskstream.core.routes.backfills import backfills_router
 from taskstream.core.routes.batch import batch_router
 from taskstream.core.routes.executions import executions_router
 from taskstream.core.routes.handlers import handlers_router
@@ -78,6 +79,7 @@ def create_api(runtime: CoreRuntime) -> FastAPI:
         batch_router(writes),
         tasks_router(writes),
         schedules_router(writes),
+        backfills_router(writes),
         executions_router(runtime),
         workers_router(runtime),
         handlers_router(runtime),

@@ -363,7 +363,7 @@ class Scheduler:
                     self.settings.topics.execution(order.queue, order.priority.value),
                     key=order.task_id.encode(),
                     value=encode_work_order(order),
-                    headers=work_order_headers(),
+                    headers=work_order_headers(order),
                 )
             forwarded = len(self._forward)
             cancellations = self.settings.topics.cancellations

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from taskstream.core.aggregate import (
+    BackfillCursor,
     PendingRunState,
     TaskState,
     TaskStatus,
@@ -64,6 +65,10 @@ from taskstream.core.compact_task import (
 from taskstream.core.store import Snapshot
 from taskstream.infra.settings import Topics
 from taskstream.schemas import (
+    BackfillFinished,
+    BackfillOverlap,
+    BackfillState,
+    BackfillStep,
     CancelRequested,
     Event,
     EventData,
@@ -85,7 +90,13 @@ from taskstream.schemas import (
     execution_id,
     quarantine_event_id,
 )
-from taskstream.schemas.schedules import SlotKind, iter_slots, jitter_offset, next_slot
+from taskstream.schemas.schedules import (
+    SlotKind,
+    backfill_slot,
+    iter_slots,
+    jitter_offset,
+    next_slot,
+)
 
 __all__ = ["COMPONENT", "IGNORED_EVENT_TYPES", "MAX_CATCH_UP_FIRES", "Plan", "Shard"]
 
@@ -108,6 +119,8 @@ FAILURES = (ExecutionFailed, ExecutionTimedOut)
 MAX_UNDECIDED = 100_000
 """Failures remembered while their decision is not read (it is the next record of the
 partition but for other writers' records, so this bounds only a log written by hand)."""
+BACKFILL_HOLD_SECONDS = 1.0
+"""How often a backfill with ``overlap: forbid`` looks again whether the task still runs."""
 
 _TASK = 0
 _RUN = 1
@@ -142,6 +155,9 @@ class Shard:
         self._undecided: dict[str, None] = {}
         """Executions whose first outcome was a failure, until their decision: only that
         failure asks for a retry (see :meth:`apply`), in insertion order."""
+        self._finished_backfills: dict[str, None] = {}
+        """Backfills that ended (cancelled, mostly): a step of one still on the way is
+        dropped. Bounded like ``_undecided``: the newest :data:`MAX_UNDECIDED`."""
         self._ready: set[int] = set()
         self._heap: list[tuple[float, str, int]] = []
         """``(due epoch, id, kind)``: ties are broken by the id, then the kind."""
@@ -162,6 +178,7 @@ class Shard:
             for run in snapshot.runs:
                 self._runs[run.execution_id] = run
             self._undecided.update(dict.fromkeys(snapshot.undecided))
+            self._finished_backfills.update(dict.fromkeys(snapshot.finished_backfills))
             self._compactor.maybe_sweep(self._tasks.values())
 
     # -- reading --------------------------------------------------------------------
@@ -262,7 +279,11 @@ class Shard:
                     self._await_decision(data.execution_id)
         elif isinstance(data, ExecutionDeadLettered):
             self._undecided.pop(data.execution_id, None)
+        elif isinstance(data, BackfillFinished):
+            self._finish_backfill(data.backfill_id)
         else:
+            if isinstance(data, BackfillStep) and data.backfill_id in self._finished_backfills:
+                return  # a step written with a fire that raced the backfill's cancel
             if isinstance(data, RetryScheduled):
                 if data.failed_execution_id not in self._undecided:
                     return  # a late copy: the failed attempt was rerun and decided already
@@ -274,6 +295,15 @@ class Shard:
                     self._runs[run.execution_id] = run
                     if partition in self._ready:
                         self._push_run(run)
+
+    def _finish_backfill(self, backfill_id: str) -> None:
+        finished = self._finished_backfills
+        finished[backfill_id] = None
+        if len(finished) > MAX_UNDECIDED:
+            del finished[next(iter(finished))]
+        for ident, run in list(self._runs.items()):
+            if run.backfill is not None and run.backfill.backfill_id == backfill_id:
+                del self._runs[ident]  # its heap entry goes stale
 
     def _await_decision(self, failed: str) -> None:
         undecided = self._undecided
@@ -383,7 +413,7 @@ class Shard:
                     continue
                 planned = len(plan.events), len(plan.orders)
                 try:
-                    self._plan_run(run, plan)
+                    self._plan_run(run, plan, now)
                 except Exception as exc:
                     del plan.events[planned[0] :], plan.orders[planned[1] :]
                     self._runs.pop(run.execution_id, None)
@@ -480,15 +510,64 @@ class Shard:
         for at in fire:
             self._fire(plan, task, at, Trigger.SCHEDULE, 1, execution_id(task_id, at, 1))
 
-    def _plan_run(self, run: PendingRunState, plan: Plan) -> None:
+    def _plan_run(self, run: PendingRunState, plan: Plan, now: datetime) -> None:
         task = self._tasks.get(run.task_id)
         if task is None or task.status is TaskStatus.DELETED:
             self._runs.pop(run.execution_id, None)
             return
+        cursor = run.backfill
+        if cursor is not None:
+            if cursor.backfill_id in self._finished_backfills:
+                self._runs.pop(run.execution_id, None)  # cancelled: its steps fire nothing
+                return
+            if cursor.overlap is BackfillOverlap.FORBID and task.active:
+                wait = now.timestamp() + BACKFILL_HOLD_SECONDS  # until nothing of it runs
+                heapq.heappush(self._heap, (wait, run.execution_id, _RUN))
+                return
         plan.partitions[run.task_id] = run.partition
         self._fire(
-            plan, task, run.scheduled_for, run.trigger, run.attempt, run.execution_id, run.due_at
+            plan,
+            task,
+            run.scheduled_for,
+            run.trigger,
+            run.attempt,
+            run.execution_id,
+            run.due_at,
+            run.run_key,
         )
+        if cursor is not None:
+            self._plan_backfill_step(plan, task, run, cursor, now)
+
+    def _plan_backfill_step(
+        self,
+        plan: Plan,
+        task: CompactTask,
+        run: PendingRunState,
+        cursor: BackfillCursor,
+        now: datetime,
+    ) -> None:
+        """With the fire of a backfill's slot, its next slot (or its end), in the same
+        transaction: the cursor is on the log, so a new owner goes on from there."""
+        following = backfill_slot(
+            schedule_of(task), anchor=time_of(task.anchor), after=run.scheduled_for
+        )
+        if following is None or following > cursor.end:
+            finished = BackfillFinished(
+                backfill_id=cursor.backfill_id, state=BackfillState.COMPLETED, fired=cursor.index
+            )
+            self._event(plan, task.task_id, finished)
+            return
+        step = BackfillStep(
+            backfill_id=cursor.backfill_id,
+            end=cursor.end,
+            overlap=cursor.overlap,
+            rate=cursor.rate,
+            total=cursor.total,
+            slot=following,
+            index=cursor.index + 1,
+            due_at=now + timedelta(seconds=1 / cursor.rate),
+        )
+        self._event(plan, task.task_id, step)
 
     # -- building events ----------------------------------------------------------------
 
@@ -519,6 +598,7 @@ class Shard:
         attempt: int,
         exec_id: str,
         due: datetime | None = None,
+        run_key: str | None = None,
     ) -> None:
         policy = task.policy
         plan.due[exec_id] = slot if due is None else due
@@ -536,6 +616,7 @@ class Shard:
                 queue=policy.queue,
                 timeout=policy.timeout,
                 retry=policy.retry,
+                run_key=run_key,
             )
         )
         self._event(
@@ -549,6 +630,7 @@ class Shard:
                 queue=policy.queue,
                 priority=policy.priority,
                 trigger=trigger,
+                run_key=run_key,
             ),
         )
 

@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from taskstream.core.aggregate import PendingRunState, TaskState, TaskStatus
+from taskstream.core.aggregate import PendingRunState, TaskState, TaskStatus, cursor_from_json
 from taskstream.core.spec_reader import SpecReader
 from taskstream.core.store_fold import Fold, execution_ids
 from taskstream.core.store_writes import read_held, read_tasks, write
@@ -97,6 +97,9 @@ class TaskRow(Base):
     executions_skipped: Mapped[int] = mapped_column(Integer, default=0)
     quarantine: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """Why the task is quarantined (``component``, ``error_type``, ``reason``, ``at``...)."""
+    backfill: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The task's last backfill: ``id``, ``start``, ``end``, ``total``, ``fired``, ``state``
+    (``running``, ``completed``, ``cancelled``)."""
 
 
 class ActiveExecution(Base):
@@ -125,6 +128,9 @@ class PendingRun(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    backfill: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """A backfill's slot: its cursor (:class:`taskstream.core.aggregate.BackfillCursor`)."""
 
     def as_run(self) -> PendingRunState:
         return PendingRunState(
@@ -135,6 +141,8 @@ class PendingRun(Base):
             attempt=self.attempt,
             scheduled_for=as_utc(self.scheduled_for),
             due_at=as_utc(self.due_at),
+            run_key=self.run_key,
+            backfill=cursor_from_json(self.backfill) if self.backfill is not None else None,
         )
 
 
@@ -185,6 +193,9 @@ class Snapshot:
     runs: list[PendingRunState]
     undecided: list[str] = field(default_factory=list)
     """Execution ids of :class:`UndecidedFailure` rows."""
+    finished_backfills: list[str] = field(default_factory=list)
+    """Ids of the tasks' last backfills that ended: a step of one still on the log after
+    the offsets (written with a fire that raced its cancel) fires nothing."""
 
 
 def _json_loads(text: str | bytes) -> Any:
@@ -385,7 +396,13 @@ class TaskStore:
                     )
                 )
             )
-        return Snapshot(offsets, self._stream_tasks(wanted), active, runs, undecided)
+            backfills = session.scalars(
+                select(TaskRow.backfill).where(
+                    TaskRow.partition.in_(wanted), TaskRow.backfill.is_not(None)
+                )
+            )
+            finished = [b["id"] for b in backfills if b and b["state"] != "running"]
+        return Snapshot(offsets, self._stream_tasks(wanted), active, runs, undecided, finished)
 
     def _stream_tasks(self, partitions: list[int]) -> Iterator[TaskState]:
         """The live tasks of ``partitions``, a batch of rows at a time (a million fit).
@@ -509,6 +526,7 @@ def task_as_dict(row: TaskRow) -> dict[str, Any]:
         "last_execution_id": row.last_execution_id,
         "last_status": row.last_status,
         "quarantined": row.quarantine,
+        "backfill": row.backfill,
         "executions": {
             "scheduled": row.executions_scheduled,
             "succeeded": row.executions_succeeded,

@@ -20,15 +20,21 @@ from typing import Any
 import orjson
 
 from taskstream.core.aggregate import (
+    PendingRunState,
     Rejected,
     TaskState,
     TaskStatus,
     after_slot,
     apply,
+    backfill_run_key,
+    cursor_as_json,
     folds,
     pending_run,
 )
 from taskstream.schemas import (
+    BackfillFinished,
+    BackfillRequested,
+    BackfillStep,
     CancelRequested,
     Event,
     ExecutionCancelled,
@@ -129,6 +135,8 @@ class Fold:
         self.finished: set[str] = set()
         self.runs: dict[str, dict[str, Any]] = {}
         self.fired: set[str] = set()
+        self.dropped_run_keys: set[str] = set()
+        """Backfills that ended in this batch: their pending rows to delete by run key."""
 
     def apply(self, partition: int, event: Event | ExecutionFact) -> Rejected | None:
         if isinstance(event, Event):
@@ -155,6 +163,9 @@ class Fold:
                 return None  # a late copy: its execution was decided already
             if isinstance(data, ExecutionDeadLettered):
                 return None
+        if isinstance(data, BackfillRequested | BackfillStep | BackfillFinished):
+            self._backfill(row, event, data, partition)
+            return None
         if isinstance(data, TaskQuarantined):
             if row["status"] == TaskStatus.QUARANTINED.value and row.get("quarantine") is None:
                 row["quarantine"] = quarantine_record(event.occurred_at, data)
@@ -165,16 +176,58 @@ class Fold:
         else:
             run = pending_run(event, partition)
             if run is not None and run.execution_id not in self.fired:
-                self.runs[run.execution_id] = {
-                    "execution_id": run.execution_id,
-                    "task_id": run.task_id,
-                    "partition": partition,
-                    "trigger": run.trigger.value,
-                    "attempt": run.attempt,
-                    "scheduled_for": run.scheduled_for,
-                    "due_at": run.due_at,
-                }
+                self._keep_run(run, partition)
         return None
+
+    def _keep_run(self, run: PendingRunState, partition: int) -> None:
+        self.runs[run.execution_id] = {
+            "execution_id": run.execution_id,
+            "task_id": run.task_id,
+            "partition": partition,
+            "trigger": run.trigger.value,
+            "attempt": run.attempt,
+            "scheduled_for": run.scheduled_for,
+            "due_at": run.due_at,
+            "run_key": run.run_key,
+            "backfill": None if run.backfill is None else cursor_as_json(run.backfill),
+        }
+
+    def _backfill(
+        self,
+        row: dict[str, Any],
+        event: Event,
+        data: BackfillRequested | BackfillStep | BackfillFinished,
+        partition: int,
+    ) -> None:
+        """A backfill's request, next step or end: its progress on the task, its timer."""
+        progress = row.get("backfill")
+        if isinstance(data, BackfillRequested):
+            if progress is not None and progress["state"] == "running":
+                return  # the API refuses a second one; a copy of the first changes nothing
+            row["backfill"] = {
+                "id": data.backfill_id,
+                "start": data.start.astimezone(UTC).isoformat(),
+                "end": data.end.astimezone(UTC).isoformat(),
+                "total": data.total,
+                "fired": 0,
+                "state": "running",
+            }
+        elif progress is None or progress["id"] != data.backfill_id:
+            return  # of another backfill
+        elif isinstance(data, BackfillFinished):
+            if progress["state"] != "running":
+                return
+            row["backfill"] = {**progress, "state": data.state.value}
+            key = backfill_run_key(data.backfill_id)
+            for ident in [i for i, run in self.runs.items() if run["run_key"] == key]:
+                del self.runs[ident]
+            self.dropped_run_keys.add(key)
+        elif progress["state"] != "running":
+            return  # a step written with a fire that raced the backfill's end
+        self.changed.add(event.task_id)
+        run = pending_run(event, partition)
+        if run is not None and run.execution_id not in self.fired:
+            self._keep_run(run, partition)
 
     def _decide(self, execution_id: str) -> bool:
         """Take the execution's decision: False if it was not undecided."""
@@ -214,6 +267,9 @@ class Fold:
                 row["status"], row["last_slot"] = status.value, last_slot
             row["executions_scheduled"] += 1
             row["last_execution_id"], row["last_status"] = fact.execution_id, "scheduled"
+            progress = row.get("backfill")
+            if fact.trigger is Trigger.BACKFILL and progress and progress["state"] == "running":
+                row["backfill"] = {**progress, "fired": progress["fired"] + 1}
             self.finished.discard(fact.execution_id)
             self.active[fact.execution_id] = {
                 "execution_id": fact.execution_id,
@@ -284,6 +340,7 @@ class Fold:
                 "executions_failed": 0,
                 "executions_skipped": 0,
                 "quarantine": None,
+                "backfill": None,
             }
         spec = state.spec
         if self._specs.get(state.task_id) is not spec or "spec" not in row:

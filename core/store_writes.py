@@ -72,6 +72,7 @@ _MUTABLE = (
     "executions_failed",
     "executions_skipped",
     "quarantine",
+    "backfill",
 )
 """The columns of a task that change while its spec does not."""
 
@@ -99,6 +100,9 @@ def write(
         # SET status, updated_at (the other keys of each dict) WHERE the id matches
         connection.execute(_statement(connection, active, "update"), list(fold.status.values()))
     _delete(connection, runs, fold.fired)
+    if fold.dropped_run_keys:  # ended backfills: their next step will not fire
+        keys = sorted(fold.dropped_run_keys)
+        connection.execute(delete(runs).where(runs.c.run_key.in_(keys)))
     _upsert(connection, runs, list(fold.runs.values()))
     _delete(connection, undecided, fold.decided - set(fold.undecided))
     _upsert(connection, undecided, list(fold.undecided.values()))

@@ -44,7 +44,7 @@ from taskstream.schemas import (
     encode_work_order,
     execution_id,
 )
-from taskstream.schemas.codec import Headers
+from taskstream.schemas.codec import Headers, work_order_version
 
 __all__ = ["Ending", "Outcome", "OutcomeRecords", "backoff_seconds", "records_for"]
 
@@ -168,12 +168,13 @@ def records_for(
                 order,
                 RetryScheduled(
                     execution_id=execution_id(
-                        order.task_id, order.scheduled_for, order.attempt + 1
+                        order.task_id, order.scheduled_for, order.attempt + 1, order.run_key
                     ),
                     failed_execution_id=order.execution_id,
                     attempt=order.attempt + 1,
                     scheduled_for=order.scheduled_for,
                     due_at=now + timedelta(seconds=delay),
+                    run_key=order.run_key,
                 ),
             )
         )
@@ -199,7 +200,7 @@ def records_for(
         ("task-id", order.task_id.encode()),
         ("attempt", str(order.attempt).encode()),
         ("event-type", WorkOrder.TYPE.encode()),
-        ("event-version", str(WorkOrder.VERSION).encode()),
+        ("event-version", str(work_order_version(order)).encode()),
     ]
     return OutcomeRecords(events, (encode_work_order(order), headers))
 

@@ -39,6 +39,9 @@ __all__ = [
     "MAX_BATCH",
     "MAX_VERSION",
     "Accepted",
+    "BackfillAccepted",
+    "BackfillProgress",
+    "BackfillRequest",
     "BatchItem",
     "BatchResult",
     "CancelAccepted",
@@ -147,6 +150,18 @@ class StatusRequest(_Request):
     expected_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
+class BackfillRequest(_Request):
+    """``POST /api/tasks/{id}/backfill``: run the task's schedule over a past range."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    """The last instant of the range (a slot at ``end`` is in it); not after now."""
+    overlap: Literal["allow", "forbid"] = "allow"
+    """``forbid``: a slot starts only once nothing of the task runs."""
+    rate: float = Field(default=1.0, gt=0, le=1000)
+    """Slots started per second, at most."""
+
+
 class PreviewRequest(_Request):
     """``POST /api/schedules/preview``: a schedule not created yet, and how many slots."""
 
@@ -243,6 +258,27 @@ class ExecutionCounts(_View):
     skipped: int = 0
 
 
+class BackfillAccepted(_View):
+    """The backfill is on the log: its id and how many slots it runs."""
+
+    task_id: str
+    backfill_id: str
+    total: int
+    first_slot: AwareDatetime
+    state: Literal["running", "cancelled"] = "running"
+
+
+class BackfillProgress(_View):
+    """A task's last backfill: its range, how many of its slots fired, and its state."""
+
+    id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    total: int
+    fired: int
+    state: Literal["running", "completed", "cancelled"]
+
+
 class Task(TaskSpec):
     """A task as ``GET /api/tasks/{id}`` shows it: its definition and its state."""
 
@@ -259,6 +295,8 @@ class Task(TaskSpec):
     quarantined: dict[str, Any] | None = None
     """Why a component set the task aside (``component``, ``error_type``, ``reason``...)."""
     executions: ExecutionCounts = Field(default_factory=ExecutionCounts)
+    backfill: BackfillProgress | None = None
+    """Its last backfill (``POST /api/tasks/{id}/backfill``), if it had one."""
     warnings: list[str] = Field(default_factory=list)
     """Why the task may not run as written (e.g. no live executor serves its handler)."""
 

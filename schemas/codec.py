@@ -32,6 +32,7 @@ __all__ = [
     "event_headers",
     "header_value",
     "work_order_headers",
+    "work_order_version",
 ]
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -104,15 +105,30 @@ def event_from_document(document: object, raw: bytes) -> Event:
 
 
 def encode_work_order(order: WorkOrder) -> bytes:
+    """The order's JSON; without ``run_key`` when it has none (then it reads as v1)."""
+    if order.run_key is None:
+        return order.model_dump_json(exclude={"run_key"}).encode()
     return order.model_dump_json().encode()
 
 
-def work_order_headers() -> Headers:
-    return [
+def work_order_version(order: WorkOrder) -> int:
+    """The version an order is written as: 1 without a ``run_key`` (the same bytes)."""
+    return 1 if order.run_key is None else WorkOrder.VERSION
+
+
+def work_order_headers(order: WorkOrder) -> Headers:
+    """The headers of an order's record (one list per version, shared: do not change it)."""
+    return _ORDER_HEADERS[work_order_version(order)]
+
+
+_ORDER_HEADERS: dict[int, Headers] = {
+    version: [
         (HEADER_EVENT_TYPE, WorkOrder.TYPE.encode()),
-        (HEADER_EVENT_VERSION, str(WorkOrder.VERSION).encode()),
+        (HEADER_EVENT_VERSION, str(version).encode()),
         (HEADER_CONTENT_TYPE, CONTENT_TYPE),
     ]
+    for version in (1, WorkOrder.VERSION)
+}
 
 
 def decode_work_order(raw: bytes | None) -> WorkOrder:

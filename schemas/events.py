@@ -27,6 +27,11 @@ from taskstream.schemas.task import Priority, TaskSpec
 __all__ = [
     "EVENT_TYPES",
     "TERMINAL_EVENT_TYPES",
+    "BackfillFinished",
+    "BackfillOverlap",
+    "BackfillRequested",
+    "BackfillState",
+    "BackfillStep",
     "CancelRequested",
     "Event",
     "EventData",
@@ -174,11 +179,50 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
+    BACKFILL = "backfill"
+    """A slot of a past range, run on request (``BackfillRequested``); since v2."""
+
+
+class _V1:
+    """Enums as v1 of an event knew them (their JSON Schema, as v1 published it)."""
+
+    class Trigger(StrEnum):
+        """Why an execution was scheduled."""
+
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+        RETRY = "retry"
 
 
 @event_type
 class ExecutionScheduled(EventData):
     """The scheduler fired a slot: a work order for ``execution_id`` is on ``topic``."""
+
+    TYPE: ClassVar[str] = "ExecutionScheduled"
+    VERSION: ClassVar[int] = 2
+    execution_id: str
+    attempt: int = Field(ge=1)
+    scheduled_for: AwareDatetime
+    topic: str
+    queue: str
+    priority: Priority
+    trigger: Trigger = Trigger.SCHEDULE
+    run_key: str | None = Field(
+        default=None,
+        description=(
+            "which run of the slot this is, beside the schedule's own: 'backfill:<id>' "
+            "for a backfill's; null for the schedule's slots, run-now and their retries "
+            "(and when read from v1). Part of the execution id: see schemas.ids"
+        ),
+    )
+
+
+@event_type
+class ExecutionScheduledV1(EventData):
+    """The scheduler fired a slot: a work order for ``execution_id`` is on ``topic``."""
+
+    # v1 as published (no backfill trigger, no run_key): read as v2, run_key None
+    model_config = ConfigDict(title="ExecutionScheduled")  # the published v1 schema's
 
     TYPE: ClassVar[str] = "ExecutionScheduled"
     execution_id: str
@@ -187,7 +231,11 @@ class ExecutionScheduled(EventData):
     topic: str
     queue: str
     priority: Priority
-    trigger: Trigger = Trigger.SCHEDULE
+    trigger: _V1.Trigger = _V1.Trigger.SCHEDULE
+
+    def upgraded(self) -> EventData:
+        fields = {**dict(self), "trigger": Trigger(self.trigger.value)}
+        return ExecutionScheduled.model_construct(**fields)
 
 
 class SkipReason(StrEnum):
@@ -215,6 +263,7 @@ class RetryScheduled(EventData):
     """A failed attempt will be tried again: the core fires ``attempt`` at ``due_at``."""
 
     TYPE: ClassVar[str] = "RetryScheduled"
+    VERSION: ClassVar[int] = 2
     execution_id: str
     """The id of the new attempt."""
     failed_execution_id: str
@@ -222,6 +271,86 @@ class RetryScheduled(EventData):
     scheduled_for: AwareDatetime
     """The slot the first attempt ran for."""
     due_at: AwareDatetime
+    run_key: str | None = Field(
+        default=None,
+        description="the failed attempt's run_key (see ExecutionScheduled); null from v1",
+    )
+
+
+@event_type
+class RetryScheduledV1(EventData):
+    """A failed attempt will be tried again: the core fires ``attempt`` at ``due_at``."""
+
+    # v1 as published (no run_key): read as v2, run_key None
+    model_config = ConfigDict(title="RetryScheduled")  # the published v1 schema's
+    TYPE: ClassVar[str] = "RetryScheduled"
+    execution_id: str
+    """The id of the new attempt."""
+    failed_execution_id: str
+    attempt: int = Field(ge=2)
+    scheduled_for: AwareDatetime
+    """The slot the first attempt ran for."""
+    due_at: AwareDatetime
+
+    def upgraded(self) -> EventData:
+        return RetryScheduled.model_construct(**dict(self))
+
+
+class BackfillOverlap(StrEnum):
+    """Whether a backfill's next slot may start while an execution of the task runs."""
+
+    ALLOW = "allow"
+    FORBID = "forbid"
+
+
+class _BackfillPlan(EventData):
+    """What every step of a backfill carries forward: its range and its pace."""
+
+    backfill_id: str
+    end: AwareDatetime
+    """The last slot of the range (inclusive)."""
+    overlap: BackfillOverlap = BackfillOverlap.ALLOW
+    rate: float = Field(gt=0, description="slots started per second, at most")
+    total: int = Field(ge=1, description="the slots of the range, computed at the request")
+
+
+@event_type
+class BackfillRequested(_BackfillPlan):
+    """Run the task's schedule over a past range: ``start`` to ``end``, paced.
+
+    The core fires ``first_slot`` (the first slot of the schedule at or after ``start``)
+    as a pending run, then each next slot as a :class:`BackfillStep`, until ``end``.
+    """
+
+    TYPE: ClassVar[str] = "BackfillRequested"
+    start: AwareDatetime
+    first_slot: AwareDatetime
+
+
+@event_type
+class BackfillStep(_BackfillPlan):
+    """The next slot of a backfill, due at ``due_at``: written with the fire of the one
+    before it, in the same transaction, so the cursor survives failover."""
+
+    TYPE: ClassVar[str] = "BackfillStep"
+    slot: AwareDatetime
+    index: int = Field(ge=2, description="its place in the range, from 1")
+    due_at: AwareDatetime
+
+
+class BackfillState(StrEnum):
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+@event_type
+class BackfillFinished(EventData):
+    """A backfill ended: every slot of its range fired (``completed``) or it was cancelled."""
+
+    TYPE: ClassVar[str] = "BackfillFinished"
+    backfill_id: str
+    state: BackfillState
+    fired: int = Field(ge=0, description="the range's slots fired, by the core's count")
 
 
 @event_type
@@ -235,6 +364,7 @@ class DeadLetterReplayed(EventData):
     """
 
     TYPE: ClassVar[str] = "DeadLetterReplayed"
+    VERSION: ClassVar[int] = 2
     execution_id: str
     """The id of the new attempt."""
     dead_lettered_execution_id: str
@@ -242,6 +372,35 @@ class DeadLetterReplayed(EventData):
     scheduled_for: AwareDatetime
     """The slot the first attempt ran for."""
     due_at: AwareDatetime
+    run_key: str | None = Field(
+        default=None,
+        description="the dead-lettered run's run_key (see ExecutionScheduled); null from v1",
+    )
+
+
+@event_type
+class DeadLetterReplayedV1(EventData):
+    """An operator replayed a dead-lettered execution (``taskstream dlq replay``): the core
+    fires ``attempt`` at ``due_at``, like a retry.
+
+    Not a ``RetryScheduled``: the core takes a retry only as the decision of an
+    execution's first failure, so a late copy of one (its attempt rerun after a crash)
+    fires nothing, and a dead-lettered execution was decided already.
+    """
+
+    # v1 as published (no run_key): read as v2, run_key None
+    model_config = ConfigDict(title="DeadLetterReplayed")  # the published v1 schema's
+    TYPE: ClassVar[str] = "DeadLetterReplayed"
+    execution_id: str
+    """The id of the new attempt."""
+    dead_lettered_execution_id: str
+    attempt: int = Field(ge=2)
+    scheduled_for: AwareDatetime
+    """The slot the first attempt ran for."""
+    due_at: AwareDatetime
+
+    def upgraded(self) -> EventData:
+        return DeadLetterReplayed.model_construct(**dict(self))
 
 
 # Since outcome events v2, ExecutionStarted is written only for a run still going after

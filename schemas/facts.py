@@ -122,6 +122,8 @@ def _fact(kind: str, document: dict[str, Any]) -> ExecutionFact | None:
     execution_id, attempt = data["execution_id"], data["attempt"]
     occurred_at, scheduled_for = document["occurred_at"], data["scheduled_for"]
     trigger = _TRIGGERS.get(data.get("trigger", "schedule"))
+    if trigger is Trigger.BACKFILL and document["version"] < 2:  # v1 knew no backfill
+        return None
     if (
         type(event_id) is not str
         or type(task_id) is not str

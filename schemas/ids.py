@@ -13,16 +13,20 @@ _NAMESPACE_BYTES = _EXECUTION_NAMESPACE.bytes
 _QUARANTINE_NAMESPACE = uuid.UUID("5f0c7f4e-8a53-4c39-9d63-2f3f8f1d7a10")
 
 
-def execution_id(task_id: str, slot: datetime, attempt: int) -> str:
+def execution_id(task_id: str, slot: datetime, attempt: int, run_key: str | None = None) -> str:
     """The id of attempt ``attempt`` of the run of ``task_id`` due at ``slot``.
 
     The same inputs give the same id on every machine: ``uuid5`` over the task id, the
-    slot in UTC with microseconds, and the attempt number.
+    slot in UTC with microseconds, and the attempt number. ``run_key`` names another run
+    of the same slot than the schedule's (``backfill:<id>``): its attempts have ids of
+    their own, which no attempt of the schedule's run shares.
     """
     if slot.tzinfo is None:
         raise ValueError("slot must be timezone-aware: pass a datetime with tzinfo, e.g. UTC")
     stamp = slot.astimezone(UTC).isoformat(timespec="microseconds")
-    return _uuid5(f"{task_id}|{stamp}|{attempt}")
+    if run_key is None:
+        return _uuid5(f"{task_id}|{stamp}|{attempt}")
+    return _uuid5(f"{task_id}|{run_key}|{stamp}|{attempt}")
 
 
 def _uuid5(name: str) -> str:

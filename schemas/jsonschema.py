@@ -17,7 +17,7 @@ from taskstream.schemas.alerts import AlertNotification
 from taskstream.schemas.events import EVENT_TYPES, EventData
 from taskstream.schemas.execution_log import ExecutionLogChunk
 from taskstream.schemas.task import TaskSpec
-from taskstream.schemas.work_order import WorkOrder
+from taskstream.schemas.work_order import WorkOrder, WorkOrderV1
 from taskstream.schemas.workers import WorkerHeartbeat
 
 __all__ = ["SCHEMA_DIR", "build_schemas", "render", "write_schemas"]
@@ -68,9 +68,9 @@ def build_schemas() -> dict[str, dict[str, Any]]:
         for (_, _), data_type in sorted(EVENT_TYPES.items())
     }
     documents["task.json"] = _document_schema(TaskSpec, "task.json")
-    documents[f"work-order.v{WorkOrder.VERSION}.json"] = _document_schema(
-        WorkOrder, f"work-order.v{WorkOrder.VERSION}.json"
-    )
+    for order in (WorkOrderV1, WorkOrder):  # v1 as published, beside the current one
+        name = f"work-order.v{order.VERSION}.json"
+        documents[name] = _document_schema(order, name)
     documents[f"execution-log-chunk.v{ExecutionLogChunk.VERSION}.json"] = _document_schema(
         ExecutionLogChunk, f"execution-log-chunk.v{ExecutionLogChunk.VERSION}.json"
     )

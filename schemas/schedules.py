@@ -42,6 +42,7 @@ __all__ = [
     "Slot",
     "SlotKind",
     "UpcomingSlot",
+    "backfill_slot",
     "check_schedule",
     "iter_slots",
     "jitter_offset",
@@ -162,6 +163,29 @@ def iter_slots(
     while slot is not None and slot.at <= until:
         yield slot
         slot = next_slot(schedule, anchor=anchor, after=slot.at)
+
+
+def backfill_slot(schedule: Schedule, *, anchor: datetime, after: datetime) -> datetime | None:
+    """The schedule's first firing slot strictly after ``after``, in the past too.
+
+    A backfill runs the schedule over a range that may precede the task: cron slots are
+    the expression's; an ``every`` without ``start`` extends its grid (``anchor + k *
+    every``) backwards; ``start`` and ``end`` still bound it. A repeated local time
+    (``SKIP_DST``) is no slot of a backfill. None: no further slot (or a one-shot).
+    """
+    if schedule.kind is ScheduleKind.AT:
+        return None
+    if schedule.kind is ScheduleKind.EVERY and schedule.start is None:
+        assert schedule.every is not None
+        steps = math.floor((after - anchor) / schedule.every) + 1
+        slot = anchor + steps * schedule.every
+        while slot <= after:  # float rounding on very long grids
+            slot += schedule.every
+        return None if schedule.end is not None and slot > schedule.end else slot
+    found = next_slot(schedule, anchor=anchor, after=after)
+    while found is not None and found.kind is SlotKind.SKIP_DST:
+        found = next_slot(schedule, anchor=anchor, after=found.at)
+    return None if found is None else found.at
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 - :mod:`.tasks`: a task's life, ``/api/tasks`` and ``/api/tasks/{id}/...``;
 - :mod:`.batch`: ``POST /api/tasks/batch``;
+- :mod:`.backfills`: ``POST`` and ``DELETE /api/tasks/{id}/backfill``;
 - :mod:`.schedules`: ``GET /api/tasks/{id}/next`` and ``POST /api/schedules/preview``;
 - :mod:`.executions`: ``/api/executions/{id}/logs``;
 - :mod:`.workers`: ``/api/workers``, the executors;

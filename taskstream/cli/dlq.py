@@ -187,11 +187,12 @@ def _replay(wanted: str) -> int:
     event = Event.create(
         order.task_id,
         DeadLetterReplayed(
-            execution_id=execution_id(order.task_id, order.scheduled_for, attempt),
+            execution_id=execution_id(order.task_id, order.scheduled_for, attempt, order.run_key),
             dead_lettered_execution_id=order.execution_id,
             attempt=attempt,
             scheduled_for=order.scheduled_for,
             due_at=datetime.now(UTC),
+            run_key=order.run_key,
         ),
     )
     producer = Producer(producer_config(settings, partitioner="murmur2_random"))

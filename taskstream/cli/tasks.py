@@ -14,6 +14,8 @@
   taskstream tasks history "$id"    its last executions, as the monitor saw them
   taskstream tasks next "$id" --count 5     its next slots, as the scheduler will fire them
   taskstream tasks preview "30 2 * * *" --timezone Europe/Berlin   before creating it
+  taskstream tasks backfill "$id" --start 2030-01-01T00:00:00Z --end 2030-01-01T23:00:00Z
+  taskstream tasks backfill "$id" --cancel
   taskstream tasks delete "$id" --yes
 
 SCHEDULE: 30s, "every 1h30m", "*/5 * * * *" (or 6 fields, seconds first), @daily, or
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -350,6 +353,57 @@ def preview(
     with connect(ctx, api, token, verbose) as (client, _):
         answer = client.preview_schedule(when, count=count)
     _print_preview(answer, as_json)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a time: write it like 2030-01-01T00:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} has no offset: add Z or +01:00")
+    return value
+
+
+InstantOption = Annotated[
+    datetime | None, typer.Option(parser=_instant, metavar="TIME", help="ISO 8601, with offset")
+]
+
+
+@app.command("backfill")
+@calls_api
+def backfill(
+    ctx: typer.Context,
+    task_id: IdArgument,
+    start: InstantOption = None,
+    end: InstantOption = None,
+    rate: Annotated[float, typer.Option(min=0.001, max=1000, help="slots a second")] = 1.0,
+    forbid_overlap: Annotated[
+        bool, typer.Option("--forbid-overlap", help="a slot starts once nothing of it runs")
+    ] = False,
+    cancel_it: Annotated[bool, typer.Option("--cancel", help="cancel the running one")] = False,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    token: TokenOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run the task's schedule over a past range, paced; prints the backfill's id."""
+    if not cancel_it and (start is None or end is None):
+        raise typer.BadParameter("give --start and --end (or --cancel)")
+    with connect(ctx, api, token, verbose) as (client, _):
+        if cancel_it:
+            answer = client.cancel_backfill(task_id)
+        else:
+            assert start is not None and end is not None
+            overlap = "forbid" if forbid_overlap else "allow"
+            answer = client.backfill(task_id, start=start, end=end, overlap=overlap, rate=rate)
+    if as_json:
+        print_json(answer)
+        return
+    print(answer.backfill_id)
+    note(f"{answer.state}: {answer.total} slot(s) from {answer.first_slot.isoformat()}")
 
 
 @app.command("run")

@@ -19,6 +19,7 @@ from taskstream.client.errors import ArgumentError, UnexpectedAnswer, refusal
 from taskstream.schemas.alert_rules import AlertRule, Rule
 from taskstream.schemas.api import (
     Accepted,
+    BackfillAccepted,
     BatchResult,
     CancelAccepted,
     CreateTaskRequest,
@@ -223,6 +224,19 @@ def preview_schedule(
     if after is not None:
         body["after"] = after.isoformat()
     return Call("core", "POST", "/api/schedules/preview", _model(SchedulePreview), body=body)
+
+
+def backfill(
+    task_id: str, start: datetime, end: datetime, overlap: str, rate: float
+) -> Call[BackfillAccepted]:
+    body = {"start": start.isoformat(), "end": end.isoformat(), "overlap": overlap, "rate": rate}
+    path = f"{_task_path(task_id)}/backfill"
+    return Call("core", "POST", path, _model(BackfillAccepted), body=body, retry=False)
+
+
+def cancel_backfill(task_id: str) -> Call[BackfillAccepted]:
+    path = f"{_task_path(task_id)}/backfill"
+    return Call("core", "DELETE", path, _model(BackfillAccepted), retry=False)
 
 
 def handlers() -> Call[HandlerList]:

@@ -19,6 +19,7 @@ from taskstream.client.retrying import retry_policy
 from taskstream.schemas.alert_rules import AlertRule, Rule
 from taskstream.schemas.api import (
     Accepted,
+    BackfillAccepted,
     BatchResult,
     CancelAccepted,
     ExecutionLogs,
@@ -209,6 +210,24 @@ class Client(ClientBase[httpx.Client, httpx.BaseTransport]):
         """The first ``count`` slots of a schedule not created yet (from ``after``, or now);
         ``ValidationFailed`` if a create would refuse it."""
         return self.send(op.preview_schedule(schedule, count, after))
+
+    def backfill(
+        self,
+        task_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        overlap: str = "allow",
+        rate: float = 1.0,
+    ) -> BackfillAccepted:
+        """Run the task's schedule over ``[start, end]`` (past), ``rate`` slots a second at
+        most; ``overlap="forbid"``: a slot starts once nothing of the task runs. Its
+        progress is ``get_task(task_id).backfill``."""
+        return self.send(op.backfill(task_id, start, end, overlap, rate))
+
+    def cancel_backfill(self, task_id: str) -> BackfillAccepted:
+        """Cancel the task's running backfill (slots fired already still run)."""
+        return self.send(op.cancel_backfill(task_id))
 
     def handlers(self) -> HandlerList:
         """The handlers a task may name, their params' JSON Schema, where they are served."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -199,3 +200,23 @@ def test_next_and_preview_show_the_slots_before_they_fire(stack: Stack) -> None:
     )
     refused = _cli(stack, "preview", "at 2001-01-01T00:00:00Z")
     assert refused.returncode == 1 and "never fires" in refused.stderr
+
+
+def test_backfill_runs_a_past_range_and_get_shows_its_progress(stack: Stack) -> None:
+    task_id = _add(stack, "cli-backfill", "0 * * * *")
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = day.isoformat(), (day + timedelta(hours=3)).isoformat()
+    out = _ok(stack, "backfill", task_id, "--start", start, "--end", end, "--rate", "50")
+    backfill_id = out.strip()
+    assert len(backfill_id) == 36
+
+    def completed() -> dict[str, Any] | None:
+        progress: dict[str, Any] | None = _task(stack, task_id).get("backfill")
+        return progress if progress and progress["state"] == "completed" else None
+
+    progress = eventually(completed, timeout=60, what="the backfill to complete")
+    assert (progress["id"], progress["fired"], progress["total"]) == (backfill_id, 4, 4)
+    nothing = _cli(stack, "backfill", task_id, "--cancel")
+    assert nothing.returncode == 1 and "no backfill running" in nothing.stderr
+    usage = _cli(stack, "backfill", task_id)
+    assert usage.returncode == 2 and "--start and --end" in usage.stderr

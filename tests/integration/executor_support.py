@@ -34,10 +34,16 @@ from taskstream.schemas import (
     encode_work_order,
     event_headers,
     execution_id,
-    work_order_headers,
 )
 
 TERMINAL_TYPES = frozenset(model.TYPE for model in TERMINAL_EVENT_TYPES)
+
+
+_RAW_HEADERS = [
+    ("event-type", b"WorkOrder"),
+    ("event-version", b"1"),
+    ("content-type", b"application/json"),
+]
 
 
 def executor_settings(bootstrap_servers: str, prefix: str, **overrides: Any) -> ExecutorSettings:
@@ -127,9 +133,10 @@ class Writer:
         self.flush()
 
     def raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Any bytes, with the headers of a v1 work order (poison records too)."""
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, headers=work_order_headers())
+                self._producer.produce(topic, key=key, value=value, headers=_RAW_HEADERS)
                 return
             except BufferError:
                 self._producer.poll(0.1)

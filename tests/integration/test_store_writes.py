@@ -14,11 +14,16 @@ from typing import Any
 
 import pytest
 
+from taskstream.core.aggregate import backfill_run_key
 from taskstream.core.shard import Shard
 from taskstream.core.store import AppliedRecord, TaskStore, make_engine
 from taskstream.core.store_fold import decode_record
 from taskstream.infra.settings import CommonSettings
 from taskstream.schemas import (
+    BackfillFinished,
+    BackfillRequested,
+    BackfillState,
+    BackfillStep,
     CancelRequested,
     Event,
     ExecutionDeadLettered,
@@ -40,6 +45,7 @@ from taskstream.schemas import (
     TaskUpdated,
     Trigger,
     encode_event,
+    execution_id,
 )
 
 T0 = datetime(2030, 1, 1, 9, tzinfo=UTC)
@@ -271,3 +277,85 @@ def test_a_late_copy_of_a_retry_that_ran_leaves_no_pending_run(
     row = store.get("x")
     assert row is not None
     assert (row.executions_scheduled, row.executions_failed, row.executions_succeeded) == (2, 1, 1)
+
+
+def _backfill_log(cancel: bool) -> list[tuple[int, Event]]:
+    """A task, a backfill of 3 hourly slots, its first slot fired with the next step."""
+    spec = TaskSpec(name="hourly", schedule=Schedule(cron="0 * * * *"), handler="h")
+    start = T0 - timedelta(days=1)
+    key = backfill_run_key("bf")
+    plan: dict[str, Any] = {"backfill_id": "bf", "end": start + timedelta(hours=2), "rate": 2.0}
+    log = [
+        Event.create("t", TaskCreated(task=spec), occurred_at=T0 - timedelta(hours=1)),
+        Event.create(
+            "t",
+            BackfillRequested(start=start, first_slot=start, total=3, **plan),
+            occurred_at=T0,
+        ),
+        _scheduled(
+            "t", execution_id("t", start, 1, key), start, trigger=Trigger.BACKFILL, run_key=key
+        ),
+        Event.create(
+            "t",
+            BackfillStep(
+                slot=start + timedelta(hours=1),
+                index=2,
+                total=3,
+                due_at=T0 + timedelta(seconds=1),
+                **plan,
+            ),
+        ),
+    ]
+    if cancel:
+        finished = BackfillFinished(backfill_id="bf", state=BackfillState.CANCELLED, fired=1)
+        log.append(Event.create("t", finished))
+        late = BackfillStep(slot=start + timedelta(hours=2), index=3, total=3, due_at=T0, **plan)
+        log.append(Event.create("t", late))  # raced the cancel: fires nothing
+    return [(0, event) for event in log]
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+@pytest.mark.parametrize("size", [1, 1000])
+def test_a_backfill_s_progress_and_next_step_are_kept_until_it_ends(
+    new_store: Callable[[], TaskStore], size: int, cancel: bool
+) -> None:
+    log = _backfill_log(cancel)
+    stores = {name: new_store() for name in ("fast", "model")}
+    for name, store in stores.items():
+        records = _records(log, encoded=name == "fast")
+        for start in range(0, len(records), size):
+            store.apply(records[start : start + size])
+    fast, model = (stores[name].dump() for name in ("fast", "model"))
+    assert fast == model
+    row = stores["fast"].get("t")
+    assert row is not None and row.backfill is not None
+    assert (row.backfill["fired"], row.backfill["total"]) == (1, 3)
+    assert row.backfill["state"] == ("cancelled" if cancel else "running")
+    runs = stores["fast"].snapshot([0]).runs
+    shard = Shard(CommonSettings().topics)
+    for partition, event in log:
+        shard.apply(event, partition)
+    if cancel:
+        assert runs == []
+        # a new owner restored from the store, then a step that raced the cancel: nothing
+        restored = Shard(CommonSettings().topics, stores["fast"].snapshot([0]))
+        restored.mark_ready(0)
+        late = BackfillStep(
+            backfill_id="bf",
+            end=T0,
+            total=3,
+            rate=2.0,
+            slot=T0 - timedelta(hours=1),
+            index=3,
+            due_at=T0,
+        )
+        restored.apply(Event.create("t", late), 0)
+        plan = restored.due(T0 + timedelta(seconds=5), limit=10)
+        fired = [e.data for e in plan.events if isinstance(e.data, ExecutionScheduled)]
+        assert [f.trigger for f in fired] == [Trigger.SCHEDULE]  # the task's own 09:00 only
+        return
+    [run] = runs  # the next step, with its cursor: a new owner goes on from there
+    assert run.trigger is Trigger.BACKFILL and run.run_key == backfill_run_key("bf")
+    assert run.backfill is not None and (run.backfill.index, run.backfill.total) == (2, 3)
+    assert run.scheduled_for == T0 - timedelta(days=1) + timedelta(hours=1)
+    assert run == shard._runs[run.execution_id]  # the scheduler's fold holds the same timer
