@@ -46,7 +46,7 @@ def backfills_router(writes: TaskWrites) -> APIRouter:
         status_code=202,
         summary="Run the task's schedule over a past range, paced",
         responses=error_responses(
-            401, 404, 409, 422, 503, also=answers((202, BackfillAccepted, "on the log"))
+            400, 401, 404, 409, 413, 422, 503, also=answers((202, BackfillAccepted, "on the log"))
         ),
     )
     async def backfill(
