@@ -275,7 +275,7 @@ def test_the_async_client_makes_the_same_calls(secured: Stack) -> None:
                 if done and done[0].finished_at:
                     return await client.get_task(task.id), done[0]
                 assert asyncio.get_running_loop().time() < deadline, "the async run never ended"
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # poll interval of the deadline-bounded wait above
 
     task, record = asyncio.run(scenario())
     assert task.name == "client-async" and record.status == "succeeded"
